@@ -1,0 +1,17 @@
+"""PatentLMM model: configuration and PyTorch modules (copied flat into checkpoints as remote code)."""
+
+from .configuration_patentlmm import PatentLMMConfig
+from .modeling_patentlmm import (
+    PatentLMMCausalLMOutputWithPast,
+    PatentLMMForConditionalGeneration,
+    PatentLMMModel,
+    PatentLMMPreTrainedModel,
+)
+
+__all__ = [
+    "PatentLMMCausalLMOutputWithPast",
+    "PatentLMMConfig",
+    "PatentLMMForConditionalGeneration",
+    "PatentLMMModel",
+    "PatentLMMPreTrainedModel",
+]

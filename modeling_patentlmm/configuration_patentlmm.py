@@ -1,0 +1,145 @@
+"""Configuration of PatentLMM: a PatentMME (LayoutLMv3) encoder, a projector and a causal-LM decoder.
+
+This file imports only installed libraries, so it can be copied next to a checkpoint as remote code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoConfig, LayoutLMv3Config
+
+try:  # transformers >= 5
+    from transformers import PreTrainedConfig
+except ImportError:  # transformers 4.x
+    from transformers import PretrainedConfig as PreTrainedConfig
+
+__all__ = ["PatentLMMConfig", "PATENTMME_LARGE"]
+
+# PatentMME is LayoutLMv3-large pretrained on patent figures at 384 px with 16 px patches
+# (24 x 24 = 576 patches). These are the values its checkpoint was trained with.
+PATENTMME_LARGE: dict[str, Any] = {
+    "hidden_size": 1024,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "intermediate_size": 4096,
+    "input_size": 384,
+    "patch_size": 16,
+    "vocab_size": 50265,
+    "max_position_embeddings": 514,
+    "pad_token_id": 1,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+}
+
+PROJECTOR_TYPES = ("mlp2x_gelu", "linear")
+# "patch" drops the first encoder position (the OCR <s> token), exactly as the original
+# LLaVA-based code did; "cls_patch" keeps every position.
+FEATURE_SELECT_STRATEGIES = ("patch", "cls_patch")
+
+
+class PatentLMMConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`PatentLMMForConditionalGeneration`].
+
+    Args:
+        vision_config (`dict` or `LayoutLMv3Config`, *optional*):
+            The PatentMME encoder. Defaults to LayoutLMv3-large at `input_size=384`, `patch_size=16`.
+        text_config (`dict` or `PretrainedConfig`, *optional*):
+            Any causal-LM config (a dict needs `model_type`). Defaults to a LLaMA-2-7B-shaped `LlamaConfig`
+            whose vocabulary has one extra row for `<image>` (32,001).
+        projector_type (`str`, *optional*, defaults to `"mlp2x_gelu"`):
+            `"mlp2x_gelu"` (Linear, GELU, Linear) or `"linear"`.
+        vision_feature_layer (`int`, *optional*, defaults to -2):
+            Index into the encoder's `hidden_states` whose output feeds the projector.
+        vision_feature_select_strategy (`str`, *optional*, defaults to `"patch"`):
+            `"patch"` drops the first encoder position (T_ocr - 1 + 577 features, the original's choice);
+            `"cls_patch"` keeps all of them (T_ocr + 577 features).
+        image_token_id (`int`, *optional*, defaults to 32000):
+            Id of the `<image>` placeholder in the decoder's vocabulary.
+        max_ocr_tokens (`int`, *optional*, defaults to 512):
+            Longest OCR token sequence the encoder accepts.
+        freeze_vision_tower (`bool`, *optional*, defaults to `True`):
+            Whether the encoder's weights are frozen when the model is built.
+    """
+
+    model_type = "patentlmm"
+    sub_configs = {"vision_config": LayoutLMv3Config, "text_config": AutoConfig}
+
+    def __init__(
+        self,
+        vision_config: dict | LayoutLMv3Config | None = None,
+        text_config: dict | PreTrainedConfig | None = None,
+        projector_type: str = "mlp2x_gelu",
+        vision_feature_layer: int = -2,
+        vision_feature_select_strategy: str = "patch",
+        image_token_id: int = 32000,
+        max_ocr_tokens: int = 512,
+        freeze_vision_tower: bool = True,
+        tie_word_embeddings: bool = False,
+        **kwargs,
+    ):
+        if vision_config is None:
+            vision_config = dict(PATENTMME_LARGE)
+        if isinstance(vision_config, dict):
+            vision_config = LayoutLMv3Config(**{k: v for k, v in vision_config.items() if k != "model_type"})
+        if text_config is None:
+            # LLaMA-2-7B (Vicuna-7B v1.5) with one extra row for the <image> token.
+            text_config = {"model_type": "llama", "vocab_size": 32001}
+        if isinstance(text_config, dict):
+            text_config = dict(text_config)
+            model_type = text_config.pop("model_type", None)
+            if model_type is None:
+                raise ValueError("text_config needs a 'model_type' (for example 'llama').")
+            text_config = AutoConfig.for_model(model_type, **text_config)
+
+        if projector_type not in PROJECTOR_TYPES:
+            raise ValueError(f"projector_type must be one of {PROJECTOR_TYPES}, got {projector_type!r}.")
+        if vision_feature_select_strategy not in FEATURE_SELECT_STRATEGIES:
+            raise ValueError(
+                f"vision_feature_select_strategy must be one of {FEATURE_SELECT_STRATEGIES}, "
+                f"got {vision_feature_select_strategy!r}."
+            )
+        num_encoder_outputs = vision_config.num_hidden_layers + 1  # embeddings + one per layer
+        if not -num_encoder_outputs <= vision_feature_layer < num_encoder_outputs:
+            raise ValueError(
+                f"vision_feature_layer={vision_feature_layer} is out of range for an encoder with "
+                f"{vision_config.num_hidden_layers} layers ({num_encoder_outputs} hidden states)."
+            )
+        if vision_config.input_size % vision_config.patch_size != 0:
+            raise ValueError(
+                f"vision_config.input_size={vision_config.input_size} is not a multiple of "
+                f"vision_config.patch_size={vision_config.patch_size}."
+            )
+        if not 2 <= max_ocr_tokens <= vision_config.max_position_embeddings - 2:
+            raise ValueError(
+                f"max_ocr_tokens={max_ocr_tokens} must be in [2, {vision_config.max_position_embeddings - 2}] "
+                f"(the encoder's max_position_embeddings={vision_config.max_position_embeddings} minus 2)."
+            )
+        if not 0 <= image_token_id < text_config.vocab_size:
+            raise ValueError(
+                f"image_token_id={image_token_id} is outside the decoder vocabulary (vocab_size={text_config.vocab_size})."
+            )
+
+        self.vision_config = vision_config
+        self.text_config = text_config
+        self.projector_type = projector_type
+        self.vision_feature_layer = vision_feature_layer
+        self.vision_feature_select_strategy = vision_feature_select_strategy
+        self.image_token_id = image_token_id
+        self.max_ocr_tokens = max_ocr_tokens
+        self.freeze_vision_tower = freeze_vision_tower
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+
+    @property
+    def num_image_patches(self) -> int:
+        """Visual positions of the encoder: the visual CLS token plus (input_size / patch_size) ** 2 patches."""
+        return (self.vision_config.input_size // self.vision_config.patch_size) ** 2 + 1
+
+    def num_image_features(self, num_ocr_tokens: int) -> int:
+        """Number of image features (= `<image>` placeholder tokens) for a sample with `num_ocr_tokens` OCR tokens."""
+        dropped = 1 if self.vision_feature_select_strategy == "patch" else 0
+        return num_ocr_tokens + self.num_image_patches - dropped
+
+
+PatentLMMConfig.register_for_auto_class()

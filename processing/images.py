@@ -1,0 +1,87 @@
+"""Pure image helpers: open safely, convert any mode to RGB, pad to a square."""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Union
+
+import numpy as np
+from PIL import Image
+
+from .constants import DEFAULT_MAX_IMAGE_PIXELS
+
+__all__ = ["ImageInput", "ImageTooLargeError", "expand_to_square", "load_image", "to_rgb"]
+
+ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+
+
+class ImageTooLargeError(ValueError):
+    """An image has more pixels than the configured cap (a guard against decompression bombs)."""
+
+
+def _check_size(width: int, height: int, max_pixels: int | None, name: str) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name} is {width}x{height} = {width * height:,} pixels, over the cap of {max_pixels:,} "
+            "(a guard against decompression bombs). Downscale it, or raise max_image_pixels if you trust it."
+        )
+
+
+def load_image(image: ImageInput, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Returns `image` as an RGB `PIL.Image`, checking its size before any pixel is decoded.
+
+    Accepts a path, encoded bytes, a `PIL.Image` or an `(H, W)` / `(H, W, C)` uint8 array.
+    """
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    if isinstance(image, Image.Image):
+        _check_size(*image.size, max_pixels, "The image")
+        return to_rgb(image)
+    if isinstance(image, bytes):
+        source, name = io.BytesIO(image), "The image bytes"
+    elif isinstance(image, (str, os.PathLike)):
+        source, name = os.fspath(image), f"Image {os.fspath(image)!r}"
+    else:
+        raise TypeError(f"Unsupported image type {type(image).__name__}: pass a path, bytes, PIL.Image or array.")
+    # Our own cap replaces Pillow's global one, which would otherwise warn or raise with another message.
+    previous_cap, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(source) as opened:  # reads the header only
+            _check_size(*opened.size, max_pixels, name)
+            opened.load()
+            return to_rgb(opened)
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous_cap
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Converts any Pillow mode (1, L, P, LA, RGBA, CMYK, I;16, I, F, ...) to 8-bit RGB.
+
+    Transparent areas become white (the paper of a patent sheet); 16- and 32-bit greyscale is rescaled to 0-255.
+    """
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        low, high = float(pixels.min()), float(pixels.max())
+        scaled = pixels / 256 if high > low else np.zeros_like(pixels)
+        return Image.fromarray(scaled.round().astype(np.uint8), mode="L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def expand_to_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
+    """Pads `image` (W, H) to (S, S), S = max(W, H), centred on a background of colour `fill`."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    square = Image.new(image.mode, (side, side), fill)
+    square.paste(image, ((side - width) // 2, (side - height) // 2))
+    return square

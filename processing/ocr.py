@@ -1,0 +1,115 @@
+"""OCR helpers: Tesseract words and boxes, LayoutLMv3 tokenisation, truncation, and the official `ocr.json` format.
+
+All functions are pure (no model); `run_tesseract` is the only one that starts a program.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image
+
+from .constants import DEFAULT_MAX_OCR_TOKENS, OCR_PAD_BOX
+
+try:  # transformers >= 5 (the PIL backend needs no torchvision)
+    from transformers.models.layoutlmv3.image_processing_pil_layoutlmv3 import apply_tesseract
+except ImportError:  # transformers 4.x
+    from transformers.models.layoutlmv3.image_processing_layoutlmv3 import apply_tesseract
+
+__all__ = [
+    "OcrTokens",
+    "TesseractNotAvailableError",
+    "ocr_tokens_from_official",
+    "run_tesseract",
+    "tokenize_ocr",
+    "truncate_ocr",
+    "validate_boxes",
+]
+
+OcrTokens = tuple[list[int], list[list[int]]]  # (token ids, one 0-1000 box per token)
+
+TESSERACT_INSTALL_HINT = (
+    "Tesseract OCR is not installed or not on PATH. Install it with `apt-get install tesseract-ocr` "
+    "(Debian/Ubuntu; or run the repository's scripts/install.sh), `brew install tesseract` (macOS), "
+    "or pass precomputed `ocr_words`/`ocr_boxes` or `ocr` token ids instead."
+)
+
+
+class TesseractNotAvailableError(RuntimeError):
+    """Raised when the `tesseract` binary (or `pytesseract`) is missing."""
+
+
+def run_tesseract(image: Image.Image, lang: str | None = None, config: str = "") -> tuple[list[str], list[list[int]]]:
+    """OCRs an RGB figure exactly as `LayoutLMv3ImageProcessor(apply_ocr=True)` does.
+
+    Returns the non-empty words and their boxes `[x0, y0, x1, y1]` normalised to 0-1000 by the image's own size.
+    Tesseract's OpenMP threads make a single page several times slower on small machines, so
+    `OMP_THREAD_LIMIT=1` is used unless the environment already sets it.
+    """
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    try:
+        import pytesseract
+    except ImportError as error:
+        raise TesseractNotAvailableError("`pip install pytesseract`; " + TESSERACT_INSTALL_HINT) from error
+    try:
+        words, boxes = apply_tesseract(image, lang, config)
+    except pytesseract.TesseractNotFoundError as error:
+        raise TesseractNotAvailableError(TESSERACT_INSTALL_HINT) from error
+    return list(words), [list(map(int, box)) for box in boxes]
+
+
+def validate_boxes(boxes: Sequence[Sequence[int]], what: str = "OCR boxes") -> None:
+    """Raises `ValueError` naming the first box that is not 4 integers in 0-1000 with x0 <= x1, y0 <= y1."""
+    for index, box in enumerate(boxes):
+        if len(box) != 4 or not all(0 <= v <= 1000 for v in box) or box[0] > box[2] or box[1] > box[3]:
+            raise ValueError(
+                f"{what}[{index}] = {list(box)} is not a box [x0, y0, x1, y1] with 0 <= x0 <= x1 <= 1000 and "
+                "0 <= y0 <= y1 <= 1000 (LayoutLMv3 boxes are normalised to 0-1000)."
+            )
+
+
+def truncate_ocr(ids: list[int], boxes: list[list[int]], max_tokens: int = DEFAULT_MAX_OCR_TOKENS) -> OcrTokens:
+    """Keeps the first `max_tokens - 1` tokens plus the last one (`</s>`), as the original data pipeline did."""
+    if len(ids) != len(boxes):
+        raise ValueError(f"{len(ids)} OCR token ids but {len(boxes)} boxes: they must pair up.")
+    if len(ids) <= max_tokens:
+        return list(ids), [list(b) for b in boxes]
+    return list(ids[: max_tokens - 1]) + [ids[-1]], [list(b) for b in boxes[: max_tokens - 1]] + [list(boxes[-1])]
+
+
+def tokenize_ocr(
+    ocr_tokenizer: Any, words: Sequence[str], boxes: Sequence[Sequence[int]], max_tokens: int = DEFAULT_MAX_OCR_TOKENS
+) -> OcrTokens:
+    """Word-level OCR -> LayoutLMv3 token ids and per-token boxes: `<s> w_1 ... w_n </s>`, at most `max_tokens`.
+
+    A figure without words gives the two tokens `<s></s>`.
+    """
+    if len(words) != len(boxes):
+        raise ValueError(f"{len(words)} OCR words but {len(boxes)} boxes: give one box per word.")
+    validate_boxes(boxes)
+    if not words:
+        return [ocr_tokenizer.cls_token_id, ocr_tokenizer.sep_token_id], [list(OCR_PAD_BOX), list(OCR_PAD_BOX)]
+    encoding = ocr_tokenizer(
+        list(words), boxes=[list(b) for b in boxes], truncation=False, add_special_tokens=True, verbose=False
+    )
+    return truncate_ocr(encoding["input_ids"], encoding["bbox"], max_tokens)
+
+
+def ocr_tokens_from_official(entry: dict, max_tokens: int = DEFAULT_MAX_OCR_TOKENS) -> OcrTokens:
+    """One value of the official `ocr.json` (`{"input_ids": [[...]], "attention_mask": [[...]], "bbox": [[[...]]]}`)
+    -> token ids and boxes without padding, truncated like `truncate_ocr`."""
+    try:
+        ids, boxes = entry["input_ids"], entry["bbox"]
+    except (KeyError, TypeError) as error:
+        raise ValueError("An ocr.json entry needs 'input_ids' and 'bbox' (and optionally 'attention_mask').") from error
+    mask = entry.get("attention_mask")
+    # The official file stores a batch of one: unwrap [[...]] and [[[x0, y0, x1, y1], ...]].
+    if ids and isinstance(ids[0], list):
+        ids, boxes, mask = ids[0], boxes[0], (mask[0] if mask else None)
+    if mask is not None:
+        ids = [token for token, keep in zip(ids, mask) if keep]
+        boxes = [box for box, keep in zip(boxes, mask) if keep]
+    validate_boxes(boxes)
+    return truncate_ocr(ids, boxes, max_tokens)

@@ -1,0 +1,390 @@
+"""PatentLMMProcessor: a patent figure and a prompt -> the tensors `PatentLMMForConditionalGeneration` takes.
+
+Per figure:
+  1. open and convert to RGB (any Pillow mode; size-capped before decoding),
+  2. OCR with Tesseract exactly as `LayoutLMv3ImageProcessor(apply_ocr=True)` (or take precomputed words/boxes,
+     or precomputed LayoutLMv3 token ids/boxes from the official `ocr.json`),
+  3. LayoutLMv3-tokenise the words (<= `max_ocr_tokens`, the last token kept on truncation),
+  4. pad to a square with the normalisation mean, resize to the encoder's size and normalise (LayoutLMv3 image
+     processor),
+  5. expand the prompt's `<image>` to exactly `num_ocr_tokens - 1 + num_image_patches` placeholders, the number of
+     features the model will write there.
+
+It carries two tokenizers: `tokenizer` (the decoder's, LLaMA) and `ocr_tokenizer` (LayoutLMv3), saved in the root
+and in `ocr_tokenizer/` of the processor folder, like transformers 5 lays out InstructBLIP's second tokenizer.
+This file imports only its siblings and installed libraries, so it works as remote code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature
+from transformers.processing_utils import ProcessorMixin
+from transformers.utils import cached_file
+
+from .constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_OCR_TOKENS, IGNORE_INDEX, OCR_PAD_BOX
+from .images import ImageInput, expand_to_square, load_image
+from .ocr import OcrTokens, ocr_tokens_from_official, run_tesseract, tokenize_ocr
+from .prompts import CHAT_TEMPLATES, unescape_description
+
+__all__ = ["PatentLMMProcessor"]
+
+PROCESSOR_CONFIG_NAME = "processor_config.json"
+OCR_TOKENIZER_SUBFOLDER = "ocr_tokenizer"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+ADDITIONAL_CHAT_TEMPLATES_DIR = "additional_chat_templates"
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
+
+
+class PatentLMMProcessor(ProcessorMixin):
+    r"""
+    Builds PatentLMM inputs from figures and prompts.
+
+    Args:
+        image_processor (`LayoutLMv3ImageProcessor`): resizes to the encoder's `input_size` and normalises
+            (`apply_ocr=False`: OCR is run here, on the unpadded figure).
+        tokenizer (`PreTrainedTokenizerBase`): the decoder's tokenizer; it must know `image_token`.
+        ocr_tokenizer (`LayoutLMv3TokenizerFast`): tokenises OCR words with their boxes.
+        chat_template (`str` or `dict`, *optional*): Jinja chat template(s); defaults to the Vicuna-v1 template
+            (`"default"`) plus `"plain"` and `"original_inference"`.
+        num_image_patches (`int`, defaults to 577): visual encoder positions (CLS + (input_size / patch_size)^2).
+        vision_feature_select_strategy (`str`, defaults to `"patch"`): as in `PatentLMMConfig`.
+        max_ocr_tokens (`int`, defaults to 512): OCR token budget per figure, `</s>` included.
+        image_token (`str`, defaults to `"<image>"`): the placeholder written in prompts.
+        ocr_lang (`str`, *optional*): Tesseract language (`-l`); `None` uses Tesseract's default (English).
+        tesseract_config (`str`, defaults to `""`): extra Tesseract flags, as in `LayoutLMv3ImageProcessor`.
+        max_image_pixels (`int`, defaults to 64,000,000): larger figures raise `ImageTooLargeError`.
+    """
+
+    attributes = ["image_processor", "tokenizer", "ocr_tokenizer"]  # transformers 4.x reads these three
+    image_processor_class = "AutoImageProcessor"
+    tokenizer_class = "AutoTokenizer"
+    ocr_tokenizer_class = "AutoTokenizer"
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        ocr_tokenizer=None,
+        chat_template: str | dict | None = None,
+        num_image_patches: int = 577,
+        vision_feature_select_strategy: str = "patch",
+        max_ocr_tokens: int = DEFAULT_MAX_OCR_TOKENS,
+        image_token: str = DEFAULT_IMAGE_TOKEN,
+        ocr_lang: str | None = None,
+        tesseract_config: str = "",
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        **kwargs,
+    ):
+        if vision_feature_select_strategy not in ("patch", "cls_patch"):
+            raise ValueError(
+                f"vision_feature_select_strategy must be 'patch' or 'cls_patch', got {vision_feature_select_strategy!r}."
+            )
+        if image_token not in tokenizer.get_vocab():
+            raise ValueError(
+                f"The decoder tokenizer has no {image_token!r} token: add it with "
+                f"tokenizer.add_special_tokens({{'additional_special_tokens': [{image_token!r}]}}) and resize the "
+                "model's embeddings."
+            )
+        self.num_image_patches = num_image_patches
+        self.vision_feature_select_strategy = vision_feature_select_strategy
+        self.max_ocr_tokens = max_ocr_tokens
+        self.image_token = image_token
+        self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
+        self.ocr_lang = ocr_lang
+        self.tesseract_config = tesseract_config
+        self.max_image_pixels = max_image_pixels
+        super().__init__(image_processor, tokenizer, ocr_tokenizer, **kwargs)
+        self.chat_template = chat_template if chat_template is not None else dict(CHAT_TEMPLATES)
+
+    # ------------------------------------------------------------------ per-figure steps
+
+    def num_image_features(self, num_ocr_tokens: int) -> int:
+        """Placeholders (= encoder features) for a figure with `num_ocr_tokens` OCR tokens."""
+        return num_ocr_tokens + self.num_image_patches - (1 if self.vision_feature_select_strategy == "patch" else 0)
+
+    def ocr(self, image: ImageInput) -> tuple[list[str], list[list[int]]]:
+        """Tesseract words and 0-1000 boxes of one figure (any input `load_image` accepts)."""
+        return run_tesseract(load_image(image, self.max_image_pixels), self.ocr_lang, self.tesseract_config)
+
+    def _ocr_tokens(self, image, words, boxes, official) -> OcrTokens:
+        if official is not None:
+            return ocr_tokens_from_official(official, self.max_ocr_tokens)
+        if words is None:
+            if boxes is not None:
+                raise ValueError("ocr_boxes were given without ocr_words: pass the words with their boxes.")
+            words, boxes = run_tesseract(image, self.ocr_lang, self.tesseract_config)
+        elif boxes is None:
+            raise ValueError("ocr_words were given without ocr_boxes: pass one 0-1000 box per word.")
+        return tokenize_ocr(self.ocr_tokenizer, words, boxes, self.max_ocr_tokens)
+
+    def _pixel_values(self, images: list) -> torch.Tensor:
+        fill = tuple(int(255 * mean) for mean in self.image_processor.image_mean)  # LLaVA's expand2square colour
+        squares = [expand_to_square(image, fill) for image in images]
+        return self.image_processor(squares, return_tensors="pt")["pixel_values"]  # (B, 3, S, S)
+
+    # ------------------------------------------------------------------ main entry point
+
+    def __call__(
+        self,
+        images: ImageInput | Sequence[ImageInput] | None = None,
+        text: str | Sequence[str] | None = None,
+        suffix: str | Sequence[str] | None = None,
+        ocr_words: Sequence[Sequence[str]] | None = None,
+        ocr_boxes: Sequence[Sequence[Sequence[int]]] | None = None,
+        ocr: dict | Sequence[dict] | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs,
+    ) -> BatchFeature:
+        r"""
+        Args:
+            images: one figure or a list (paths, bytes, PIL images or arrays), one per sample.
+            text: one prompt or a list; each holds `<image>` exactly once when its sample has a figure.
+            suffix: the target text per sample (e.g. the description). When given, the output has `labels` that
+                cover only the suffix and the end-of-sequence token appended after it.
+            ocr_words, ocr_boxes: precomputed OCR per figure (words and 0-1000 boxes); skips Tesseract.
+            ocr: precomputed LayoutLMv3 tokens per figure, as values of the official `ocr.json`.
+            padding_side: `"left"` or `"right"`; defaults to the decoder tokenizer's.
+
+        Returns:
+            `BatchFeature` with
+            - `input_ids`, `attention_mask` `(batch_size, sequence_length)` (and `labels` when `suffix` is given),
+            - `pixel_values` `(batch_size, 3, input_size, input_size)`,
+            - `ocr_input_ids`, `ocr_attention_mask` `(batch_size, ocr_length)`, `ocr_bbox` `(batch_size, ocr_length, 4)`.
+        """
+        if kwargs:
+            raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
+        if images is None and text is None:
+            raise ValueError("Pass images, text, or both.")
+        images = _as_list(images)
+        texts = _as_list(text)
+        suffixes = _as_list(suffix)
+        ocr_words = _per_image(ocr_words, images, "ocr_words")
+        ocr_boxes = _per_image(ocr_boxes, images, "ocr_boxes")
+        ocr = _per_image([ocr] if isinstance(ocr, dict) else ocr, images, "ocr")
+        if suffixes is not None and (texts is None or len(suffixes) != len(texts)):
+            raise ValueError(f"Got {len(suffixes)} suffixes for {0 if texts is None else len(texts)} prompts.")
+
+        data: dict[str, Any] = {}
+        num_features: list[int] = []
+        if images is not None:
+            loaded = [load_image(image, self.max_image_pixels) for image in images]
+            tokens = [self._ocr_tokens(loaded[i], ocr_words[i], ocr_boxes[i], ocr[i]) for i in range(len(images))]
+            num_features = [self.num_image_features(len(ids)) for ids, _ in tokens]
+            data["pixel_values"] = self._pixel_values(loaded)
+            data.update(self._pad_ocr(tokens))
+        if texts is not None:
+            data.update(self._encode_text(texts, suffixes, num_features, padding_side))
+        return BatchFeature(data, tensor_type=return_tensors)
+
+    def _pad_ocr(self, tokens: list[OcrTokens]) -> dict[str, list]:
+        """Right-pads OCR ids (pad id), boxes ([0, 0, 0, 0]) and a mask to the batch's longest OCR sequence."""
+        length = max(len(ids) for ids, _ in tokens)
+        pad_id = self.ocr_tokenizer.pad_token_id
+        batch = {"ocr_input_ids": [], "ocr_bbox": [], "ocr_attention_mask": []}
+        for ids, boxes in tokens:
+            missing = length - len(ids)
+            batch["ocr_input_ids"].append(ids + [pad_id] * missing)
+            batch["ocr_bbox"].append(boxes + [list(OCR_PAD_BOX)] * missing)
+            batch["ocr_attention_mask"].append([1] * len(ids) + [0] * missing)
+        return batch
+
+    def _encode_text(
+        self, texts: list[str], suffixes: list[str] | None, num_features: list[int], padding_side: str | None
+    ) -> dict[str, list]:
+        """Tokenises each prompt (+ suffix), expands its `<image>` and pads the batch."""
+        if num_features and len(num_features) != len(texts):
+            raise ValueError(f"Got {len(texts)} prompts for {len(num_features)} images: pass one image per prompt.")
+        rows, label_rows = [], []
+        for i, prompt in enumerate(texts):
+            count = prompt.count(self.image_token)
+            expected = 1 if num_features else 0
+            if count != expected:
+                raise ValueError(
+                    f"Prompt {i} contains {count} {self.image_token} tokens but {expected} image(s) were given for "
+                    f"it: each sample takes exactly one figure and one {self.image_token} in its prompt."
+                )
+            ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+            if num_features:
+                at = ids.index(self.image_token_id)
+                ids = ids[:at] + [self.image_token_id] * num_features[i] + ids[at + 1 :]
+            labels = [IGNORE_INDEX] * len(ids)
+            if suffixes is not None:
+                target = self.tokenizer(suffixes[i], add_special_tokens=False)["input_ids"]
+                target.append(self.tokenizer.eos_token_id)
+                ids, labels = ids + target, labels + target
+            rows.append(ids)
+            label_rows.append(labels)
+
+        side = padding_side or self.tokenizer.padding_side
+        if side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}.")
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        length = max(len(ids) for ids in rows)
+        batch: dict[str, list] = {"input_ids": [], "attention_mask": []}
+        if suffixes is not None:
+            batch["labels"] = []
+        for ids, labels in zip(rows, label_rows):
+            pad = length - len(ids)
+            if side == "left":
+                batch["input_ids"].append([pad_id] * pad + ids)
+                batch["attention_mask"].append([0] * pad + [1] * len(ids))
+                if suffixes is not None:
+                    batch["labels"].append([IGNORE_INDEX] * pad + labels)
+            else:
+                batch["input_ids"].append(ids + [pad_id] * pad)
+                batch["attention_mask"].append([1] * len(ids) + [0] * pad)
+                if suffixes is not None:
+                    batch["labels"].append(labels + [IGNORE_INDEX] * pad)
+        return batch
+
+    # ------------------------------------------------------------------ decoding
+
+    def batch_decode(self, sequences, skip_special_tokens: bool = True, unescape: bool = True, **kwargs) -> list[str]:
+        """Decodes generated ids; `unescape` turns the data's `[[`/`]]` back into `<`/`>`."""
+        texts = self.tokenizer.batch_decode(sequences, skip_special_tokens=skip_special_tokens, **kwargs)
+        return [unescape_description(t).strip() if unescape else t for t in texts]
+
+    def decode(self, sequence, skip_special_tokens: bool = True, unescape: bool = True, **kwargs) -> str:
+        return self.batch_decode([sequence], skip_special_tokens=skip_special_tokens, unescape=unescape, **kwargs)[0]
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask", "pixel_values", "ocr_input_ids", "ocr_bbox", "ocr_attention_mask"]
+
+    # ------------------------------------------------------------------ save / load (same layout on 4.x and 5.x)
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "num_image_patches": self.num_image_patches,
+            "vision_feature_select_strategy": self.vision_feature_select_strategy,
+            "max_ocr_tokens": self.max_ocr_tokens,
+            "image_token": self.image_token,
+            "ocr_lang": self.ocr_lang,
+            "tesseract_config": self.tesseract_config,
+            "max_image_pixels": self.max_image_pixels,
+        }
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> list[str]:
+        """Writes the image processor and decoder tokenizer to the root, the OCR tokenizer to `ocr_tokenizer/`,
+        the chat templates as `.jinja` files, `processor_config.json`, and (when registered for `AutoProcessor`)
+        this module's source files for `trust_remote_code` loading."""
+        if kwargs.pop("push_to_hub", False):
+            raise ValueError("Use processor.push_to_hub(repo_id) to upload a processor.")
+        from transformers.dynamic_module_utils import custom_object_save
+
+        os.makedirs(save_directory, exist_ok=True)
+        self.image_processor.save_pretrained(save_directory)
+        self.tokenizer.save_pretrained(save_directory)
+        self.ocr_tokenizer.save_pretrained(os.path.join(save_directory, OCR_TOKENIZER_SUBFOLDER))
+        for folder in (save_directory, os.path.join(save_directory, OCR_TOKENIZER_SUBFOLDER)):
+            _make_tokenizer_config_portable(folder)
+
+        templates = self.chat_template if isinstance(self.chat_template, dict) else {"default": self.chat_template}
+        for name, template in templates.items():
+            if name == "default":
+                path = os.path.join(save_directory, CHAT_TEMPLATE_FILE)
+            else:
+                os.makedirs(os.path.join(save_directory, ADDITIONAL_CHAT_TEMPLATES_DIR), exist_ok=True)
+                path = os.path.join(save_directory, ADDITIONAL_CHAT_TEMPLATES_DIR, f"{name}.jinja")
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(template)
+
+        config = {"processor_class": type(self).__name__, **self._settings()}
+        if self._auto_class is not None:
+            custom_object_save(self, save_directory)
+            config["auto_map"] = {self._auto_class: f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"}
+        path = os.path.join(save_directory, PROCESSOR_CONFIG_NAME)
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(config, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        return [path]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> PatentLMMProcessor:
+        """Loads a processor saved by `save_pretrained`, from a folder or a Hub repo id."""
+        hub = {key: kwargs.pop(key) for key in _HUB_KWARGS if key in kwargs}
+        trust_remote_code = kwargs.pop("trust_remote_code", None)
+        kwargs.pop("_from_auto", None)
+        source = os.fspath(pretrained_model_name_or_path)
+        base = hub.pop("subfolder", "") or ""
+
+        def fetch(name: str, required: bool = True) -> str | None:
+            return cached_file(
+                source,
+                name,
+                subfolder=base,
+                _raise_exceptions_for_missing_entries=required,
+                _raise_exceptions_for_connection_errors=required,
+                **hub,
+            )
+
+        with open(fetch(PROCESSOR_CONFIG_NAME), encoding="utf-8") as handle:
+            settings = {k: v for k, v in json.load(handle).items() if k not in ("processor_class", "auto_map")}
+        settings.update(kwargs)
+
+        templates = {}
+        default_path = fetch(CHAT_TEMPLATE_FILE, required=False)
+        if default_path:
+            templates["default"] = open(default_path, encoding="utf-8").read()
+        for name in CHAT_TEMPLATES:
+            path = fetch(f"{ADDITIONAL_CHAT_TEMPLATES_DIR}/{name}.jinja", required=False) if name != "default" else None
+            if path:
+                templates[name] = open(path, encoding="utf-8").read()
+
+        ocr_folder = f"{base}/{OCR_TOKENIZER_SUBFOLDER}" if base else OCR_TOKENIZER_SUBFOLDER
+        return cls(
+            image_processor=AutoImageProcessor.from_pretrained(
+                source, subfolder=base, trust_remote_code=trust_remote_code, **hub
+            ),
+            tokenizer=AutoTokenizer.from_pretrained(source, subfolder=base, trust_remote_code=trust_remote_code, **hub),
+            ocr_tokenizer=AutoTokenizer.from_pretrained(
+                source, subfolder=ocr_folder, trust_remote_code=trust_remote_code, **hub
+            ),
+            chat_template=templates or None,
+            **settings,
+        )
+
+
+def _make_tokenizer_config_portable(folder: str) -> None:
+    """transformers 5 saves `extra_special_tokens` as a list, which 4.x cannot read: store it under the name both
+    majors understand, `additional_special_tokens`."""
+    path = os.path.join(folder, "tokenizer_config.json")
+    with open(path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    extra = config.get("extra_special_tokens")
+    if isinstance(extra, list):
+        config["additional_special_tokens"] = config.pop("extra_special_tokens")
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(config, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+
+
+def _as_list(value):
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, os.PathLike)) or not isinstance(value, (list, tuple)):
+        return [value]
+    return list(value)
+
+
+def _per_image(values, images: list | None, name: str) -> list:
+    """One entry per image (None where not given), checking the count."""
+    if images is None:
+        if values is not None:
+            raise ValueError(f"{name} was given without images.")
+        return []
+    if values is None:
+        return [None] * len(images)
+    if len(values) != len(images):
+        raise ValueError(f"Got {len(values)} {name} entries for {len(images)} images.")
+    return list(values)
+
+
+PatentLMMProcessor.register_for_auto_class("AutoProcessor")

@@ -1,0 +1,130 @@
+"""Prompt formats of PatentLMM (SPEC §4), their chat templates, and the description escaping of the released data.
+
+- `"vicuna_v1"`: stage-2 format. `SYSTEM USER: <image>\\nWrite a brief description for this patent image. ASSISTANT:`
+  then ` <description></s>`.
+- `"plain"`: stage-1 format. `<image>` then `<description>\\n`.
+- `"original_inference"`: the prompt of the original inference script,
+  `<image>\\nUSER: Write a brief description for this patent image.\\nASSISTANT:`.
+"""
+
+from __future__ import annotations
+
+from .constants import DEFAULT_IMAGE_TOKEN, DESCRIPTION_TYPES
+
+__all__ = [
+    "CHAT_TEMPLATES",
+    "PROMPT_FORMATS",
+    "VICUNA_SYSTEM",
+    "build_messages",
+    "build_prompt",
+    "build_target",
+    "escape_description",
+    "instruction",
+    "unescape_description",
+]
+
+PROMPT_FORMATS = ("vicuna_v1", "plain", "original_inference")
+VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+# Strings of the LLaVA code base that a description must never contain verbatim (SPEC §2).
+_RESERVED = ("<image>", "<im_patch>", "<im_start>", "<im_end>", "<image-placeholder>")
+
+
+def instruction(desc_type: str) -> str:
+    """The user instruction for `desc_type` (`"brief"` or `"detailed"`)."""
+    if desc_type not in DESCRIPTION_TYPES:
+        raise ValueError(f"desc_type must be one of {DESCRIPTION_TYPES}, got {desc_type!r}.")
+    return f"Write a {desc_type} description for this patent image."
+
+
+def build_prompt(desc_type: str, prompt_format: str = "vicuna_v1") -> str:
+    """The text before the description (one `<image>`, not yet expanded); the model continues from its end."""
+    text = instruction(desc_type)
+    if prompt_format == "vicuna_v1":
+        return f"{VICUNA_SYSTEM} USER: {DEFAULT_IMAGE_TOKEN}\n{text} ASSISTANT:"
+    if prompt_format == "plain":
+        return DEFAULT_IMAGE_TOKEN
+    if prompt_format == "original_inference":
+        return f"{DEFAULT_IMAGE_TOKEN}\nUSER: {text}\nASSISTANT:"
+    raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
+
+
+def build_target(description: str, prompt_format: str = "vicuna_v1") -> str:
+    """The text the model learns to write after the prompt, without the end-of-sequence token.
+
+    The decoder's tokenizer adds the leading word boundary itself; `plain` ends with a newline as in stage 1.
+    """
+    if prompt_format == "plain":
+        return description + "\n"
+    if prompt_format in ("vicuna_v1", "original_inference"):
+        return description
+    raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
+
+
+def build_messages(desc_type: str, description: str | None = None) -> list[dict]:
+    """A conversation in TRL's format: one user turn (the figure and the instruction), and the answer if given."""
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction(desc_type)}]},
+    ]
+    if description is not None:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": description}]})
+    return messages
+
+
+def escape_description(text: str) -> str:
+    """Escapes a description as the released LLaVA export does: every `<` -> `[[` and `>` -> `]]`.
+
+    This covers the reserved strings (`<image>` -> `[[image]]`, `<im_patch>`, ...) as well, so a description can
+    never collide with a placeholder token.
+    """
+    for reserved in _RESERVED:
+        text = text.replace(reserved, "[[" + reserved[1:-1] + "]]")
+    return text.replace("<", "[[").replace(">", "]]")
+
+
+def unescape_description(text: str) -> str:
+    """Inverse of `escape_description` (exact unless the original text itself contained `[[` or `]]`)."""
+    return text.replace("[[", "<").replace("]]", ">")
+
+
+# Chat templates (Jinja) rendering `build_messages` conversations into the formats above. Message content may be a
+# string or a list of {"type": "image"} / {"type": "text", "text": ...} parts.
+_RENDER_CONTENT = (
+    "{%- macro render(content) -%}"
+    "{%- if content is string -%}{{ content }}"
+    "{%- else -%}{%- for part in content -%}"
+    "{%- if part['type'] == 'image' -%}<image>{{ sep }}"
+    "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- endmacro -%}"
+)
+CHAT_TEMPLATES = {
+    "default": (
+        "{%- set sep = '\\n' -%}" + _RENDER_CONTENT + VICUNA_SYSTEM + "{%- for message in messages -%}"
+        "{%- if message['role'] == 'user' %} USER: {{ render(message['content']) }}"
+        "{%- elif message['role'] == 'assistant' %} ASSISTANT: {{ render(message['content']) }}</s>"
+        "{%- endif -%}{%- endfor -%}"
+        "{%- if add_generation_prompt %} ASSISTANT:{% endif -%}"
+    ),
+    "plain": (
+        "{%- set sep = '' -%}" + _RENDER_CONTENT + "{%- for message in messages -%}"
+        "{%- if message['role'] == 'user' -%}{%- for part in message['content'] if part is mapping "
+        "and part['type'] == 'image' -%}<image>{%- endfor -%}"
+        "{%- elif message['role'] == 'assistant' -%}{{ render(message['content']) }}{{ '\\n' }}"
+        "{%- endif -%}{%- endfor -%}"
+    ),
+    "original_inference": (
+        "{%- for message in messages -%}"
+        "{%- if message['role'] == 'user' -%}"
+        "{%- for part in message['content'] if part is mapping and part['type'] == 'image' -%}"
+        "{{ '<image>\\n' }}{%- endfor -%}"
+        "{%- for part in message['content'] if part is mapping and part['type'] == 'text' -%}"
+        "{{ 'USER: ' + part['text'] + '\\n' }}{%- endfor -%}"
+        "{%- elif message['role'] == 'assistant' -%}"
+        "{%- for part in message['content'] -%}{{ 'ASSISTANT: ' + part['text'] + '</s>' }}{%- endfor -%}"
+        "{%- endif -%}{%- endfor -%}"
+        "{%- if add_generation_prompt -%}ASSISTANT:{%- endif -%}"
+    ),
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs patentlmm into the active Python with everything it needs:
+#   1. Tesseract OCR (Debian/Ubuntu: apt-get; elsewhere install it yourself, e.g. `brew install tesseract`),
+#   2. PyTorch, only if none is installed (default: the CPU build torch==2.13.0; set TORCH_SPEC to choose),
+#   3. this repository (editable) with the extras in PATENTLMM_EXTRAS (default: tiny,test).
+# Usage: bash scripts/install.sh            (from anywhere; root or sudo for apt-get)
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+extras="${PATENTLMM_EXTRAS:-tiny,test}"
+torch_spec="${TORCH_SPEC:-torch==2.13.0}"
+python="${PYTHON:-python3}"
+
+if command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    echo "==> apt-get: tesseract-ocr"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        tesseract-ocr tesseract-ocr-eng >/dev/null
+elif ! command -v tesseract >/dev/null 2>&1; then
+    echo "error: no apt-get here; install Tesseract OCR yourself (e.g. brew install tesseract), then rerun." >&2
+    exit 1
+fi
+tesseract --version | head -n 1
+
+if ! "$python" -c "import torch" >/dev/null 2>&1; then
+    echo "==> pip: $torch_spec"
+    "$python" -m pip install --quiet "$torch_spec"
+fi
+
+echo "==> pip: patentlmm[$extras]"
+"$python" -m pip install --quiet -e "$repo[$extras]"
+"$python" -c "import patentlmm, torch, transformers; print('patentlmm', patentlmm.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the test suite. Besides the installed transformers (5.x), some tests load saved models with transformers
+# 4.57 in a second virtualenv without patentlmm (.venv-transformers4, created here on first use).
+# Usage: bash scripts/test.sh [pytest arguments]
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python="${PYTHON:-python3}"
+venv4="${PATENTLMM_TRANSFORMERS4_VENV:-$repo/.venv-transformers4}"
+
+if [ ! -x "$venv4/bin/python" ] || ! "$venv4/bin/python" -c "import transformers, torch" >/dev/null 2>&1; then
+    echo "==> creating $venv4 (transformers 4.57)"
+    "$python" -m venv "$venv4"
+    "$venv4/bin/python" -m pip install --quiet "torch==2.13.0"
+    "$venv4/bin/python" -m pip install --quiet "transformers==4.57.*" "pillow>=10" "jinja2>=3.1" "numpy>=1.24"
+fi
+export PATENTLMM_TRANSFORMERS4_PYTHON="$venv4/bin/python"
+
+cd "$repo"
+"$python" -m pytest "$@"

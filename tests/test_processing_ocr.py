@@ -1,0 +1,307 @@
+"""Behaviour of `processing/ocr.py` with the real Tesseract binary on the bundled USPTO figures and the real
+LayoutLMv3 (RoBERTa BPE) tokenizer of the tiny processor.
+
+Each figure is OCR'd at most once per module (Tesseract takes ~0.5-1 s a page).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytesseract
+import pytest
+import torch
+
+from processing.constants import DEFAULT_MAX_OCR_TOKENS, OCR_PAD_BOX
+from processing.images import load_image
+from processing.ocr import (
+    TesseractNotAvailableError,
+    ocr_tokens_from_official,
+    run_tesseract,
+    tokenize_ocr,
+    truncate_ocr,
+    validate_boxes,
+)
+from processing.prompts import build_prompt
+
+FIGURE_8 = "US20250204297A1__8"  # reference numerals 16, 11 and the label "Figure 8"
+BLANK = "US20250204297A1__12"  # Tesseract finds no words
+
+pytestmark = pytest.mark.skipif(shutil.which("tesseract") is None, reason="the tesseract binary is not installed")
+
+
+@pytest.fixture(scope="module")
+def processor(tiny):
+    return tiny[1]
+
+
+@pytest.fixture(scope="module")
+def ocr_tokenizer(processor):
+    return processor.ocr_tokenizer
+
+
+@pytest.fixture(scope="module")
+def figure8_rgb(figures):
+    return load_image(figures[FIGURE_8]["path"])
+
+
+@pytest.fixture(scope="module")
+def figure8_ocr(figure8_rgb):
+    """(words, boxes) of FIG. 8 from the real Tesseract, once."""
+    return run_tesseract(figure8_rgb)
+
+
+# ---------------------------------------------------------------------------------------------- run_tesseract
+
+
+def test_tesseract_reads_the_label_and_reference_numerals(figure8_ocr):
+    words, boxes = figure8_ocr
+    assert "Figure" in words and "8" in words
+    assert words.index("8") == words.index("Figure") + 1  # "Figure 8", in reading order
+    assert {"16", "11"} <= set(words)  # reference numerals of the drawing
+    assert all(isinstance(word, str) and word.strip() == word and word for word in words)
+    label, number = boxes[words.index("Figure")], boxes[words.index("8")]
+    assert number[0] > label[2]  # "8" is right of "Figure"
+    assert label[1] > 900  # the label sits at the bottom of the sheet
+
+
+def test_tesseract_boxes_are_normalised_to_0_1000_integers(figure8_ocr):
+    words, boxes = figure8_ocr
+    assert len(boxes) == len(words) > 0
+    for box in boxes:
+        assert len(box) == 4 and all(type(v) is int for v in box)
+        assert 0 <= box[0] <= box[2] <= 1000 and 0 <= box[1] <= box[3] <= 1000
+    validate_boxes(boxes)
+
+
+def test_run_tesseract_equals_layoutlmv3_image_processor_apply_ocr(figure8_rgb, figure8_ocr):
+    """The original ran `LayoutLMv3ImageProcessor(apply_ocr=True)`: same words and boxes, word for word."""
+    from transformers import LayoutLMv3ImageProcessor
+
+    reference = LayoutLMv3ImageProcessor(apply_ocr=True)(figure8_rgb)
+    assert reference["words"] == [figure8_ocr[0]]
+    assert [[list(map(int, box)) for box in reference["boxes"][0]]] == [figure8_ocr[1]]
+
+
+def test_run_tesseract_caps_openmp_threads_unless_already_set(figure8_rgb, monkeypatch):
+    monkeypatch.delenv("OMP_THREAD_LIMIT", raising=False)
+    small = figure8_rgb.crop((0, 0, 64, 64))  # a tiny blank corner: fast
+    assert run_tesseract(small) == ([], [])
+    assert os.environ["OMP_THREAD_LIMIT"] == "1"
+    monkeypatch.setenv("OMP_THREAD_LIMIT", "2")
+    run_tesseract(small)
+    assert os.environ["OMP_THREAD_LIMIT"] == "2"
+
+
+@pytest.fixture(scope="module")
+def blank_ocr(figures):
+    return run_tesseract(load_image(figures[BLANK]["path"]))
+
+
+def test_blank_figure_has_no_words(blank_ocr):
+    assert blank_ocr == ([], [])
+
+
+def test_blank_figure_tokenises_to_cls_and_sep(blank_ocr, ocr_tokenizer):
+    ids, boxes = tokenize_ocr(ocr_tokenizer, *blank_ocr)
+    assert ids == [ocr_tokenizer.cls_token_id, ocr_tokenizer.sep_token_id] == [0, 2]
+    assert boxes == [OCR_PAD_BOX, OCR_PAD_BOX]
+
+
+def test_blank_figure_through_the_whole_processor_with_tesseract(figures, tiny):
+    """No words -> `<s></s>` (2 OCR tokens) -> 2 - 1 + 577 = 578 placeholders; the tiny model runs on it."""
+    model, processor = tiny
+    out = processor(images=figures[BLANK]["path"], text=build_prompt("brief"))
+    assert out["ocr_input_ids"].tolist() == [[0, 2]]
+    assert out["ocr_attention_mask"].tolist() == [[1, 1]]
+    assert out["ocr_bbox"].tolist() == [[[0, 0, 0, 0], [0, 0, 0, 0]]]
+    assert int((out["input_ids"] == model.config.image_token_id).sum()) == 2 - 1 + 577
+    with torch.no_grad():
+        result = model(**out)
+    assert result.image_hidden_states.shape[0] == 578
+    assert torch.isfinite(result.logits).all()
+
+
+# ---------------------------------------------------------------------------------------------- missing binary
+
+
+@pytest.fixture
+def no_tesseract_on_path(tmp_path, monkeypatch):
+    """A real absence: PATH is an empty folder, and pytesseract looks the binary up by name."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", "tesseract")
+    assert shutil.which("tesseract") is None
+
+
+def test_missing_tesseract_binary_raises_with_install_hint(no_tesseract_on_path, figure8_rgb):
+    with pytest.raises(TesseractNotAvailableError) as caught:
+        run_tesseract(figure8_rgb)
+    message = str(caught.value)
+    assert "apt-get install tesseract-ocr" in message
+    assert "ocr_words" in message  # and says how to avoid Tesseract altogether
+    assert isinstance(caught.value, RuntimeError)
+    assert isinstance(caught.value.__cause__, pytesseract.TesseractNotFoundError)
+
+
+def test_processor_without_tesseract_raises_but_precomputed_ocr_still_works(
+    no_tesseract_on_path, figures, processor, figure8_ocr
+):
+    path, prompt = figures[FIGURE_8]["path"], build_prompt("brief")
+    with pytest.raises(TesseractNotAvailableError, match="apt-get install tesseract-ocr"):
+        processor(images=path, text=prompt)
+    words, boxes = figure8_ocr
+    out = processor(images=path, text=prompt, ocr_words=[words], ocr_boxes=[boxes])
+    assert out["ocr_input_ids"].shape[1] == len(tokenize_ocr(processor.ocr_tokenizer, words, boxes)[0])
+
+
+# ---------------------------------------------------------------------------------------------- validate_boxes
+
+
+def test_validate_boxes_accepts_valid_boxes():
+    validate_boxes([[0, 0, 0, 0], [0, 0, 1000, 1000], [10, 20, 10, 20], [1, 2, 3, 4]])
+    validate_boxes([])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[5, 0, 4, 10], [0, 7, 10, 6], [0, 0, 1001, 10], [-1, 0, 10, 10], [0, 0, 10], [0, 0, 10, 10, 10]],
+    ids=["x0>x1", "y0>y1", "over-1000", "negative", "three-values", "five-values"],
+)
+def test_validate_boxes_names_the_first_bad_box(bad):
+    with pytest.raises(ValueError) as caught:
+        validate_boxes([[0, 0, 10, 10], bad, [-5, -5, -5, -5]])
+    message = str(caught.value)
+    assert message.startswith(f"OCR boxes[1] = {bad} ")
+    assert "0-1000" in message
+
+
+def test_validate_boxes_uses_the_given_name():
+    with pytest.raises(ValueError, match=r"^ocr_boxes\[0\]\[0\] = \[0, 0, 2000, 1\]"):
+        validate_boxes([(0, 0, 2000, 1)], what="ocr_boxes[0]")
+
+
+# ---------------------------------------------------------------------------------------------- truncate_ocr
+
+
+def test_truncate_keeps_first_max_minus_one_and_the_last_token():
+    ids = list(range(10))
+    boxes = [[i, i, i + 1, i + 1] for i in range(10)]
+    kept_ids, kept_boxes = truncate_ocr(ids, boxes, max_tokens=5)
+    assert kept_ids == [0, 1, 2, 3, 9]
+    assert kept_boxes == [[0, 0, 1, 1], [1, 1, 2, 2], [2, 2, 3, 3], [3, 3, 4, 4], [9, 9, 10, 10]]
+    assert ids == list(range(10)) and len(boxes) == 10  # inputs untouched
+
+
+def test_truncate_leaves_short_sequences_alone_and_returns_copies():
+    ids, boxes = [0, 5, 2], [[0, 0, 0, 0], [1, 2, 3, 4], [0, 0, 0, 0]]
+    for max_tokens in (3, 4, DEFAULT_MAX_OCR_TOKENS):
+        kept_ids, kept_boxes = truncate_ocr(ids, boxes, max_tokens)
+        assert kept_ids == ids and kept_boxes == boxes
+        assert kept_ids is not ids and kept_boxes[1] is not boxes[1]
+
+
+def test_truncate_default_is_512():
+    ids = list(range(600))
+    boxes = [[0, 0, 0, 0]] * 600
+    kept_ids, kept_boxes = truncate_ocr(ids, boxes)
+    assert len(kept_ids) == len(kept_boxes) == 512
+    assert kept_ids == list(range(511)) + [599]
+
+
+def test_truncate_rejects_unpaired_ids_and_boxes():
+    with pytest.raises(ValueError, match="3 OCR token ids but 2 boxes"):
+        truncate_ocr([1, 2, 3], [[0, 0, 0, 0]] * 2)
+
+
+# ---------------------------------------------------------------------------------------------- tokenize_ocr
+
+
+def test_tokenize_ocr_matches_the_layoutlmv3_tokenizer(ocr_tokenizer, figure8_ocr):
+    words, boxes = figure8_ocr
+    ids, token_boxes = tokenize_ocr(ocr_tokenizer, words, boxes)
+    reference = ocr_tokenizer(words, boxes=boxes)
+    assert ids == reference["input_ids"] and token_boxes == reference["bbox"]
+    assert ids[0] == ocr_tokenizer.cls_token_id and ids[-1] == ocr_tokenizer.sep_token_id
+    assert token_boxes[0] == token_boxes[-1] == OCR_PAD_BOX
+    assert len(ids) > len(words)  # some words split into several BPE tokens ("meee", "LLL", ...)
+    assert all(box in boxes for box in token_boxes[1:-1])  # each token carries its word's box
+    assert ocr_tokenizer.decode(ids, skip_special_tokens=True).split() == words
+
+
+def test_tokenize_ocr_truncates_to_max_keeping_sep(ocr_tokenizer, figure8_ocr):
+    words, boxes = figure8_ocr
+    full_ids, full_boxes = tokenize_ocr(ocr_tokenizer, words, boxes)
+    ids, token_boxes = tokenize_ocr(ocr_tokenizer, words, boxes, max_tokens=6)
+    assert len(ids) == len(token_boxes) == 6
+    assert ids == full_ids[:5] + [ocr_tokenizer.sep_token_id]
+    assert token_boxes == full_boxes[:5] + [OCR_PAD_BOX]
+
+
+def test_tokenize_ocr_long_page_is_capped_at_512(ocr_tokenizer):
+    words = [f"{100 + i}" for i in range(700)]
+    boxes = [[i % 1000, 0, i % 1000, 10] for i in range(700)]
+    ids, token_boxes = tokenize_ocr(ocr_tokenizer, words, boxes)
+    assert len(ids) == len(token_boxes) == DEFAULT_MAX_OCR_TOKENS
+    assert ids[0] == ocr_tokenizer.cls_token_id and ids[-1] == ocr_tokenizer.sep_token_id
+    assert ids[1:511] == ocr_tokenizer(words, boxes=boxes)["input_ids"][1:511]
+
+
+def test_tokenize_ocr_rejects_mismatched_or_invalid_boxes(ocr_tokenizer):
+    with pytest.raises(ValueError, match="2 OCR words but 1 boxes"):
+        tokenize_ocr(ocr_tokenizer, ["a", "b"], [[0, 0, 1, 1]])
+    with pytest.raises(ValueError, match=r"OCR boxes\[1\] = \[0, 0, 1, 1200\]"):
+        tokenize_ocr(ocr_tokenizer, ["a", "b"], [[0, 0, 1, 1], [0, 0, 1, 1200]])
+
+
+# ---------------------------------------------------------------------------------------------- official ocr.json
+
+
+def _official_entry(ocr_tokenizer, words, boxes, pad_to=None) -> dict:
+    """An `ocr.json` value as the original wrote it: a batch of one, lists, optionally padded, through JSON."""
+    kwargs = {"padding": "max_length", "max_length": pad_to} if pad_to else {}
+    encoding = ocr_tokenizer([words], boxes=[boxes], **kwargs)
+    entry = {key: encoding[key] for key in ("input_ids", "attention_mask", "bbox")}
+    return json.loads(json.dumps(entry))
+
+
+def test_official_entry_with_padding_is_unwrapped_and_stripped(ocr_tokenizer, figure8_ocr):
+    words, boxes = figure8_ocr
+    expected = tokenize_ocr(ocr_tokenizer, words, boxes)
+    entry = _official_entry(ocr_tokenizer, words, boxes, pad_to=len(expected[0]) + 7)
+    assert isinstance(entry["input_ids"][0], list) and isinstance(entry["bbox"][0][0], list)  # nested batch of one
+    assert entry["input_ids"][0][-1] == ocr_tokenizer.pad_token_id and entry["attention_mask"][0][-1] == 0
+    assert ocr_tokens_from_official(entry) == expected
+
+
+def test_official_entry_over_512_is_truncated_keeping_the_last(ocr_tokenizer):
+    words = [f"w{i}" for i in range(600)]
+    boxes = [[1, 2, 3, 4]] * 600
+    entry = _official_entry(ocr_tokenizer, words, boxes)
+    full = entry["input_ids"][0]
+    assert len(full) > 600
+    ids, token_boxes = ocr_tokens_from_official(entry)
+    assert ids == full[:511] + [ocr_tokenizer.sep_token_id]
+    assert len(token_boxes) == 512 and token_boxes[-1] == OCR_PAD_BOX and token_boxes[1] == [1, 2, 3, 4]
+    assert ocr_tokens_from_official(entry, max_tokens=8)[0] == full[:7] + [2]
+
+
+def test_official_entry_flat_and_without_mask_is_accepted():
+    entry = {"input_ids": [0, 11295, 2], "bbox": [[0, 0, 0, 0], [1, 2, 3, 4], [0, 0, 0, 0]]}
+    assert ocr_tokens_from_official(entry) == (entry["input_ids"], entry["bbox"])
+    entry["attention_mask"] = [1, 1, 0]
+    assert ocr_tokens_from_official(entry) == ([0, 11295], [[0, 0, 0, 0], [1, 2, 3, 4]])
+
+
+def test_official_entry_errors():
+    with pytest.raises(ValueError, match="needs 'input_ids' and 'bbox'"):
+        ocr_tokens_from_official({"input_ids": [[0, 2]]})
+    with pytest.raises(ValueError, match="needs 'input_ids' and 'bbox'"):
+        ocr_tokens_from_official(None)
+    with pytest.raises(ValueError, match=r"OCR boxes\[1\]"):
+        ocr_tokens_from_official({"input_ids": [[0, 5, 2]], "bbox": [[[0, 0, 0, 0], [9, 0, 1, 0], [0, 0, 0, 0]]]})
+    with pytest.raises(ValueError, match="3 OCR token ids but 2 boxes"):
+        ocr_tokens_from_official({"input_ids": [[0, 5, 2]], "bbox": [[[0, 0, 0, 0], [0, 0, 0, 0]]]})

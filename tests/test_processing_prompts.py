@@ -1,0 +1,227 @@
+"""Behaviour of `processing/prompts.py`: the three prompt formats of SPEC §4 (as exact strings), their chat
+templates rendered by the real processor (transformers' `apply_chat_template`), and SPEC §2's description escaping.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from processing.constants import DESCRIPTION_TYPES
+from processing.prompts import (
+    CHAT_TEMPLATES,
+    PROMPT_FORMATS,
+    build_messages,
+    build_prompt,
+    build_target,
+    escape_description,
+    instruction,
+    unescape_description,
+)
+
+# Written out from SPEC §4, not from the module's constants.
+SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions."
+)
+EXPECTED_PROMPTS = {
+    ("brief", "vicuna_v1"): SYSTEM + " USER: <image>\nWrite a brief description for this patent image. ASSISTANT:",
+    ("detailed", "vicuna_v1"): SYSTEM
+    + " USER: <image>\nWrite a detailed description for this patent image. ASSISTANT:",
+    ("brief", "plain"): "<image>",
+    ("detailed", "plain"): "<image>",
+    ("brief", "original_inference"): "<image>\nUSER: Write a brief description for this patent image.\nASSISTANT:",
+    ("detailed", "original_inference"): (
+        "<image>\nUSER: Write a detailed description for this patent image.\nASSISTANT:"
+    ),
+}
+TEMPLATE_OF_FORMAT = {"vicuna_v1": None, "plain": "plain", "original_inference": "original_inference"}
+CASES = sorted(EXPECTED_PROMPTS)
+CASE_IDS = [f"{t}-{f}" for t, f in CASES]
+
+
+@pytest.fixture(scope="module")
+def processor(tiny):
+    return tiny[1]
+
+
+def _render(processor, messages, prompt_format, **kwargs) -> str:
+    name = TEMPLATE_OF_FORMAT[prompt_format]
+    if name is not None:
+        kwargs["chat_template"] = name
+    return processor.apply_chat_template(messages, tokenize=False, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- build_prompt
+
+
+def test_formats_and_types_are_the_documented_ones():
+    assert PROMPT_FORMATS == ("vicuna_v1", "plain", "original_inference")
+    assert DESCRIPTION_TYPES == ("brief", "detailed")
+    assert set(CHAT_TEMPLATES) == {"default", "plain", "original_inference"}
+
+
+@pytest.mark.parametrize(("desc_type", "prompt_format"), CASES, ids=CASE_IDS)
+def test_build_prompt_exact_strings(desc_type, prompt_format):
+    assert build_prompt(desc_type, prompt_format) == EXPECTED_PROMPTS[desc_type, prompt_format]
+
+
+def test_build_prompt_defaults_to_vicuna_v1():
+    assert build_prompt("brief") == EXPECTED_PROMPTS["brief", "vicuna_v1"]
+    assert build_prompt("detailed").count("<image>") == 1
+
+
+def test_instruction_text():
+    assert instruction("brief") == "Write a brief description for this patent image."
+    assert instruction("detailed") == "Write a detailed description for this patent image."
+
+
+@pytest.mark.parametrize("bad_type", ["short", "Brief", "", None])
+def test_unknown_description_type_is_rejected(bad_type):
+    with pytest.raises(ValueError, match=r"desc_type must be one of \('brief', 'detailed'\)"):
+        build_prompt(bad_type)
+    with pytest.raises(ValueError, match="desc_type"):
+        instruction(bad_type)
+    with pytest.raises(ValueError, match="desc_type"):
+        build_messages(bad_type)
+
+
+@pytest.mark.parametrize("bad_format", ["chatml", "vicuna", "Plain", ""])
+def test_unknown_prompt_format_is_rejected(bad_format):
+    with pytest.raises(ValueError, match=rf"prompt_format must be one of .*got {bad_format!r}"):
+        build_prompt("brief", bad_format)
+    with pytest.raises(ValueError, match="prompt_format must be one of"):
+        build_target("A description.", bad_format)
+
+
+def test_build_target_per_format():
+    assert build_target("FIG. 1 is a view.", "plain") == "FIG. 1 is a view.\n"
+    assert build_target("FIG. 1 is a view.", "vicuna_v1") == "FIG. 1 is a view."
+    assert build_target("FIG. 1 is a view.", "original_inference") == "FIG. 1 is a view."
+    assert build_target("FIG. 1 is a view.") == "FIG. 1 is a view."
+
+
+def test_build_messages_structure():
+    assert build_messages("brief") == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image"},
+                {"type": "text", "text": "Write a brief description for this patent image."},
+            ],
+        }
+    ]
+    with_answer = build_messages("detailed", "The hinge.")
+    assert with_answer[0]["content"][1]["text"] == "Write a detailed description for this patent image."
+    assert with_answer[1] == {"role": "assistant", "content": [{"type": "text", "text": "The hinge."}]}
+
+
+# ---------------------------------------------------------------------------------------------- chat templates
+
+
+def test_processor_carries_the_three_templates(processor):
+    assert processor.chat_template == CHAT_TEMPLATES
+
+
+@pytest.mark.parametrize(("desc_type", "prompt_format"), CASES, ids=CASE_IDS)
+def test_chat_template_generation_prompt_equals_build_prompt(processor, desc_type, prompt_format):
+    rendered = _render(processor, build_messages(desc_type), prompt_format, add_generation_prompt=True)
+    assert rendered == build_prompt(desc_type, prompt_format) == EXPECTED_PROMPTS[desc_type, prompt_format]
+
+
+def test_default_chat_template_is_vicuna_v1_with_default_call(processor):
+    """`apply_chat_template` without a name uses the `default` (Vicuna v1) template."""
+    rendered = processor.apply_chat_template(build_messages("brief"), add_generation_prompt=True)
+    assert rendered == EXPECTED_PROMPTS["brief", "vicuna_v1"]
+
+
+def test_chat_template_without_generation_prompt_has_no_assistant_tag(processor):
+    rendered = _render(processor, build_messages("brief"), "vicuna_v1")
+    assert rendered == EXPECTED_PROMPTS["brief", "vicuna_v1"].removesuffix(" ASSISTANT:")
+    assert _render(processor, build_messages("brief"), "original_inference") == (
+        "<image>\nUSER: Write a brief description for this patent image.\n"
+    )
+
+
+@pytest.mark.parametrize("desc_type", DESCRIPTION_TYPES)
+def test_training_conversations_render_prompt_then_target(processor, desc_type):
+    """With the answer: Vicuna v1 ends `ASSISTANT: <description></s>` (SPEC §4), plain is `<image><description>\\n`."""
+    description = "FIG. 8 is a view of FIG. 7 in a compressed working position."
+    messages = build_messages(desc_type, description)
+    assert _render(processor, messages, "vicuna_v1") == (
+        build_prompt(desc_type, "vicuna_v1") + " " + build_target(description, "vicuna_v1") + "</s>"
+    )
+    assert _render(processor, messages, "plain") == (
+        build_prompt(desc_type, "plain") + build_target(description, "plain")
+    )
+    assert _render(processor, messages, "plain") == "<image>" + description + "\n"
+    assert _render(processor, messages, "original_inference") == (
+        build_prompt(desc_type, "original_inference") + " " + description + "</s>"
+    )
+
+
+def test_chat_template_accepts_string_content(processor):
+    messages = [
+        {"role": "user", "content": "<image>\nWrite a brief description for this patent image."},
+        {"role": "assistant", "content": "A view."},
+    ]
+    assert processor.apply_chat_template(messages) == (EXPECTED_PROMPTS["brief", "vicuna_v1"] + " A view.</s>")
+
+
+def test_rendered_prompt_tokenises_to_one_image_token(processor):
+    for prompt_format in PROMPT_FORMATS:
+        text = _render(processor, build_messages("brief"), prompt_format, add_generation_prompt=True)
+        ids = processor.tokenizer(text)["input_ids"]
+        assert ids.count(processor.image_token_id) == 1, prompt_format
+
+
+# ---------------------------------------------------------------------------------------------- escaping (SPEC §2)
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        ("<image>", "[[image]]"),
+        ("<im_patch><im_start><im_end>", "[[im_patch]][[im_start]][[im_end]]"),
+        ("<image-placeholder>", "[[image-placeholder]]"),
+        ("a < b > c", "a [[ b ]] c"),
+        ("x<<y>>", "x[[[[y]]]]"),
+        ("<b>bold</b> and <image> in FIG. 3", "[[b]]bold[[/b]] and [[image]] in FIG. 3"),
+        ("no brackets here (12)", "no brackets here (12)"),
+        ("", ""),
+    ],
+)
+def test_escape_description(raw, escaped):
+    assert escape_description(raw) == escaped
+    assert "<" not in escape_description(raw) and ">" not in escape_description(raw)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<image>",
+        "FIG. 8 <image> shows the piston (2) < guide > cylinder (5).",
+        "<im_patch><im_start><im_end><image-placeholder>",
+        "angles between 10° and 40°, <, >, <>, ><",
+        "plain text",
+    ],
+)
+def test_escape_round_trip(text):
+    assert unescape_description(escape_description(text)) == text
+
+
+def test_unescape_turns_double_brackets_back():
+    assert unescape_description("[[image]] and [[b]]x[[/b]]") == "<image> and <b>x</b>"
+    assert unescape_description("[1] and ]x[") == "[1] and ]x["  # single brackets are not escapes
+
+
+def test_real_descriptions_round_trip(figures):
+    for entry in figures.values():
+        for key in ("brief_description", "detailed_description"):
+            assert unescape_description(escape_description(entry[key])) == entry[key]
+
+
+def test_escaped_description_cannot_produce_the_image_token(processor):
+    """The point of escaping: a description that mentions `<image>` must not create a placeholder token."""
+    text = "The display shows an <image> of the seeding train."
+    assert processor.image_token_id in processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert processor.image_token_id not in processor.tokenizer(escape_description(text))["input_ids"]
