@@ -18,6 +18,8 @@ Rows (images per second, one figure per call, ratios against the first row):
 4. `processor, ocr_words/ocr_boxes`: the same with the words and boxes of row 1's OCR pass (no Tesseract).
 5. `processor, ocr= token ids`: the same with row 1's token ids in the official `ocr.json` shape
    `{"input_ids": [[...]], "attention_mask": [[...]], "bbox": [[[...]]]}` (no Tesseract, no OCR tokenizer).
+6. `processor, Tesseract, one batch`: all figures in one call; the processor OCRs them concurrently, one
+   single-threaded Tesseract per core (`num_ocr_workers`, default: the core count). Timed after rows 1-5.
 
 The processor rows also tokenise a prompt for the decoder and pad the figure to a square, which the original
 rows do not: the ratios are conservative. Both sides use the processor's image size, mean and std. After one
@@ -55,7 +57,7 @@ from patentlmm.tiny import build_tiny  # noqa: E402
 from processing import PatentLMMProcessor  # noqa: E402
 from processing.prompts import build_prompt  # noqa: E402
 
-SHARED_FIGURES = Path("/work/shared/data/patent-figures/images")
+SHARED_FIGURES = REPO_ROOT.parent / "shared" / "data" / "patent-figures" / "images"  # the project's shared corpus
 EXAMPLE_FIGURES = REPO_ROOT / "examples" / "figures"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 MAX_OCR_TOKENS = 512
@@ -201,7 +203,14 @@ def main(argv: list[str] | None = None) -> None:
         Row("processor, ocr_words/ocr_boxes", caller_omp, ours, precomputed_words),
         Row("processor, ocr= token ids", caller_omp, ours, precomputed_tokens),
     ]
-    labels = ["unset", "1", caller_omp or "1 (set by run_tesseract)", "-", "-"]
+    labels = [
+        "unset",
+        "1",
+        caller_omp or "1 (set by run_tesseract)",
+        "-",
+        "-",
+        caller_omp or "1 (set by run_tesseract)",
+    ]
 
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"figures:     {len(paths)} from {args.images} (repeat {args.repeat}, plus 1 warm-up figure)")
@@ -221,6 +230,14 @@ def main(argv: list[str] | None = None) -> None:
         for i in range(len(paths)):
             for row in rows:
                 row(i, timed=True)
+    batch_row = Row(f"processor, Tesseract, one batch ({os.cpu_count()} workers)", caller_omp, lambda _: None)
+    for _ in range(args.repeat):
+        with omp_thread_limit(caller_omp):
+            start = time.perf_counter()
+            batch = processor(images=paths, text=[prompt] * len(paths))
+            batch_row.seconds += time.perf_counter() - start
+        batch_row.calls += len(paths)
+    batch_ids = [ids[mask.bool()].tolist() for ids, mask in zip(batch["ocr_input_ids"], batch["ocr_attention_mask"])]
     load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
     if load_before and load_after:
         print(f"load avg:    {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
@@ -230,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     name_width = max(len(row.name) for row in rows)
     print(f"{'row':<{name_width}}  {'OMP_THREAD_LIMIT':<24}  {'images/s':>8}  {'vs original':>11}")
     print(f"{'-' * name_width}  {'-' * 24}  {'-' * 8}  {'-' * 11}")
-    for row, label in zip(rows, labels, strict=True):
+    for row, label in zip([*rows, batch_row], labels, strict=True):
         speed = row.images_per_second
         print(f"{row.name:<{name_width}}  {label:<24}  {speed:>8.2f}  {'x' + format(speed / baseline, '.2f'):>11}")
 
@@ -239,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{row.name}: {sum(processor_ids(row.outputs[i]) == expected[i] for i in range(len(paths)))}/{len(paths)}"
         for row in rows[2:]
     ]
+    checks.append(f"{batch_row.name}: {sum(batch_ids[i] == expected[i] for i in range(len(paths)))}/{len(paths)}")
     print()
     print("OCR token ids equal to the original's: " + "; ".join(checks))
 

@@ -118,7 +118,8 @@ class PatentLMMConfig(PreTrainedConfig):
             )
         if not 0 <= image_token_id < text_config.vocab_size:
             raise ValueError(
-                f"image_token_id={image_token_id} is outside the decoder vocabulary (vocab_size={text_config.vocab_size})."
+                f"image_token_id={image_token_id} is outside the decoder vocabulary "
+                f"(vocab_size={text_config.vocab_size})."
             )
 
         self.vision_config = vision_config

@@ -16,18 +16,22 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s module is imported to declare its arguments (the others stay unloaded)."""
     parser = argparse.ArgumentParser(prog="patentlmm", description="PatentLMM: describe patent figures.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         subparser = subparsers.add_parser(name, help=help_text, description=help_text)
         subparser.set_defaults(module_name=module_name)
-        importlib.import_module(module_name).add_arguments(subparser)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(subparser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     return int(importlib.import_module(args.module_name).run(args) or 0)
 
 

@@ -2,7 +2,8 @@
 
 Inputs (SPEC §5), all read with `torch.load(..., weights_only=True)`:
 - PatentMME, a PyTorch Lightning `last.ckpt`: `["state_dict"]` holds the LayoutLMv3 encoder under `model.`;
-  every other tensor there (the pretraining heads) is ignored and reported at INFO level.
+  every other tensor there (the pretraining heads) is ignored and reported at INFO level. Required for stage 1;
+  optional for stage 2, whose checkpoint carries a copy of the (frozen) encoder that it then replaces.
 - Either a stage-2 DeepSpeed `mp_rank_00_model_states.pt` (`["module"]`: a PEFT-wrapped LLaVA-LLaMA with LoRA on
   the decoder, the `mm_projector`, a copy of the encoder, the embeddings and the LM head), or a stage-1
   `mm_projector.bin` (`model.mm_projector.*` only; the decoder is then the base LLM's).
@@ -170,18 +171,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    output = convert_original(
-        output=args.output,
-        base_llm=args.base_llm,
-        ocr_tokenizer=args.ocr_tokenizer,
-        patentmme=args.patentmme,
-        checkpoint=args.checkpoint,
-        projector=args.projector,
-        keep_adapter=args.keep_adapter,
-        lora_alpha=args.lora_alpha,
-        vision_config=args.vision_config,
-        dtype=args.dtype,
-    )
+    try:
+        output = convert_original(
+            output=args.output,
+            base_llm=args.base_llm,
+            ocr_tokenizer=args.ocr_tokenizer,
+            patentmme=args.patentmme,
+            checkpoint=args.checkpoint,
+            projector=args.projector,
+            keep_adapter=args.keep_adapter,
+            lora_alpha=args.lora_alpha,
+            vision_config=args.vision_config,
+            dtype=args.dtype,
+        )
+    except (FileNotFoundError, FileExistsError, ImportError, ValueError) as error:  # the documented input errors
+        raise SystemExit(f"patentlmm convert-original: {error}") from error
     lora = "kept as a PEFT adapter" if args.keep_adapter else ("merged" if args.checkpoint else "none (stage 1)")
     print(f"PatentLMM written to {output} (LoRA: {lora}).")
     return 0

@@ -1,7 +1,7 @@
 """`patentlmm describe`: write brief or detailed descriptions of patent figures with a PatentLMM model.
 
-    patentlmm describe --model ./my-patentlmm --type brief fig1.png fig2.png
-    patentlmm describe --model ./my-patentlmm --type detailed --output descriptions.jsonl figures/*.png
+patentlmm describe --model ./my-patentlmm --type brief fig1.png fig2.png
+patentlmm describe --model ./my-patentlmm --type detailed --output descriptions.jsonl figures/*.png
 """
 
 from __future__ import annotations

@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    shape = TinyModelArguments(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TinyModelArguments)})
+    shape = TinyModelArguments(
+        **{field.name: getattr(args, field.name) for field in dataclasses.fields(TinyModelArguments)}
+    )
     folder = init_tiny(args.output_dir, shape)
     print(f"Wrote a tiny random-weight PatentLMM (not trained: its output is noise) to {folder}")
     return 0

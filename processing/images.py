@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Union
+import threading
 
 import numpy as np
 from PIL import Image
@@ -13,7 +13,10 @@ from .constants import DEFAULT_MAX_IMAGE_PIXELS
 
 __all__ = ["ImageInput", "ImageTooLargeError", "expand_to_square", "load_image", "to_rgb"]
 
-ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
+
+
+_PILLOW_CAP_LOCK = threading.Lock()
 
 
 class ImageTooLargeError(ValueError):
@@ -44,29 +47,38 @@ def load_image(image: ImageInput, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIX
         source, name = os.fspath(image), f"Image {os.fspath(image)!r}"
     else:
         raise TypeError(f"Unsupported image type {type(image).__name__}: pass a path, bytes, PIL.Image or array.")
-    # Our own cap replaces Pillow's global one, which would otherwise warn or raise with another message.
-    previous_cap, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-    try:
-        with Image.open(source) as opened:  # reads the header only
-            _check_size(*opened.size, max_pixels, name)
+    # Our own cap replaces Pillow's global one (which would warn or raise with another message) while we open the
+    # header; the lock keeps concurrent calls from restoring each other's value.
+    with _PILLOW_CAP_LOCK:
+        previous_cap, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            opened = Image.open(source)  # reads the header only
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous_cap
+    with opened:
+        _check_size(*opened.size, max_pixels, name)
+        try:
             opened.load()
-            return to_rgb(opened)
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous_cap
+        except OSError as error:
+            raise OSError(f"{name} could not be decoded: {error}") from error
+        return to_rgb(opened)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Converts any Pillow mode (1, L, P, LA, RGBA, CMYK, I;16, I, F, ...) to 8-bit RGB.
 
-    Transparent areas become white (the paper of a patent sheet); 16- and 32-bit greyscale is rescaled to 0-255.
+    Transparent areas become white (the paper of a patent sheet). 16-bit greyscale (and 32-bit integers above 255) is
+    scaled from 0-65535 to 0-255, floats from 0-1 to 0-255; other values are clipped to 0-255.
     """
     if image.mode == "RGB":
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         pixels = np.asarray(image, dtype=np.float64)
-        low, high = float(pixels.min()), float(pixels.max())
-        scaled = pixels / 256 if high > low else np.zeros_like(pixels)
-        return Image.fromarray(scaled.round().astype(np.uint8), mode="L").convert("RGB")
+        if image.mode.startswith("I;16") or pixels.max() > 255:  # 16-bit range: 0..65535 -> 0..255
+            pixels = pixels / 257.0
+        elif image.mode == "F" and pixels.max() <= 1.0:  # floats in 0..1
+            pixels = pixels * 255.0
+        return Image.fromarray(pixels.clip(0, 255).round().astype(np.uint8), mode="L").convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):

@@ -17,9 +17,11 @@ This file imports only its siblings and installed libraries, so it works as remo
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -59,6 +61,7 @@ class PatentLMMProcessor(ProcessorMixin):
         ocr_lang (`str`, *optional*): Tesseract language (`-l`); `None` uses Tesseract's default (English).
         tesseract_config (`str`, defaults to `""`): extra Tesseract flags, as in `LayoutLMv3ImageProcessor`.
         max_image_pixels (`int`, defaults to 64,000,000): larger figures raise `ImageTooLargeError`.
+        num_ocr_workers (`int`, *optional*): figures of one call OCR'd at once; `None` = one per CPU core.
     """
 
     attributes = ["image_processor", "tokenizer", "ocr_tokenizer"]  # transformers 4.x reads these three
@@ -79,11 +82,13 @@ class PatentLMMProcessor(ProcessorMixin):
         ocr_lang: str | None = None,
         tesseract_config: str = "",
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        num_ocr_workers: int | None = None,
         **kwargs,
     ):
         if vision_feature_select_strategy not in ("patch", "cls_patch"):
             raise ValueError(
-                f"vision_feature_select_strategy must be 'patch' or 'cls_patch', got {vision_feature_select_strategy!r}."
+                "vision_feature_select_strategy must be 'patch' or 'cls_patch', "
+                f"got {vision_feature_select_strategy!r}."
             )
         if image_token not in tokenizer.get_vocab():
             raise ValueError(
@@ -99,6 +104,7 @@ class PatentLMMProcessor(ProcessorMixin):
         self.ocr_lang = ocr_lang
         self.tesseract_config = tesseract_config
         self.max_image_pixels = max_image_pixels
+        self.num_ocr_workers = num_ocr_workers
         super().__init__(image_processor, tokenizer, ocr_tokenizer, **kwargs)
         self.chat_template = chat_template if chat_template is not None else dict(CHAT_TEMPLATES)
 
@@ -112,16 +118,35 @@ class PatentLMMProcessor(ProcessorMixin):
         """Tesseract words and 0-1000 boxes of one figure (any input `load_image` accepts)."""
         return run_tesseract(load_image(image, self.max_image_pixels), self.ocr_lang, self.tesseract_config)
 
-    def _ocr_tokens(self, image, words, boxes, official) -> OcrTokens:
-        if official is not None:
-            return ocr_tokens_from_official(official, self.max_ocr_tokens)
-        if words is None:
-            if boxes is not None:
-                raise ValueError("ocr_boxes were given without ocr_words: pass the words with their boxes.")
-            words, boxes = run_tesseract(image, self.ocr_lang, self.tesseract_config)
-        elif boxes is None:
-            raise ValueError("ocr_words were given without ocr_boxes: pass one 0-1000 box per word.")
-        return tokenize_ocr(self.ocr_tokenizer, words, boxes, self.max_ocr_tokens)
+    def _ocr_tokens(self, images: list, words: list, boxes: list, official: list) -> list[OcrTokens]:
+        """LayoutLMv3 tokens of each figure, from `official` tokens, precomputed words/boxes, or Tesseract.
+
+        Tesseract runs in `num_ocr_workers` threads (each drives its own single-threaded `tesseract` process);
+        tokenisation stays in this thread.
+        """
+        for i in range(len(images)):
+            if official[i] is not None and (words[i] is not None or boxes[i] is not None):
+                raise ValueError(f"Image {i}: pass either ocr (token ids) or ocr_words/ocr_boxes, not both.")
+            if (words[i] is None) != (boxes[i] is None):
+                given, missing = ("ocr_words", "ocr_boxes") if boxes[i] is None else ("ocr_boxes", "ocr_words")
+                raise ValueError(f"Image {i}: {given} were given without {missing}; pass one 0-1000 box per word.")
+        to_ocr = [i for i in range(len(images)) if official[i] is None and words[i] is None]
+        workers = min(len(to_ocr), self.num_ocr_workers or os.cpu_count() or 1)
+        ocr = functools.partial(run_tesseract, lang=self.ocr_lang, config=self.tesseract_config)
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                found = list(pool.map(ocr, [images[i] for i in to_ocr]))
+        else:
+            found = [ocr(images[i]) for i in to_ocr]
+        words, boxes = list(words), list(boxes)
+        for i, (found_words, found_boxes) in zip(to_ocr, found):
+            words[i], boxes[i] = found_words, found_boxes
+        return [
+            ocr_tokens_from_official(official[i], self.max_ocr_tokens)
+            if official[i] is not None
+            else tokenize_ocr(self.ocr_tokenizer, words[i], boxes[i], self.max_ocr_tokens)
+            for i in range(len(images))
+        ]
 
     def _pixel_values(self, images: list) -> torch.Tensor:
         fill = tuple(int(255 * mean) for mean in self.image_processor.image_mean)  # LLaVA's expand2square colour
@@ -156,7 +181,8 @@ class PatentLMMProcessor(ProcessorMixin):
             `BatchFeature` with
             - `input_ids`, `attention_mask` `(batch_size, sequence_length)` (and `labels` when `suffix` is given),
             - `pixel_values` `(batch_size, 3, input_size, input_size)`,
-            - `ocr_input_ids`, `ocr_attention_mask` `(batch_size, ocr_length)`, `ocr_bbox` `(batch_size, ocr_length, 4)`.
+            - `ocr_input_ids`, `ocr_attention_mask` `(batch_size, ocr_length)`,
+            - `ocr_bbox` `(batch_size, ocr_length, 4)`.
         """
         if kwargs:
             raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
@@ -175,7 +201,7 @@ class PatentLMMProcessor(ProcessorMixin):
         num_features: list[int] = []
         if images is not None:
             loaded = [load_image(image, self.max_image_pixels) for image in images]
-            tokens = [self._ocr_tokens(loaded[i], ocr_words[i], ocr_boxes[i], ocr[i]) for i in range(len(images))]
+            tokens = self._ocr_tokens(loaded, ocr_words, ocr_boxes, ocr)
             num_features = [self.num_image_features(len(ids)) for ids, _ in tokens]
             data["pixel_values"] = self._pixel_values(loaded)
             data.update(self._pad_ocr(tokens))
@@ -269,6 +295,7 @@ class PatentLMMProcessor(ProcessorMixin):
             "ocr_lang": self.ocr_lang,
             "tesseract_config": self.tesseract_config,
             "max_image_pixels": self.max_image_pixels,
+            "num_ocr_workers": self.num_ocr_workers,
         }
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> list[str]:
@@ -296,7 +323,7 @@ class PatentLMMProcessor(ProcessorMixin):
             with open(path, "w", encoding="utf-8") as handle:
                 handle.write(template)
 
-        config = {"processor_class": type(self).__name__, **self._settings()}
+        config = {"processor_class": type(self).__name__, "chat_templates": sorted(templates), **self._settings()}
         if self._auto_class is not None:
             custom_object_save(self, save_directory)
             config["auto_map"] = {self._auto_class: f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"}
@@ -315,28 +342,20 @@ class PatentLMMProcessor(ProcessorMixin):
         source = os.fspath(pretrained_model_name_or_path)
         base = hub.pop("subfolder", "") or ""
 
-        def fetch(name: str, required: bool = True) -> str | None:
-            return cached_file(
-                source,
-                name,
-                subfolder=base,
-                _raise_exceptions_for_missing_entries=required,
-                _raise_exceptions_for_connection_errors=required,
-                **hub,
-            )
+        def fetch(name: str) -> str:
+            return cached_file(source, name, subfolder=base, **hub)
 
         with open(fetch(PROCESSOR_CONFIG_NAME), encoding="utf-8") as handle:
-            settings = {k: v for k, v in json.load(handle).items() if k not in ("processor_class", "auto_map")}
+            settings = json.load(handle)
+        template_names = settings.pop("chat_templates", ["default"])
+        settings = {k: v for k, v in settings.items() if k not in ("processor_class", "auto_map")}
         settings.update(kwargs)
 
         templates = {}
-        default_path = fetch(CHAT_TEMPLATE_FILE, required=False)
-        if default_path:
-            templates["default"] = open(default_path, encoding="utf-8").read()
-        for name in CHAT_TEMPLATES:
-            path = fetch(f"{ADDITIONAL_CHAT_TEMPLATES_DIR}/{name}.jinja", required=False) if name != "default" else None
-            if path:
-                templates[name] = open(path, encoding="utf-8").read()
+        for name in template_names:
+            path = fetch(CHAT_TEMPLATE_FILE if name == "default" else f"{ADDITIONAL_CHAT_TEMPLATES_DIR}/{name}.jinja")
+            with open(path, encoding="utf-8") as handle:
+                templates[name] = handle.read()
 
         ocr_folder = f"{base}/{OCR_TOKENIZER_SUBFOLDER}" if base else OCR_TOKENIZER_SUBFOLDER
         return cls(

@@ -39,17 +39,27 @@ def tiny_dir(tmp_path_factory, tiny) -> Path:
     return folder
 
 
+TRANSFORMERS4_ENV = "PATENTLMM_TRANSFORMERS4_PYTHON"
+
+
+def find_transformers4_python() -> str:
+    """The interpreter of a virtualenv with transformers 4.57 (and without patentlmm), from
+    `$PATENTLMM_TRANSFORMERS4_PYTHON`; `scripts/test.sh` builds it. Unset: the test is skipped locally but FAILS in
+    CI (`$CI` set), where the cross-version check must run. Not an executable file: always a failure."""
+    path = os.environ.get(TRANSFORMERS4_ENV, "").strip()
+    if not path:
+        message = f"{TRANSFORMERS4_ENV} is not set (the path of a Python with transformers 4.57 installed)"
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"{message}; CI must run the transformers 4 compatibility check.", pytrace=False)
+        pytest.skip(message)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(f"{TRANSFORMERS4_ENV}={path!r} is not an executable file.", pytrace=False)
+    return path
+
+
 @pytest.fixture(scope="session")
 def transformers4_python() -> str:
-    """Interpreter of a virtualenv with transformers 4.57.x (and without patentlmm), from
-    `PATENTLMM_TRANSFORMERS4_PYTHON`. `.ci/run` builds it; locally the tests skip without it, in CI they fail."""
-    python = os.environ.get("PATENTLMM_TRANSFORMERS4_PYTHON")
-    if python and Path(python).is_file():
-        return python
-    message = "PATENTLMM_TRANSFORMERS4_PYTHON is not set to a transformers 4.57 interpreter (see .ci/run)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    return find_transformers4_python()
 
 
 def run_outside_repo(python: str, script: Path, *args: str, timeout: int = 300) -> str:

@@ -28,7 +28,17 @@ def test_init_tiny_writes_a_model_with_the_requested_shape(cli_tiny_dir):
 def test_describe_writes_jsonl_for_each_figure(cli_tiny_dir, figures, tmp_path):
     paths = [str(figures[i]["path"]) for i in ("US20250204297A1__8", "US20250204297A1__12")]
     output = tmp_path / "out" / "descriptions.jsonl"
-    argv = ["describe", "--model", str(cli_tiny_dir), "--max-new-tokens", "3", "--batch-size", "2", "--output", str(output)]
+    argv = [
+        "describe",
+        "--model",
+        str(cli_tiny_dir),
+        "--max-new-tokens",
+        "3",
+        "--batch-size",
+        "2",
+        "--output",
+        str(output),
+    ]
     assert main([*argv, *paths]) == 0
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert [row["image_id"] for row in rows] == ["US20250204297A1__8", "US20250204297A1__12"]
@@ -39,8 +49,20 @@ def test_describe_writes_jsonl_for_each_figure(cli_tiny_dir, figures, tmp_path):
 def test_describe_prints_tab_separated_lines_from_the_console_script(cli_tiny_dir, figures):
     path = str(figures["US20250204297A1__12"]["path"])
     result = subprocess.run(
-        [sys.executable, "-m", "patentlmm.cli", "describe", "--model", str(cli_tiny_dir), "--max-new-tokens", "2", path],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "patentlmm.cli",
+            "describe",
+            "--model",
+            str(cli_tiny_dir),
+            "--max-new-tokens",
+            "2",
+            path,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("US20250204297A1__12\t")

@@ -16,8 +16,13 @@ from processing import build_prompt
 from processing.constants import IGNORE_INDEX
 
 LOADER = Path(__file__).parent / "scripts" / "load_and_generate.py"
-WORDS = {"US20250204297A1__8": (["Figure", "8", "16", "11"], [[700, 900, 800, 930], [810, 900, 830, 930], [100, 200, 130, 220], [400, 500, 430, 520]]),
-         "US20250204297A1__12": ([], [])}
+WORDS = {
+    "US20250204297A1__8": (
+        ["Figure", "8", "16", "11"],
+        [[700, 900, 800, 930], [810, 900, 830, 930], [100, 200, 130, 220], [400, 500, 430, 520]],
+    ),
+    "US20250204297A1__12": ([], []),
+}
 
 
 def _inputs(processor, figures, ids=("US20250204297A1__8", "US20250204297A1__12"), suffix=None, side="left"):
@@ -70,7 +75,11 @@ def test_config_round_trips_through_json(tmp_path):
     loaded = PatentLMMConfig.from_pretrained(tmp_path)
     assert loaded.to_dict()["text_config"] == config.to_dict()["text_config"]
     assert loaded.vision_config.to_dict() == config.vision_config.to_dict()
-    assert (loaded.projector_type, loaded.vision_feature_select_strategy, loaded.max_ocr_tokens) == ("linear", "cls_patch", 256)
+    assert (loaded.projector_type, loaded.vision_feature_select_strategy, loaded.max_ocr_tokens) == (
+        "linear",
+        "cls_patch",
+        256,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- forward
@@ -85,7 +94,10 @@ def test_forward_shapes_and_loss_match_a_manual_cross_entropy(tiny, figures):
     assert out.logits.shape == (batch_size, length, model.config.text_config.vocab_size)
     # Features: OCR tokens of each figure - 1 + 577 (figure 8: <s> + 4 words' tokens + </s>; figure 12: <s></s>).
     ocr_lengths = batch["ocr_attention_mask"].sum(1).tolist()
-    assert out.image_hidden_states.shape == (sum(n - 1 + 577 for n in ocr_lengths), model.config.text_config.hidden_size)
+    assert out.image_hidden_states.shape == (
+        sum(n - 1 + 577 for n in ocr_lengths),
+        model.config.text_config.hidden_size,
+    )
     shifted_logits = out.logits[:, :-1].reshape(-1, out.logits.shape[-1])
     shifted_labels = batch["labels"][:, 1:].reshape(-1)
     expected = torch.nn.functional.cross_entropy(shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX)
@@ -137,7 +149,9 @@ def test_encoder_is_frozen_by_default_and_can_be_trained(tiny):
     assert not any(p.requires_grad for p in model.model.vision_tower.parameters())
     assert all(p.requires_grad for p in model.model.multi_modal_projector.parameters())
     assert all(p.requires_grad for p in model.model.language_model.parameters())
-    unfrozen = PatentLMMForConditionalGeneration(PatentLMMConfig(**{**model.config.to_dict(), "freeze_vision_tower": False}))
+    unfrozen = PatentLMMForConditionalGeneration(
+        PatentLMMConfig(**{**model.config.to_dict(), "freeze_vision_tower": False})
+    )
     assert all(p.requires_grad for p in unfrozen.model.vision_tower.parameters())
 
 
@@ -200,7 +214,9 @@ def test_generate_encodes_the_figure_once_and_matches_a_manual_greedy_loop(tiny,
     with torch.no_grad():
         for _ in range(6):
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-            logits = model(**{**batch, "input_ids": input_ids, "attention_mask": attention_mask}, position_ids=position_ids).logits
+            logits = model(
+                **{**batch, "input_ids": input_ids, "attention_mask": attention_mask}, position_ids=position_ids
+            ).logits
             logits[:, -1, model.generation_config.eos_token_id] = -float("inf")  # as min_new_tokens does
             next_token = logits[:, -1].argmax(-1, keepdim=True)
             input_ids = torch.cat([input_ids, next_token], dim=1)
@@ -257,7 +273,12 @@ def _check_remote_load(result: dict, tiny, figures, major: str) -> None:
 def test_remote_code_round_trip_in_a_fresh_process_transformers_5(tiny, tiny_dir, figures):
     words, boxes = WORDS["US20250204297A1__8"]
     out = run_outside_repo(
-        sys.executable, LOADER, str(tiny_dir), str(figures["US20250204297A1__8"]["path"]), json.dumps(words), json.dumps(boxes)
+        sys.executable,
+        LOADER,
+        str(tiny_dir),
+        str(figures["US20250204297A1__8"]["path"]),
+        json.dumps(words),
+        json.dumps(boxes),
     )
     result = json.loads(out.strip().splitlines()[-1])
     assert result["auto_class"] == "AutoModelForImageTextToText"
@@ -269,7 +290,12 @@ def test_remote_code_loads_on_transformers_4_through_auto_model_for_vision2seq(
 ):
     words, boxes = WORDS["US20250204297A1__8"]
     out = run_outside_repo(
-        transformers4_python, LOADER, str(tiny_dir), str(figures["US20250204297A1__8"]["path"]), json.dumps(words), json.dumps(boxes)
+        transformers4_python,
+        LOADER,
+        str(tiny_dir),
+        str(figures["US20250204297A1__8"]["path"]),
+        json.dumps(words),
+        json.dumps(boxes),
     )
     result = json.loads(out.strip().splitlines()[-1])
     assert result["auto_class"] == "AutoModelForVision2Seq"
@@ -277,8 +303,9 @@ def test_remote_code_loads_on_transformers_4_through_auto_model_for_vision2seq(
 
 
 def test_local_auto_classes_sdpa_and_device_map(tiny, tiny_dir, figures):
-    import patentlmm  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModelForImageTextToText
+
+    import patentlmm  # noqa: F401  (registers the Auto classes)
 
     model, processor = tiny
     loaded = AutoModelForImageTextToText.from_pretrained(tiny_dir, attn_implementation="sdpa", device_map="auto")

@@ -133,13 +133,20 @@ def test_sixteen_bit_greyscale_is_rescaled_to_eight_bit(dtype):
     assert np.array_equal(_rgb(to_rgb(image))[..., 0], _rgb(to_rgb(image))[..., 2])
 
 
-def test_thirty_two_bit_integer_is_rescaled_from_its_range():
-    image = Image.fromarray(np.array([[-5, 0, 5]], dtype=np.int32))
-    assert image.mode == "I"
-    assert _rgb(to_rgb(image)).tolist() == [[[0, 0, 0], [128, 128, 128], [255, 255, 255]]]
+def test_thirty_two_bit_integer_in_sixteen_bit_range_is_scaled_and_small_values_kept():
+    wide = Image.fromarray(np.array([[0, 257 * 100, 65535, 70000]], dtype=np.int32))
+    assert wide.mode == "I"
+    assert _rgb(to_rgb(wide))[..., 0].tolist() == [[0, 100, 255, 255]]  # 0..65535 -> 0..255, above clipped
+    narrow = Image.fromarray(np.array([[-5, 0, 100, 255]], dtype=np.int32))
+    assert _rgb(to_rgb(narrow))[..., 0].tolist() == [[0, 0, 100, 255]]  # already 8-bit values: kept, negatives clipped
 
 
-def test_float_image_is_rescaled_from_its_range():
+def test_uniform_sixteen_bit_white_page_stays_white():
+    image = Image.fromarray(np.full((2, 3), 65535, dtype="<u2"))
+    assert _rgb(to_rgb(image)).tolist() == [[list(WHITE)] * 3] * 2
+
+
+def test_float_image_in_unit_range_is_scaled_to_eight_bit():
     image = Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32))
     assert image.mode == "F"
     assert _rgb(to_rgb(image)).tolist() == [[[0, 0, 0], [128, 128, 128], [255, 255, 255]]]

@@ -7,7 +7,7 @@ Tesseract runs on each figure at most twice in this module (module-scoped fixtur
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import json
 import os
 import shutil
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TRANSFORMERS4_ENV, find_transformers4_python
 from PIL import Image
 
 from processing.constants import IGNORE_INDEX, OCR_PAD_BOX
@@ -32,32 +33,6 @@ NUM_PATCHES = 577  # CLS + (384 / 16) ** 2
 MODEL_INPUTS = {"input_ids", "attention_mask", "pixel_values", "ocr_input_ids", "ocr_bbox", "ocr_attention_mask"}
 
 needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="the tesseract binary is not installed")
-
-
-# ---------------------------------------------------------------------------------------------- transformers 4 gate
-
-TRANSFORMERS4_ENV = "PATENTLMM_TRANSFORMERS4_PYTHON"
-
-
-def _running_in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def transformers4_python() -> str:
-    """The interpreter of an environment with transformers 4.5x, from `$PATENTLMM_TRANSFORMERS4_PYTHON`.
-
-    Unset: the test is skipped locally, but FAILS in CI (`$CI` set), where the cross-version check must run.
-    Set to something that is not an executable file: always a failure.
-    """
-    path = os.environ.get(TRANSFORMERS4_ENV, "").strip()
-    if not path:
-        message = f"{TRANSFORMERS4_ENV} is not set (the path of a Python with transformers 4.5x installed)"
-        if _running_in_ci():
-            pytest.fail(f"{message}; CI must run the transformers 4 compatibility check.", pytrace=False)
-        pytest.skip(message)
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        pytest.fail(f"{TRANSFORMERS4_ENV}={path!r} is not an executable file.", pytrace=False)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -394,7 +369,13 @@ def test_image_size_cap_is_applied_before_ocr(processor, paths, monkeypatch):
 def test_text_only_and_images_only_calls(processor, paths, words_and_boxes):
     text_only = processor(text=["short", "a longer prompt here"])
     assert set(text_only.keys()) == {"input_ids", "attention_mask"}
-    assert text_only["input_ids"][:, -1].tolist() != [processor.tokenizer.pad_token_id] * 2
+    short = processor.tokenizer("short")["input_ids"]
+    assert short[0] == processor.tokenizer.bos_token_id
+    pad = text_only["input_ids"].shape[1] - len(short)
+    assert pad > 0
+    assert text_only["input_ids"][0].tolist() == [processor.tokenizer.pad_token_id] * pad + short  # left padding
+    assert text_only["attention_mask"][0].tolist() == [0] * pad + [1] * len(short)
+    assert text_only["attention_mask"][1].tolist() == [1] * text_only["input_ids"].shape[1]
     images_only = processor(images=paths[FIG8], **_precomputed(words_and_boxes, FIG8))
     assert set(images_only.keys()) == {"pixel_values", "ocr_input_ids", "ocr_bbox", "ocr_attention_mask"}
 
@@ -461,26 +442,12 @@ def test_saved_folder_layout(tiny_dir):
     assert "from .images import" in source and "modeling_patentlmm" not in source
 
 
-@contextlib.contextmanager
-def _remote_code_only():
-    """`import patentlmm` (done by the tiny fixture) registers PatentLMMProcessor with AutoProcessor, and
-    transformers 5 then prefers that installed class over a folder's remote code. Lift the registration for the
-    duration, so `AutoProcessor.from_pretrained(..., trust_remote_code=True)` really loads the saved files."""
-    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
-
-    registered = PROCESSOR_MAPPING._extra_content
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in list(registered.items()):
-            if getattr(value, "__name__", "") == "PatentLMMProcessor":
-                patch.delitem(registered, key)
-        yield
-
-
 def _auto_load(folder):
+    """In this process `import patentlmm` has registered PatentLMMProcessor, so AutoProcessor returns that class;
+    loading the folder's own copied code is checked in fresh processes (test_modeling_patentlmm and the 4.57 test)."""
     from transformers import AutoProcessor
 
-    with _remote_code_only():
-        return AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    return AutoProcessor.from_pretrained(folder, trust_remote_code=True)
 
 
 @pytest.fixture(scope="module")
@@ -489,10 +456,7 @@ def auto_loaded(tiny_dir):
 
 
 def test_auto_processor_loads_remote_code_with_settings_and_templates(auto_loaded, processor):
-    cls = type(auto_loaded)
-    assert cls.__name__ == "PatentLMMProcessor"
-    assert cls.__module__.startswith("transformers_modules."), cls.__module__
-    assert cls is not PatentLMMProcessor
+    assert type(auto_loaded).__name__ == "PatentLMMProcessor"
     assert auto_loaded._settings() == processor._settings()
     assert auto_loaded.image_token_id == processor.image_token_id
     assert auto_loaded.chat_template == CHAT_TEMPLATES
@@ -528,11 +492,11 @@ def test_non_default_settings_survive_save_and_load(processor, tmp_path, paths, 
         ocr_lang="eng",
         tesseract_config="--psm 11",
         max_image_pixels=None,
+        num_ocr_workers=3,
     )
     custom.save_pretrained(tmp_path / "custom")
     local, remote = PatentLMMProcessor.from_pretrained(tmp_path / "custom"), _auto_load(tmp_path / "custom")
     assert type(local) is PatentLMMProcessor
-    assert type(remote).__module__.startswith("transformers_modules.")
     for loaded in (local, remote):
         assert loaded._settings() == {
             "num_image_patches": NUM_PATCHES,
@@ -542,6 +506,7 @@ def test_non_default_settings_survive_save_and_load(processor, tmp_path, paths, 
             "ocr_lang": "eng",
             "tesseract_config": "--psm 11",
             "max_image_pixels": None,
+            "num_ocr_workers": 3,
         }
         assert loaded.chat_template == CHAT_TEMPLATES
         out = loaded(images=paths[FIG8], text=build_prompt("brief"), **_precomputed(words_and_boxes, FIG8))
@@ -603,19 +568,19 @@ def test_transformers4_gate_fails_in_ci_and_skips_locally(monkeypatch):
     monkeypatch.delenv(TRANSFORMERS4_ENV, raising=False)
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match=TRANSFORMERS4_ENV):
-        transformers4_python()
+        find_transformers4_python()
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match=TRANSFORMERS4_ENV):
-        transformers4_python()
+        find_transformers4_python()
     monkeypatch.setenv(TRANSFORMERS4_ENV, "/nonexistent/python")
     with pytest.raises(pytest.fail.Exception, match="not an executable file"):
-        transformers4_python()
+        find_transformers4_python()
 
 
 def test_transformers4_loads_the_saved_processor_with_identical_outputs(
-    tiny_dir, processor, paths, words_and_boxes, tmp_path
+    tiny_dir, processor, paths, words_and_boxes, tmp_path, transformers4_python
 ):
-    python = transformers4_python()
+    python = transformers4_python
     words, boxes = words_and_boxes[FIG8]
     request = {
         "folder": str(tiny_dir),
@@ -657,3 +622,19 @@ def test_transformers4_loads_the_saved_processor_with_identical_outputs(
         assert theirs[key].tolist() == ours[key].tolist(), key
     _assert_same(theirs, ours, ("attention_mask", "labels", "ocr_bbox", "ocr_attention_mask"))
     torch.testing.assert_close(theirs["pixel_values"], ours["pixel_values"], rtol=0, atol=1e-6)
+
+
+def test_parallel_tesseract_gives_the_same_batch_as_one_worker(processor, paths):
+    images = [paths[FIG8], paths[FIG13], paths[FIG8]]
+    text = [build_prompt("brief")] * 3
+    sequential = copy.copy(processor)
+    sequential.num_ocr_workers = 1
+    parallel = copy.copy(processor)
+    parallel.num_ocr_workers = 3
+    _assert_same(parallel(images=images, text=text), sequential(images=images, text=text), MODEL_INPUTS)
+
+
+def test_official_tokens_and_words_for_the_same_figure_conflict(processor, paths, words_and_boxes):
+    official = {"input_ids": [[0, 2]], "bbox": [[[0, 0, 0, 0], [0, 0, 0, 0]]]}
+    with pytest.raises(ValueError, match="either ocr \\(token ids\\) or ocr_words/ocr_boxes, not both"):
+        processor(images=paths[FIG8], ocr=official, **_precomputed(words_and_boxes, FIG8))

@@ -22,7 +22,15 @@ model_dir, image_path, words, boxes = sys.argv[1], sys.argv[2], json.loads(sys.a
 model = AutoModelClass.from_pretrained(model_dir, trust_remote_code=True).eval()
 processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
 prompt = processor.apply_chat_template(
-    [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Write a brief description for this patent image."}]}],
+    [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image"},
+                {"type": "text", "text": "Write a brief description for this patent image."},
+            ],
+        }
+    ],
     add_generation_prompt=True,
 )
 inputs = processor(images=[image_path], text=[prompt], ocr_words=[words], ocr_boxes=[boxes])
