@@ -45,15 +45,15 @@ from transformers import (
     AutoTokenizer,
     GenerationConfig,
     LayoutLMv3Config,
-    LayoutLMv3ImageProcessor,
     LayoutLMv3Model,
     PreTrainedTokenizerBase,
 )
 
 from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration
 from modeling_patentlmm.configuration_patentlmm import PATENTMME_LARGE
-from processing import PatentLMMProcessor
 from processing.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MAX_OCR_TOKENS
+
+from .components import build_processor, prepare_decoder_tokenizer
 
 __all__ = ["DEFAULT_LORA_ALPHA", "add_arguments", "convert_original", "run"]
 
@@ -244,7 +244,7 @@ def convert_original(
     model.save_pretrained(output)
     if keep_adapter:
         _save_adapter(original.lora, lora_alpha, torch_dtype, output)
-    _build_processor(config, tokenizer, ocr).save_pretrained(output)
+    build_processor(config, tokenizer, ocr).save_pretrained(output)
     logger.info("Saved PatentLMM (%.3fB parameters, %s) to %s", model.num_parameters() / 1e9, torch_dtype, output)
     return output
 
@@ -300,18 +300,16 @@ def _load_vision_config(path: str | os.PathLike | None) -> LayoutLMv3Config:
 
 
 def _load_decoder_tokenizer(base_llm: str | os.PathLike) -> PreTrainedTokenizerBase:
-    """The base LLM's tokenizer with `<image>` (added when absent), padding with `<unk>` on the left as LLaVA."""
+    """The base LLM's tokenizer, prepared for PatentLMM (`<image>` added when absent, `<unk>` padding on the left)."""
     tokenizer = AutoTokenizer.from_pretrained(str(base_llm))
-    if DEFAULT_IMAGE_TOKEN not in tokenizer.get_vocab():
-        tokenizer.add_tokens([DEFAULT_IMAGE_TOKEN], special_tokens=True)
+    had_image_token = DEFAULT_IMAGE_TOKEN in tokenizer.get_vocab()
+    prepare_decoder_tokenizer(tokenizer)
+    if not had_image_token:
         logger.info(
             "Added %s to the decoder tokenizer as id %d (the original used the sentinel id -200).",
             DEFAULT_IMAGE_TOKEN,
             tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN),
         )
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.unk_token
-    tokenizer.padding_side = "left"
     return tokenizer
 
 
@@ -588,21 +586,3 @@ def _save_adapter(lora: dict[str, dict[str, torch.Tensor]], alpha: float, dtype:
     }
     save_file(tensors, str(output / "adapter_model.safetensors"), metadata={"format": "pt"})
     logger.info("Saved the LoRA of %d layers as a PEFT adapter.", len(lora))
-
-
-def _build_processor(
-    config: PatentLMMConfig, tokenizer: PreTrainedTokenizerBase, ocr_tokenizer: PreTrainedTokenizerBase
-) -> PatentLMMProcessor:
-    """The processor of the original pipeline: 384 px, mean = std = 0.5, OCR run by the processor itself."""
-    size = config.vision_config.input_size
-    image_processor = LayoutLMv3ImageProcessor(
-        apply_ocr=False, size={"height": size, "width": size}, image_mean=[0.5] * 3, image_std=[0.5] * 3
-    )
-    return PatentLMMProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        ocr_tokenizer=ocr_tokenizer,
-        num_image_patches=config.num_image_patches,
-        vision_feature_select_strategy=config.vision_feature_select_strategy,
-        max_ocr_tokens=config.max_ocr_tokens,
-    )

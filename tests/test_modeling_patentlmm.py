@@ -270,17 +270,15 @@ def _check_remote_load(result: dict, tiny, figures, major: str) -> None:
     assert result["generated"] == generated
 
 
-def test_remote_code_round_trip_in_a_fresh_process_transformers_5(tiny, tiny_dir, figures):
+def _load_in_fresh_process(python: str, tiny_dir: Path, figures) -> dict:
     words, boxes = WORDS["US20250204297A1__8"]
-    out = run_outside_repo(
-        sys.executable,
-        LOADER,
-        str(tiny_dir),
-        str(figures["US20250204297A1__8"]["path"]),
-        json.dumps(words),
-        json.dumps(boxes),
-    )
-    result = json.loads(out.strip().splitlines()[-1])
+    image = str(figures["US20250204297A1__8"]["path"])
+    out = run_outside_repo(python, LOADER, str(tiny_dir), image, json.dumps(words), json.dumps(boxes))
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_remote_code_round_trip_in_a_fresh_process_transformers_5(tiny, tiny_dir, figures):
+    result = _load_in_fresh_process(sys.executable, tiny_dir, figures)
     assert result["auto_class"] == "AutoModelForImageTextToText"
     _check_remote_load(result, tiny, figures, "5.")
 
@@ -288,16 +286,7 @@ def test_remote_code_round_trip_in_a_fresh_process_transformers_5(tiny, tiny_dir
 def test_remote_code_loads_on_transformers_4_through_auto_model_for_vision2seq(
     tiny, tiny_dir, figures, transformers4_python
 ):
-    words, boxes = WORDS["US20250204297A1__8"]
-    out = run_outside_repo(
-        transformers4_python,
-        LOADER,
-        str(tiny_dir),
-        str(figures["US20250204297A1__8"]["path"]),
-        json.dumps(words),
-        json.dumps(boxes),
-    )
-    result = json.loads(out.strip().splitlines()[-1])
+    result = _load_in_fresh_process(transformers4_python, tiny_dir, figures)
     assert result["auto_class"] == "AutoModelForVision2Seq"
     _check_remote_load(result, tiny, figures, "4.57")
 

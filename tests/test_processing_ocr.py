@@ -29,8 +29,6 @@ from processing.prompts import build_prompt
 FIGURE_8 = "US20250204297A1__8"  # reference numerals 16, 11 and the label "Figure 8"
 BLANK = "US20250204297A1__12"  # Tesseract finds no words
 
-pytestmark = pytest.mark.skipif(shutil.which("tesseract") is None, reason="the tesseract binary is not installed")
-
 
 @pytest.fixture(scope="module")
 def processor(tiny):

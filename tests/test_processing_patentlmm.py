@@ -32,8 +32,6 @@ FIG13 = "US20250204297A1__13"  # 1953 x 1630 (landscape), "Figure 13"
 NUM_PATCHES = 577  # CLS + (384 / 16) ** 2
 MODEL_INPUTS = {"input_ids", "attention_mask", "pixel_values", "ocr_input_ids", "ocr_bbox", "ocr_attention_mask"}
 
-needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="the tesseract binary is not installed")
-
 
 # ---------------------------------------------------------------------------------------------- fixtures
 

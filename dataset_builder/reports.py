@@ -1,0 +1,53 @@
+"""Reports of rejected or failed items: JSON Lines, one `{"image_id", "stage", "reason"}` object per line.
+
+A long run never stops for one bad item: it writes a line here and goes on. Lines are flushed as written, so a
+crash loses nothing already reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ReportWriter", "read_report"]
+
+
+class ReportWriter:
+    """Appends report lines to `path` (created with its folder on first write); use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike, stage: str):
+        self.path = Path(path)
+        self.stage = stage
+        self.count = 0
+        self._handle = None
+
+    def add(self, image_id: str | None, reason: str, **extra: Any) -> None:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        line = {"image_id": image_id, "stage": self.stage, "reason": reason, **extra}
+        self._handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def read_report(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All lines of a report (an empty list when it does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -1,0 +1,174 @@
+"""PatentLMMCollator: rows of a PatentDesc-355k dataset in TRL's conversational format -> one training batch.
+
+A row (one figure) holds:
+- `messages`: `build_messages(desc_type, escape_description(description))`, a user turn (`{"type": "image"}` + the
+  instruction) and the assistant's answer (the description);
+- `image` (one figure) or `images` (a list holding one figure): a path, bytes or a PIL image;
+- OCR, one of: `ocr_words` + `ocr_boxes` (words and 0-1000 boxes; an empty list is a figure without words), or the
+  official LayoutLMv3 tokens `ocr_input_ids` + `ocr_bbox`; with neither, the processor runs Tesseract.
+
+The prompt is the processor's chat template of the stage's `prompt_format` (`"plain"` in stage 1, `"vicuna_v1"` in
+stage 2) rendered on the user turn; the description (`build_target`) is the processor's `suffix`, so `labels` cover
+exactly the description and its end-of-sequence token, and are `IGNORE_INDEX` on the prompt, the `<image>`
+placeholders and the padding (right padding). A sample longer than `max_length` keeps its whole prompt, image
+placeholders included, and loses the end of its description; the collator counts these cuts.
+
+This file imports only its siblings and installed libraries, so it is copied next to a checkpoint with the processor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import BatchFeature
+
+from .constants import IGNORE_INDEX
+from .prompts import PROMPT_FORMATS, build_target
+
+__all__ = ["NUM_TRUNCATED_KEY", "TEMPLATE_OF_FORMAT", "PatentLMMCollator"]
+
+logger = logging.getLogger(__name__)
+
+# Chat template (a key of `processor.chat_template`) that renders each prompt format of `prompts.PROMPT_FORMATS`.
+TEMPLATE_OF_FORMAT = {"vicuna_v1": "default", "plain": "plain", "original_inference": "original_inference"}
+# Batch key holding the number of samples whose description was cut (only with `report_truncation=True`).
+NUM_TRUNCATED_KEY = "num_truncated"
+
+
+class PatentLMMCollator:
+    r"""
+    Turns a list of rows (see the module docstring) into model inputs with completion-only labels.
+
+    Args:
+        processor (`PatentLMMProcessor`): builds pixel values, OCR tensors and the expanded prompt ids.
+        prompt_format (`str`, defaults to `"vicuna_v1"`): `"plain"` for stage 1, `"vicuna_v1"` for stage 2.
+        max_length (`int`, *optional*): longest sequence kept; longer samples lose the end of their description
+            (never prompt or image tokens). `None` keeps everything.
+        report_truncation (`bool`, defaults to `False`): add `num_truncated` (a 0-d tensor) to each batch, for a
+            trainer that pops it and logs it (`train_sft.PatentLMMSFTTrainer` does).
+
+    Attributes:
+        num_samples, num_truncated (`int`): samples collated and samples cut so far, in this process (data-loader
+            workers count their own).
+    """
+
+    def __init__(
+        self,
+        processor: Any,
+        prompt_format: str = "vicuna_v1",
+        max_length: int | None = None,
+        report_truncation: bool = False,
+    ):
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
+        templates = processor.chat_template
+        name = TEMPLATE_OF_FORMAT[prompt_format]
+        if not isinstance(templates, dict) or name not in templates:
+            available = sorted(templates) if isinstance(templates, dict) else "one unnamed template"
+            raise ValueError(
+                f"The processor has no chat template {name!r} for prompt_format={prompt_format!r} (it has "
+                f"{available}); build it with patentlmm.components.build_processor."
+            )
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length must be positive or None, got {max_length}.")
+        self.processor = processor
+        self.prompt_format = prompt_format
+        self.chat_template = templates[name]
+        self.max_length = max_length
+        self.report_truncation = report_truncation
+        self.num_samples = 0
+        self.num_truncated = 0
+
+    def prompt(self, messages: Sequence[dict]) -> str:
+        """The prompt of a conversation: its user turn rendered in this collator's format, generation prompt added."""
+        user_turns = [message for message in messages if message["role"] != "assistant"]
+        return self.processor.tokenizer.apply_chat_template(
+            user_turns, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
+        )
+
+    def __call__(self, rows: list[dict]) -> BatchFeature:
+        """Collates `rows`; returns `input_ids`, `attention_mask`, `labels` `(B, L)`, `pixel_values`
+        `(B, 3, S, S)`, `ocr_input_ids`, `ocr_attention_mask` `(B, T_ocr)` and `ocr_bbox` `(B, T_ocr, 4)`."""
+        images, prompts, targets = [], [], []
+        for index, row in enumerate(rows):
+            images.append(_one_image(row, index))
+            prompts.append(self.prompt(row["messages"]))
+            targets.append(build_target(_answer(row["messages"], index), self.prompt_format))
+        batch = self.processor(
+            images=images, text=prompts, suffix=targets, padding_side="right", **_ocr_inputs(rows), return_tensors="pt"
+        )
+        num_truncated = self._truncate(batch)
+        self.num_samples += len(rows)
+        self.num_truncated += num_truncated
+        if num_truncated:
+            logger.warning(
+                "Cut the description of %d of %d sample(s) to max_length=%d (%d of %d so far in this process).",
+                num_truncated,
+                len(rows),
+                self.max_length,
+                self.num_truncated,
+                self.num_samples,
+            )
+        if self.report_truncation:
+            batch[NUM_TRUNCATED_KEY] = torch.tensor(num_truncated)
+        return batch
+
+    def _truncate(self, batch: BatchFeature) -> int:
+        """Cuts right-padded sequences to `max_length` in place; returns how many samples lost description tokens.
+
+        Raises `ValueError` when a prompt alone (instruction + image placeholders) does not fit: cutting it would
+        leave image features without their placeholders.
+        """
+        lengths = batch["attention_mask"].sum(dim=1)  # (B,)
+        if self.max_length is None or int(lengths.max()) <= self.max_length:
+            return 0
+        has_target = batch["labels"] != IGNORE_INDEX  # (B, L)
+        prompt_lengths = torch.where(has_target.any(dim=1), has_target.int().argmax(dim=1), lengths)  # (B,)
+        too_long = int(prompt_lengths.max())
+        if too_long >= self.max_length:
+            raise ValueError(
+                f"A prompt of {too_long} tokens (instruction + image placeholders, which are never cut) leaves no "
+                f"room for a description within max_length={self.max_length}: raise max_length or lower the "
+                "processor's max_ocr_tokens."
+            )
+        for key in ("input_ids", "attention_mask", "labels"):
+            batch[key] = batch[key][:, : self.max_length]  # right padding: only description, end token, padding go
+        return int((lengths > self.max_length).sum())
+
+
+def _one_image(row: dict, index: int) -> Any:
+    if "images" in row:
+        if len(row["images"]) != 1:
+            raise ValueError(f"Row {index} has {len(row['images'])} images; PatentLMM takes one figure per sample.")
+        return row["images"][0]
+    if "image" in row:
+        return row["image"]
+    raise ValueError(f"Row {index} has no 'image' or 'images' column.")
+
+
+def _answer(messages: Sequence[dict], index: int) -> str:
+    """The text of the conversation's assistant turn (the description, escaped)."""
+    answers = [message for message in messages if message["role"] == "assistant"]
+    if len(answers) != 1:
+        raise ValueError(f"Row {index} has {len(answers)} assistant turns; training needs exactly one (the target).")
+    content = answers[0]["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(part["text"] for part in content if part.get("type") == "text")
+
+
+def _ocr_inputs(rows: list[dict]) -> dict[str, list]:
+    """The processor's OCR arguments for the batch: official token ids when every row has them, else words/boxes
+    when every row has them, else nothing (Tesseract)."""
+
+    def present(key: str) -> bool:
+        return all(row.get(key) is not None for row in rows)
+
+    if present("ocr_input_ids") and present("ocr_bbox"):
+        return {"ocr": [{"input_ids": row["ocr_input_ids"], "bbox": row["ocr_bbox"]} for row in rows]}
+    if present("ocr_words") and present("ocr_boxes"):
+        return {"ocr_words": [row["ocr_words"] for row in rows], "ocr_boxes": [row["ocr_boxes"] for row in rows]}
+    return {}
