@@ -31,8 +31,6 @@ from typing import Any, BinaryIO
 
 import ijson
 
-from processing.ocr import ocr_tokens_from_official, validate_boxes
-
 from .ids import InvalidImageIdError, figure_of, patent_id_of, validate_image_id
 from .reports import ReportWriter
 
@@ -249,6 +247,8 @@ def iter_official_ocr(
 ) -> Iterator[tuple[str, list[int], list[list[int]]]]:
     """Streams the official `ocr.json` as `(image_id, token ids, boxes)`, unpadded and truncated to 512 tokens
     like the original (`processing.ocr.ocr_tokens_from_official`); malformed entries are reported."""
+    from processing.ocr import ocr_tokens_from_official  # imports transformers: only when OCR is read
+
     with open(ocr_json_path, "rb") as handle:
         for key, entry in ijson.kvitems(_MarkInvalidUtf8(handle), "", use_float=True):
             image_id = key[: -len(".png")] if key.endswith(".png") else key
@@ -266,6 +266,8 @@ def iter_official_ocr(
 
 
 def _validate_ocr_line(entry: Any) -> tuple[str, list[str], list[list[int]]]:
+    from processing.ocr import validate_boxes  # imports transformers: only when OCR is read
+
     if not isinstance(entry, dict) or not isinstance(entry.get("image_id"), str):
         raise ValueError("not an object with a string 'image_id'")
     image_id = validate_image_id(entry["image_id"])

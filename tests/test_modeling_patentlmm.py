@@ -303,3 +303,23 @@ def test_local_auto_classes_sdpa_and_device_map(tiny, tiny_dir, figures):
     batch, logits, _ = _expected_outputs(model, processor, figures["US20250204297A1__8"]["path"])
     with torch.no_grad():
         torch.testing.assert_close(loaded(**batch).logits[0, -1], logits, atol=1e-5, rtol=1e-5)
+
+
+def test_7b_shaped_model_has_the_paper_size_and_a_device_map_that_keeps_blocks_whole():
+    from accelerate import infer_auto_device_map, init_empty_weights
+
+    with init_empty_weights():
+        model = PatentLMMForConditionalGeneration(PatentLMMConfig())  # PatentMME-large + LLaMA-2-7B, no memory
+    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in model.model.named_children()}
+    assert 6.7e9 < counts["language_model"] + model.lm_head.weight.numel() < 6.8e9  # LLaMA-2-7B (+ <image> row)
+    assert 3.5e8 < counts["vision_tower"] < 3.8e8  # LayoutLMv3-large
+    assert counts["multi_modal_projector"] == 1024 * 4096 + 4096 + 4096 * 4096 + 4096
+    no_split = sorted(model._no_split_modules)  # transformers gathers the children's lists in post_init
+    assert {"LayoutLMv3Layer", "LlamaDecoderLayer"} <= set(no_split)
+    device_map = infer_auto_device_map(
+        model, max_memory={0: "6GiB", 1: "6GiB", "cpu": "64GiB"}, no_split_module_classes=no_split, dtype=torch.bfloat16
+    )
+    assert {0, 1} <= set(device_map.values())  # bf16 7B (~14 GB) spreads over both 6 GiB GPUs and the CPU
+    for name in device_map:  # a block is placed whole or not named at all: never one of its sub-modules
+        assert not any(f".layers.{i}." in f"{name}." and not name.endswith(f".layers.{i}") for i in range(32))
+        assert ".layer." not in f"{name}." or name.split(".layer.")[1].isdigit()

@@ -1,0 +1,97 @@
+"""Throughput of `dataset_builder.download` against sequential GETs, on a loopback server adding latency.
+
+Run from the repository root:
+
+    python benchmarks/bench_download.py                          # 160 figures, 50 ms per request, 16 workers
+    python benchmarks/bench_download.py --count 320 --latency 0.1 --workers 32
+
+A local HTTP server (`tests/helpers_http.FigureServer`, 127.0.0.1) answers every request after `--latency`
+seconds with one of the real figures (`../shared/data/patent-figures/images/`, else `examples/figures/`, cycled).
+Rows, each into a fresh folder, images/s and the ratio against the first row:
+
+1. `sequential GETs`: `urllib.request.urlopen(url).read()` then a file write, one figure after the other (no
+   check of the body): the naive script a user would write.
+2. `download_images, no rate limit`: `--workers` threads, `per_host_rate=0`; every body decoded with
+   `processing.images.load_image` (pixel cap), written via a temp file, fsynced and renamed.
+3. `download_images, default rate limit`: the same with the default `per_host_rate` (all requests go to one
+   host, so the limit caps the rate).
+
+One run each, nothing asserted. On a busy machine the decode of each body (CPU) competes with other jobs; see
+the `load avg` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from helpers_http import FigureServer, Reply  # noqa: E402
+
+from dataset_builder.download import DEFAULT_PER_HOST_RATE, download_images  # noqa: E402
+
+
+def _figures() -> list[bytes]:
+    shared = REPO.parent / "shared" / "data" / "patent-figures" / "images"
+    folder = shared if any(shared.glob("*.png")) else REPO / "examples" / "figures"
+    return [path.read_bytes() for path in sorted(folder.glob("*.png"))]
+
+
+def _sequential(items: list[tuple[str, str]], images: Path) -> None:
+    images.mkdir(parents=True)
+    for image_id, url in items:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            (images / f"{image_id}.png").write_bytes(response.read())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=160, help="figures to download per row")
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds the server waits before each reply")
+    parser.add_argument("--workers", type=int, default=16)
+    args = parser.parse_args()
+
+    figures = _figures()
+    rows: list[tuple[str, float]] = []
+    with FigureServer(delay=args.latency) as server, tempfile.TemporaryDirectory() as scratch:
+        items = [
+            (f"US{1000000 + k}B2__{k % 20 + 1}", server.route(f"/{k}.png", Reply(200, figures[k % len(figures)])))
+            for k in range(args.count)
+        ]
+        runs = {
+            "sequential GETs": lambda folder: _sequential(items, folder),
+            f"download_images, {args.workers} workers, no rate limit": lambda folder: download_images(
+                items, folder, Path(scratch) / "r1.jsonl", workers=args.workers, per_host_rate=0
+            ),
+            f"download_images, {args.workers} workers, default {DEFAULT_PER_HOST_RATE:g} req/s per host": (
+                lambda folder: download_images(items, folder, Path(scratch) / "r2.jsonl", workers=args.workers)
+            ),
+        }
+        for index, (name, function) in enumerate(runs.items()):
+            folder = Path(scratch) / f"images{index}"
+            start = time.perf_counter()
+            function(folder)
+            seconds = time.perf_counter() - start
+            assert len(list(folder.glob("*.png"))) == args.count, f"{name}: not every figure was downloaded"
+            rows.append((name, args.count / seconds))
+
+    load = os.getloadavg()
+    print(
+        f"\n{args.count} real figures ({sum(map(len, figures)) / len(figures) / 1e3:.0f} KB on average), "
+        f"{args.latency * 1e3:.0f} ms added per request, {os.cpu_count()} cores, "
+        f"load avg {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(f"{'row':<60} {'images/s':>9} {'ratio':>7}")
+    for name, rate in rows:
+        print(f"{name:<60} {rate:9.1f} {rate / rows[0][1]:6.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Throughput of the `ocr` stage (`dataset_builder.ocr_stage.run_ocr`) against the original OCR path.
+
+Run from the repository root (Tesseract on `PATH`):
+
+    python benchmarks/bench_ocr.py                  # the 19 shared figures (or examples/figures/), 2 workers
+    python benchmarks/bench_ocr.py --images DIR --workers 4
+
+Rows (images/s, ratios against the first row):
+
+1. `original`: one figure after the other, `Image.open(path).convert("RGB")` then
+   `LayoutLMv3ImageProcessor(apply_ocr=True)(image)` (Tesseract, resize, normalise), Tesseract with its default
+   OpenMP threading (`OMP_THREAD_LIMIT` removed from the environment): how the original prepared its OCR.
+2. `run_ocr, N workers`: the `ocr` stage into an empty cache: a pool of N processes, one single-threaded Tesseract
+   each, results appended to `ocr_cache.jsonl` (pool start-up included).
+3. `run_ocr, cached rerun`: the same call again; every id is in the cache, so nothing is OCRed.
+
+One warm-up figure goes through the original path first, untimed. The script checks that row 2's words and boxes
+equal row 1's (`apply_tesseract` is the same OCR). One run each, nothing asserted on timings; on a busy machine
+compare the ratios and look at the `load avg` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from PIL import Image  # noqa: E402
+from transformers import LayoutLMv3ImageProcessor  # noqa: E402
+
+from dataset_builder.ocr_stage import read_ocr_cache, run_ocr  # noqa: E402
+
+
+def _default_images() -> Path:
+    shared = REPO.parent / "shared" / "data" / "patent-figures" / "images"
+    return shared if any(shared.glob("*.png")) else REPO / "examples" / "figures"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=Path, default=_default_images(), help="folder of <image_id>.png figures")
+    parser.add_argument("--workers", type=int, default=2, help="OCR processes of the ocr stage")
+    args = parser.parse_args()
+    paths = sorted(args.images.glob("*.png"))
+    ids = [path.stem for path in paths]
+
+    # 1) the original path, Tesseract's default threading
+    saved_limit = os.environ.pop("OMP_THREAD_LIMIT", None)
+    processor = LayoutLMv3ImageProcessor(apply_ocr=True)
+    processor(Image.open(paths[0]).convert("RGB"))  # warm-up
+    original: dict[str, tuple[list, list]] = {}
+    start = time.perf_counter()
+    for image_id, path in zip(ids, paths):
+        features = processor(Image.open(path).convert("RGB"))
+        original[image_id] = (features["words"][0], features["boxes"][0])
+    original_rate = len(paths) / (time.perf_counter() - start)
+    if saved_limit is not None:
+        os.environ["OMP_THREAD_LIMIT"] = saved_limit
+
+    with tempfile.TemporaryDirectory() as scratch:
+        cache, report = Path(scratch) / "ocr_cache.jsonl", Path(scratch) / "failures.jsonl"
+        # 2) the ocr stage, empty cache
+        first = run_ocr(ids, args.images, cache, report, workers=args.workers)
+        stage_rate = first.processed / first.seconds
+        # 3) the same call, everything cached
+        start = time.perf_counter()
+        again = run_ocr(ids, args.images, cache, report, workers=args.workers)
+        cached_rate = again.cached / (time.perf_counter() - start)
+        ours = read_ocr_cache(cache)
+    same = sum(
+        (ours[i]["words"], ours[i]["boxes"]) == (list(words), [list(map(int, box)) for box in boxes])
+        for i, (words, boxes) in original.items()
+    )
+
+    load = os.getloadavg()
+    print(
+        f"\n{len(paths)} figures from {args.images}; {os.cpu_count()} cores ({platform.machine()}), "
+        f"Python {platform.python_version()}, load avg {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(f"{'row':<55} {'images/s':>9} {'ratio':>8}")
+    for name, rate in (
+        ("original (LayoutLMv3ImageProcessor apply_ocr, sequential)", original_rate),
+        (f"run_ocr, {args.workers} workers (OMP_THREAD_LIMIT=1 each)", stage_rate),
+        ("run_ocr, cached rerun", cached_rate),
+    ):
+        print(f"{name:<55} {rate:9.2f} {rate / original_rate:7.1f}x")
+    print(f"words and boxes equal to the original's: {same}/{len(paths)}; failures: {first.failed}")
+
+
+if __name__ == "__main__":
+    main()

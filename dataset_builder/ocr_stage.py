@@ -1,0 +1,348 @@
+"""`ocr`: Tesseract words and boxes of every downloaded figure, cached as JSON Lines; or import the official OCR.
+
+Run from the repository root, on a folder laid out like the official `DATASET/` (after `download`):
+
+    python -m dataset_builder ocr --root DATASET/                       # every images/*.png, one process per core
+    python -m dataset_builder ocr --root DATASET/ --workers 8 --timeout 120
+    # 8 independent jobs (a Slurm array, a Kubernetes indexed job) sharing DATASET/:
+    python -m dataset_builder ocr --root DATASET/ --num-shards 8 --shard-index $SLURM_ARRAY_TASK_ID
+    # the official ocr.json instead (LayoutLMv3 token ids + boxes; no Tesseract run):
+    python -m dataset_builder ocr --root DATASET/ --import-official DATASET/ocr.json
+
+(`patentlmm dataset ocr ...` is the same command.) In code: `run_ocr(image_ids, images_dir, cache_path, report_path)`,
+`read_ocr_cache(folder)`, `import_official_ocr(ocr_json, out_path, report_path)`, `read_official_ocr(path)`.
+
+The cache: `ocr/ocr_cache.jsonl` (shard k of n: `ocr/ocr_cache-{k:05d}-of-{n:05d}.jsonl`), one JSON object a line,
+`{"image_id", "words": [str], "boxes": [[x0, y0, x1, y1]], "width", "height"}`, boxes normalised to 0-1000 by the
+figure's size: exactly the words and boxes of `processing.ocr.run_tesseract`, i.e. of
+`LayoutLMv3ImageProcessor(apply_ocr=True)` (same `pytesseract.image_to_data` call, same filtering and
+`normalize_box`; only a per-image `timeout` is added). Each line is written and flushed as its image finishes, so a
+crash loses only the images in flight; a rerun skips every id found in any `ocr/ocr_cache*.jsonl` and first cuts a
+half-written last line off its own file (readers ignore such a line too).
+
+Work is spread over a process pool (`--workers`, default: the usable cores), one single-threaded Tesseract per
+worker (`OMP_THREAD_LIMIT=1`: Tesseract's OpenMP threads slow a page down on small machines). Failures (an unreadable
+or missing image, one over the pixel cap, a Tesseract error, or a run over `--timeout` seconds) are lines of
+`reports/ocr_failures.jsonl` (sharded: `reports/ocr_failures-{k:05d}-of-{n:05d}.jsonl`); a rerun skips the ids
+listed there unless given `--retry-failed`. Ids are assigned to shards by `download.shard_of`, like `download`.
+
+The official `ocr.json` (`{"<id>.png": {"input_ids": [[...]], "attention_mask": [[...]], "bbox": [[[...]]]}}`) holds
+LayoutLMv3 token ids, not words, so it is kept apart from the cache: `--import-official` streams it (ijson) into
+`ocr/official_ocr.jsonl`, one `{"image_id", "input_ids", "bbox"}` a line, ids without `.png`, padding removed by the
+attention mask (via `records.iter_official_ocr`). Malformed entries go to `reports/ocr_import_failures.jsonl`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytesseract
+from PIL import UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
+from processing.images import ImageTooLargeError, load_image
+from processing.ocr import TESSERACT_INSTALL_HINT, TesseractNotAvailableError
+
+from .download import shard_of, sharded_name
+from .ids import InvalidImageIdError, validate_image_id
+from .records import iter_official_ocr
+from .reports import ReportWriter
+
+try:  # transformers >= 5 (the PIL backend); the same import as processing.ocr
+    from transformers.models.layoutlmv3.image_processing_pil_layoutlmv3 import normalize_box
+except ImportError:  # transformers 4.x
+    from transformers.models.layoutlmv3.image_processing_layoutlmv3 import normalize_box
+
+__all__ = [
+    "CACHE_STEM",
+    "OFFICIAL_OCR_FILE",
+    "OcrSummary",
+    "add_arguments",
+    "import_official_ocr",
+    "read_ocr_cache",
+    "read_official_ocr",
+    "run",
+    "run_ocr",
+]
+
+CACHE_STEM = "ocr_cache"  # ocr/ocr_cache.jsonl, ocr/ocr_cache-00003-of-00008.jsonl
+OFFICIAL_OCR_FILE = "official_ocr.jsonl"
+DEFAULT_TIMEOUT = 60.0  # seconds of Tesseract per figure; a USPTO sheet takes ~0.5-2 s
+_IN_FLIGHT_PER_WORKER = 2  # tasks queued per worker: keeps workers busy without queueing 355K futures
+
+
+@dataclass
+class OcrSummary:
+    """What one `run_ocr` call did, for the ids of its shard."""
+
+    total: int = 0  # distinct ids of this shard
+    processed: int = 0  # OCRed and appended to the cache by this run
+    cached: int = 0  # already in a cache file: skipped
+    failed: int = 0  # written to the report by this run
+    previously_failed: int = 0  # in the report of an earlier run: skipped
+    words: int = 0  # words found by this run
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        rate = self.processed / self.seconds if self.seconds else 0.0
+        return (
+            f"ocr: {self.total} ids: {self.processed} OCRed ({rate:.2f} images/s, {self.words} words), "
+            f"{self.cached} already cached, {self.failed} failed, {self.previously_failed} skipped as failed before; "
+            f"{self.seconds:.1f} s"
+        )
+
+
+def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The objects of a JSON Lines file (none if it does not exist); lines that do not parse (a half-written last
+    line) are skipped."""
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("image_id"), str):
+                yield entry
+
+
+def _cache_files(cache_path_or_folder: str | os.PathLike) -> list[Path]:
+    path = Path(cache_path_or_folder)
+    return sorted(path.glob(f"{CACHE_STEM}*.jsonl")) if path.is_dir() else [path]
+
+
+def read_ocr_cache(cache_path_or_folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """image id -> `{"words", "boxes", "width", "height"}`, from one cache file or every `ocr_cache*.jsonl` of a
+    folder (all shards). Unparsable lines are ignored; an id found twice keeps its last entry."""
+    cache: dict[str, dict[str, Any]] = {}
+    for path in _cache_files(cache_path_or_folder):
+        for entry in _iter_jsonl(path):
+            cache[entry.pop("image_id")] = entry
+    return cache
+
+
+def _cut_partial_last_line(path: Path) -> None:
+    """Truncates `path` after its last newline, so that the next append starts a line of its own."""
+    if not path.exists():
+        return
+    with open(path, "rb+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        position = size
+        while position > 0:
+            step = min(position, 1 << 16)
+            handle.seek(position - step)
+            newline = handle.read(step).rfind(b"\n")
+            if newline >= 0:
+                position = position - step + newline + 1
+                break
+            position -= step
+        if position < size:
+            handle.truncate(position)
+
+
+def _init_worker() -> None:
+    os.environ["OMP_THREAD_LIMIT"] = "1"  # read by each tesseract process this worker starts
+
+
+def _ocr_figure(image_id: str, path: str, timeout: float, max_pixels: int | None) -> tuple[str, Any]:
+    """In a worker: `("ok", cache entry)` or `("error", reason)`. Missing Tesseract is raised, not reported."""
+    try:
+        image = load_image(path, max_pixels)
+    except ImageTooLargeError as error:
+        return "error", f"image too large: {error}"
+    except FileNotFoundError:
+        return "error", f"image file not found: {path}"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as error:
+        return "error", f"unreadable image: {error}"
+    # The OCR of transformers' `apply_tesseract` (what `processing.ocr.run_tesseract` calls), plus `timeout`.
+    try:
+        data = pytesseract.image_to_data(image, lang=None, output_type="dict", config="", timeout=timeout)
+    except pytesseract.TesseractNotFoundError as error:
+        raise TesseractNotAvailableError(TESSERACT_INSTALL_HINT) from error
+    except RuntimeError as error:  # pytesseract's only RuntimeError: 'Tesseract process timeout'
+        return "error", f"tesseract timed out after {timeout:g} s ({error})"
+    except pytesseract.TesseractError as error:
+        return "error", f"tesseract failed: {error}"
+    width, height = image.size
+    words, boxes = [], []
+    for word, x, y, w, h in zip(data["text"], data["left"], data["top"], data["width"], data["height"]):
+        if word.strip():
+            words.append(word)
+            boxes.append(normalize_box([x, y, x + w, y + h], width, height))
+    return "ok", {"image_id": image_id, "words": words, "boxes": boxes, "width": width, "height": height}
+
+
+def _default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_ocr(
+    image_ids: Iterable[str],
+    images_dir: str | os.PathLike,
+    cache_path: str | os.PathLike,
+    report_path: str | os.PathLike,
+    workers: int | None = None,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    retry_failed: bool = False,
+) -> OcrSummary:
+    """OCRs `images_dir/<image_id>.png` for the ids of shard `shard_index`, appending to `cache_path`.
+
+    Ids already in any cache file next to `cache_path`, or in `report_path` (unless `retry_failed`), are skipped.
+    See the module docstring for the cache format and the failure report.
+    """
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(f"need num_shards >= 1 and 0 <= shard_index < num_shards, got {shard_index} of {num_shards}")
+    started = time.monotonic()
+    images_dir, cache_path, report_path = Path(images_dir), Path(cache_path), Path(report_path)
+    cached = {entry["image_id"] for path in _cache_files(cache_path.parent) for entry in _iter_jsonl(path)}
+    failed_before = set() if retry_failed else {entry["image_id"] for entry in _iter_jsonl(report_path)}
+    summary = OcrSummary()
+
+    with ReportWriter(report_path, "ocr") as report:
+        # 1) this shard's work list
+        todo: dict[str, None] = {}  # ordered set
+        for image_id in image_ids:
+            if shard_of(str(image_id), num_shards) != shard_index or image_id in todo:
+                continue
+            summary.total += 1
+            if image_id in cached:
+                summary.cached += 1
+            elif image_id in failed_before:
+                summary.previously_failed += 1
+            else:
+                try:
+                    todo[validate_image_id(image_id)] = None
+                except InvalidImageIdError as error:
+                    report.add(str(image_id), str(error))
+                    summary.failed += 1
+        if not todo:
+            summary.seconds = time.monotonic() - started
+            return summary
+
+        # 2) a pool of single-threaded Tesseracts; results are appended in the order they finish
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        _cut_partial_last_line(cache_path)
+        workers = min(workers or _default_workers(), len(todo))
+        pending_ids = iter(todo)
+        label = "ocr" if num_shards == 1 else f"ocr shard {shard_index}/{num_shards}"
+        with (
+            ProcessPoolExecutor(workers, initializer=_init_worker) as pool,
+            open(cache_path, "a", encoding="utf-8") as cache,
+            tqdm(total=len(todo), unit="img", desc=label) as progress,
+        ):
+            in_flight: dict[Future, str] = {}
+            while True:
+                while len(in_flight) < workers * _IN_FLIGHT_PER_WORKER:
+                    image_id = next(pending_ids, None)
+                    if image_id is None:
+                        break
+                    path = os.fspath(images_dir / f"{image_id}.png")
+                    in_flight[pool.submit(_ocr_figure, image_id, path, timeout, max_pixels)] = image_id
+                if not in_flight:
+                    break
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    image_id = in_flight.pop(future)
+                    status, result = future.result()
+                    if status == "ok":
+                        cache.write(json.dumps(result, ensure_ascii=False) + "\n")
+                        cache.flush()
+                        summary.processed += 1
+                        summary.words += len(result["words"])
+                    else:
+                        report.add(image_id, result)
+                        summary.failed += 1
+                    progress.update(1)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def import_official_ocr(
+    ocr_json_path: str | os.PathLike, out_path: str | os.PathLike, report_path: str | os.PathLike
+) -> int:
+    """Streams the official `ocr.json` into `out_path` (JSON Lines, see the module docstring); returns the count.
+
+    The file is written next to `out_path` first and renamed when complete, so an interrupted import leaves no
+    half file behind."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    part = out_path.with_name(out_path.name + ".part")
+    count = 0
+    with ReportWriter(report_path, "ocr_import") as report, open(part, "w", encoding="utf-8") as out:
+        for image_id, input_ids, bbox in tqdm(iter_official_ocr(ocr_json_path, report), unit="img", desc="import"):
+            out.write(json.dumps({"image_id": image_id, "input_ids": input_ids, "bbox": bbox}) + "\n")
+            count += 1
+    os.replace(part, out_path)
+    return count
+
+
+def read_official_ocr(path: str | os.PathLike) -> dict[str, dict[str, list]]:
+    """image id -> `{"input_ids": [...], "bbox": [[x0, y0, x1, y1], ...]}` from `ocr/official_ocr.jsonl`."""
+    return {entry.pop("image_id"): entry for entry in _iter_jsonl(Path(path))}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `ocr` (see the module docstring)."""
+    parser.add_argument("--root", required=True, type=Path, help="dataset folder holding images/")
+    parser.add_argument("--workers", type=int, default=None, help="OCR processes (default: the usable cores)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds of Tesseract per figure")
+    parser.add_argument("--num-shards", type=int, default=1, help="split the ids into this many independent jobs")
+    parser.add_argument("--shard-index", type=int, default=0, help="the job's shard, 0 .. num-shards - 1")
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        help="report images with more pixels instead of OCRing them (decompression-bomb guard)",
+    )
+    parser.add_argument("--retry-failed", action="store_true", help="also retry ids in the failure report")
+    parser.add_argument(
+        "--import-official",
+        type=Path,
+        default=None,
+        metavar="OCR_JSON",
+        help="import the official ocr.json into ocr/official_ocr.jsonl instead of running Tesseract",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """`ocr`: Tesseract over `<root>/images/*.png` into `<root>/ocr/`, or `--import-official`."""
+    root = Path(args.root)
+    if args.import_official is not None:
+        report_path = root / "reports" / "ocr_import_failures.jsonl"
+        count = import_official_ocr(args.import_official, root / "ocr" / OFFICIAL_OCR_FILE, report_path)
+        print(f"ocr: imported {count} entries of {args.import_official} into {root / 'ocr' / OFFICIAL_OCR_FILE}")
+        return 0
+    images_dir = root / "images"
+    if not images_dir.is_dir():
+        print(f"ocr: {images_dir} not found (run `download` first)")
+        return 2
+    with os.scandir(images_dir) as entries:
+        image_ids = sorted(entry.name[: -len(".png")] for entry in entries if entry.name.endswith(".png"))
+    report_path = root / "reports" / sharded_name("ocr_failures", args.num_shards, args.shard_index)
+    summary = run_ocr(
+        image_ids,
+        images_dir,
+        root / "ocr" / sharded_name(CACHE_STEM, args.num_shards, args.shard_index),
+        report_path,
+        workers=args.workers,
+        num_shards=args.num_shards,
+        shard_index=args.shard_index,
+        timeout=args.timeout,
+        max_pixels=args.max_image_pixels,
+        retry_failed=args.retry_failed,
+    )
+    print(f"{summary} (shard {args.shard_index} of {args.num_shards}; failures: {report_path})")
+    return 0

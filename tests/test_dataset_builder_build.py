@@ -1,0 +1,278 @@
+"""dataset_builder `build`, `PatentDesc355k` and `export-llava`, end to end on the real patent figures (real
+Tesseract OCR written in the `ocr` step's cache format), plus a corpus of bad images."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from datasets import Image as ImageFeature
+from datasets import load_dataset
+from PIL import Image
+
+from dataset_builder.build import BuildOptions, build_patentdesc_dataset, prepare_image
+from dataset_builder.builder import PatentDesc355k
+from dataset_builder.export_llava import export_llava, llava_sample
+from dataset_builder.ids import patent_id_of
+from dataset_builder.reports import read_report
+from processing.images import load_image
+from processing.ocr import run_tesseract
+from processing.prompts import escape_description
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data" / "patent-figures"
+CORPUS = SHARED if (SHARED / "descriptions.json").is_file() else REPO / "examples" / "figures"
+IMAGES = CORPUS / "images" if (CORPUS / "images").is_dir() else CORPUS
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _ocr_line(path: Path) -> str:
+    image = load_image(path)
+    words, boxes = run_tesseract(image)
+    entry = {"image_id": path.stem, "words": words, "boxes": boxes, "width": image.width, "height": image.height}
+    return json.dumps(entry)
+
+
+@pytest.fixture(scope="session")
+def ocr_lines() -> list[str]:
+    """Real Tesseract OCR of every corpus figure, as lines of the `ocr` step's cache (run once per session)."""
+    with ThreadPoolExecutor(2) as pool:  # Tesseract runs as a subprocess: two threads keep both cores busy
+        return list(pool.map(_ocr_line, sorted(IMAGES.glob("*.png"))))
+
+
+def _root(folder: Path, ocr_lines: list[str], text_only: bool = True) -> Path:
+    """A dataset root like the official DATASET/: the real figures, their descriptions (+ text-only ones), OCR."""
+    folder.mkdir(parents=True)
+    entries = json.loads((CORPUS / "descriptions.json").read_text(encoding="utf-8"))
+    if text_only and (CORPUS / "descriptions_text_only.json").is_file():
+        entries.update(json.loads((CORPUS / "descriptions_text_only.json").read_text(encoding="utf-8")))
+    (folder / "PatentDesc-355k.json").write_text(json.dumps(entries), encoding="utf-8")
+    shutil.copytree(IMAGES, folder / "images", ignore=shutil.ignore_patterns("*.json", "*.md"))
+    (folder / "ocr").mkdir()
+    (folder / "ocr" / "ocr_cache.jsonl").write_text("\n".join(ocr_lines) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, ocr_lines) -> Path:
+    """The real corpus with official-style split lists (text-only ids listed too), built by two processes."""
+    root = _root(tmp_path_factory.mktemp("real") / "DATASET", ocr_lines)
+    ids = list(json.loads((root / "PatentDesc-355k.json").read_text(encoding="utf-8")))
+    (root / "data_splits").mkdir()
+    for index, stem in enumerate(("train", "val", "test")):
+        (root / "data_splits" / f"{stem}.txt").write_text("\n".join(ids[index::3]) + "\n")
+    build_patentdesc_dataset(root, options=BuildOptions(workers=2), progress=False)
+    return root
+
+
+def _rows(dataset) -> list[dict]:
+    return [dict(row) for row in dataset.cast_column("image", ImageFeature(decode=False))]
+
+
+def test_build_writes_parquet_per_config_and_split_and_a_card(built):
+    entries = json.loads((built / "PatentDesc-355k.json").read_text(encoding="utf-8"))
+    with_image = {image_id for image_id in entries if (built / "images" / f"{image_id}.png").is_file()}
+    folder = built / "patentdesc-355k"
+    card = (folder / "README.md").read_text()
+    assert "config_name: brief" in card and "config_name: detailed" in card and "dtype: image" in card
+    assert "license: unknown" in card and "shukla2025patentlmm" in card and "path: brief/train-*.parquet" in card
+    assert not [p for p in built.iterdir() if p.name.startswith(".")]  # no staging folder left
+    brief = load_dataset(str(folder), "brief", cache_dir=str(built / "hf-cache"))
+    rows = {row["image_id"]: row for split in brief.values() for row in _rows(split)}
+    assert set(rows) == {i for i in with_image if entries[i]["brief_description"].strip()}
+    row = rows[sorted(rows)[0]]
+    assert row["patent_id"] == patent_id_of(row["image_id"]) and row["figure"] == row["image_id"].split("__")[1]
+    assert row["image"]["bytes"] == (built / "images" / f"{row['image_id']}.png").read_bytes()  # 1-bit PNG kept
+    assert row["description"] == entries[row["image_id"]]["brief_description"].strip()
+    assert all(len(r["ocr_words"]) == len(r["ocr_boxes"]) for r in rows.values())
+    assert any(r["ocr_words"] for r in rows.values()) and any(r["ocr_words"] == [] for r in rows.values())
+    assert set(brief) == {"train", "validation", "test"}
+    val_ids = set(list(entries)[1::3])
+    assert set(brief["validation"]["image_id"]) == val_ids & set(rows)  # the ids of val.txt
+    detailed = load_dataset(str(folder), "detailed", cache_dir=str(built / "hf-cache"))
+    detailed_ids = {i for split in detailed.values() for i in split["image_id"]}
+    assert detailed_ids == {i for i in with_image if entries[i]["detailed_description"].strip()}
+    reports = read_report(built / "reports" / "rejected.jsonl")
+    missing = {line["image_id"] for line in reports if "is missing" in line["reason"]}
+    assert missing == set(entries) - with_image  # text-only entries: reported, not fatal
+
+
+def test_load_from_the_parent_folder_and_streaming_give_the_same_rows(built, monkeypatch):
+    cache = str(built / "hf-cache")
+    by_path = load_dataset(str(built / "patentdesc-355k"), "detailed", cache_dir=cache)
+    monkeypatch.chdir(built)
+    from_parent = load_dataset("patentdesc-355k", "detailed", cache_dir=cache)
+    streamed = load_dataset("patentdesc-355k", "detailed", streaming=True)
+    for split in by_path:
+        expected = _rows(by_path[split])
+        assert _rows(from_parent[split]) == expected
+        assert _rows(streamed[split]) == expected
+    default = load_dataset("patentdesc-355k", cache_dir=cache)  # the card makes `brief` the default config
+    assert "description" in default["train"].features and len(default["train"]) >= len(by_path["train"])
+
+
+def test_the_generator_builder_gives_the_same_rows_as_the_parquet_folder(built):
+    cache = built / "hf-cache"
+    for config in ("brief", "detailed"):
+        builder = PatentDesc355k(
+            config_name=config,
+            data_dir=str(built),
+            cache_dir=str(cache / "builder"),
+        )
+        builder.download_and_prepare()
+        generated = builder.as_dataset()
+        parquet = load_dataset(str(built / "patentdesc-355k"), config, cache_dir=str(cache))
+        assert generated["train"].features == parquet["train"].features
+        for split in parquet:
+            assert _rows(generated[split]) == _rows(parquet[split])
+
+
+def _png_with_header(width: int, height: int) -> bytes:
+    """A PNG that declares `width` x `height` (a decompression bomb's header) with one tiny IDAT."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+def _encoded(image: Image.Image, image_format: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def test_bad_images_and_entries_are_reported_and_the_rest_is_built(tmp_path):
+    real = sorted(IMAGES.glob("*.png"))[0].read_bytes()
+    grey = Image.linear_gradient("L").resize((48, 40))
+    images = {
+        "US1000000B2__1": _encoded(grey),  # fine (L PNG, kept)
+        "US1000000B2__2": real[: len(real) // 2],  # truncated
+        "US1000000B2__3": b"",  # zero bytes
+        "US1000000B2__4": b"<html><body>404 Not Found</body></html>",  # not an image
+        "US1000000B2__5": _png_with_header(100_000, 100_000),  # decompression bomb header
+        "US1000000B2__6": _encoded(Image.new("1", (3000, 3000), 1)),  # huge dimensions (over the test's cap)
+        "US1000000B2__7": _encoded(Image.new("CMYK", (40, 30), (0, 255, 0, 0)), "JPEG"),  # CMYK JPEG as .png
+        "US1000000B2__8": _encoded(Image.new("I;16", (40, 30), 40000)),  # 16-bit
+        "US1000000B2__9": _encoded(grey.convert("P")),  # palette
+        "US1000000B2__10": _encoded(grey.convert("RGBA")),  # alpha
+        "US1000000B2__11": _encoded(grey),  # no OCR result
+        "US1000000B2__12": _encoded(grey),  # both descriptions empty
+        "US1000000B2__13": _encoded(grey),  # empty brief description only
+    }
+    root = tmp_path / "DATASET"
+    (root / "images").mkdir(parents=True)
+    (root / "ocr").mkdir()
+    entries = {}
+    for image_id, data in images.items():
+        (root / "images" / f"{image_id}.png").write_bytes(data)
+        entries[image_id] = {"image_url": "u", "brief_description": f"B {image_id}", "detailed_description": "D"}
+    entries["US1000000B2__12"].update(brief_description=" ", detailed_description="")
+    entries["US1000000B2__13"]["brief_description"] = ""
+    entries["US1000000B2__14"] = {"image_url": "u", "brief_description": 3, "detailed_description": "D"}
+    (root / "PatentDesc-355k.json").write_text(json.dumps(entries))
+    ocr = [{"image_id": i, "words": [], "boxes": []} for i in images if i != "US1000000B2__11"]
+    (root / "ocr" / "ocr_cache.jsonl").write_text("".join(json.dumps(line) + "\n" for line in ocr))
+    options = BuildOptions(ratios={"train": 1.0, "validation": 0.0, "test": 0.0}, max_image_pixels=4_000_000)
+    summary = build_patentdesc_dataset(root, options=options, progress=False)
+
+    reasons: dict[str, list[tuple[str | None, str]]] = {}
+    for line in read_report(root / "reports" / "rejected.jsonl"):
+        reasons.setdefault(line["image_id"], []).append((line.get("action"), line["reason"]))
+    expected = {
+        "US1000000B2__2": "could not be decoded",
+        "US1000000B2__3": "empty (0 bytes)",
+        "US1000000B2__4": "not an image",
+        "US1000000B2__5": "decompression bombs",
+        "US1000000B2__6": "over the cap of 4,000,000",
+        "US1000000B2__11": "no OCR result",
+        "US1000000B2__14": "'brief_description' is a number",
+    }
+    for image_id, reason in expected.items():
+        assert any(reason in text for _, text in reasons[image_id]), (image_id, reasons.get(image_id))
+    for image_id, mode in (("__7", "CMYK"), ("__8", "I;16"), ("__9", "mode P"), ("__10", "RGBA")):
+        assert ("converted", reasons[f"US1000000B2{image_id}"][0][1]) == reasons[f"US1000000B2{image_id}"][0]
+        assert mode in reasons[f"US1000000B2{image_id}"][0][1]
+    assert reasons["US1000000B2__12"] == [
+        ("dropped from brief", "empty brief description"),
+        ("dropped from detailed", "empty detailed description"),
+    ]
+    assert reasons["US1000000B2__13"] == [("dropped from brief", "empty brief description")]
+
+    kept = ["US1000000B2__1", "US1000000B2__7", "US1000000B2__8", "US1000000B2__9", "US1000000B2__10"]
+    assert summary.num_examples == {"brief": {"train": 5}, "detailed": {"train": 6}}
+    brief = load_dataset(str(root / "patentdesc-355k"), "brief", cache_dir=str(tmp_path / "cache"))["train"]
+    assert brief["image_id"] == kept
+    for row in brief:  # every stored image decodes; converted ones are 8-bit RGB
+        assert row["image"].mode == ("L" if row["image_id"] == kept[0] else "RGB")
+    assert brief[2]["image"].getpixel((0, 0)) == (156, 156, 156)  # the 16-bit 40000 scaled: round(40000 / 257)
+
+
+def test_prepare_image_keeps_1bit_png_bytes_and_reports_a_missing_file(tmp_path):
+    path = sorted(IMAGES.glob("*.png"))[0]
+    assert prepare_image(path).png == path.read_bytes() and prepare_image(path).note is None
+    assert "is missing" in prepare_image(tmp_path / "images" / "US1__1.png").error
+
+
+def test_official_ocr_adds_token_columns_and_a_rebuild_replaces_the_folder(tmp_path, ocr_lines):
+    root = _root(tmp_path / "DATASET", ocr_lines[:3], text_only=False)
+    first = json.loads(ocr_lines[0])["image_id"]
+    official = {f"{first}.png": {"input_ids": [[0, 9, 2]], "attention_mask": [[1, 1, 1]], "bbox": [[[0] * 4] * 3]}}
+    (root / "ocr.json").write_text(json.dumps(official))
+    (root / "patentdesc-355k").mkdir()
+    (root / "patentdesc-355k" / "stale.txt").write_text("from an earlier build")
+    options = BuildOptions(ratios={"train": 1.0, "validation": 0.0, "test": 0.0})
+    build_patentdesc_dataset(root, options=options, progress=False)
+    assert not (root / "patentdesc-355k" / "stale.txt").exists()
+    brief = load_dataset(str(root / "patentdesc-355k"), "brief", cache_dir=str(tmp_path / "cache"))["train"]
+    rows = {row["image_id"]: row for row in _rows(brief)}
+    assert rows[first]["ocr_input_ids"] == [0, 9, 2] and rows[first]["ocr_bbox"] == [[0, 0, 0, 0]] * 3
+    others = [row for image_id, row in rows.items() if image_id != first]
+    assert others and all(row["ocr_input_ids"] is None and row["ocr_words"] is not None for row in others)
+    assert "ocr_input_ids" in (root / "patentdesc-355k" / "README.md").read_text()
+
+
+def test_export_llava_writes_the_original_files_byte_for_byte(tmp_path, ocr_lines):
+    root = _root(tmp_path / "DATASET", ocr_lines)
+    entries = json.loads((root / "PatentDesc-355k.json").read_text(encoding="utf-8"))
+    ids = sorted(p.stem for p in (root / "images").glob("*.png"))
+    first = ids[0]
+    entries[first]["brief_description"] = "  A <image> with <im_patch> and 3 < 4 > 2 <image-placeholder>.  "
+    (root / "PatentDesc-355k.json").write_text(json.dumps(entries), encoding="utf-8")
+    (root / "data_splits").mkdir()
+    (root / "data_splits" / "train.txt").write_text("\n".join(ids[: len(ids) // 2]) + "\n")
+    (root / "data_splits" / "val.txt").write_text("\n".join(ids[len(ids) // 2 :]) + "\n")
+    counts = export_llava(root, progress=False)
+    assert set(counts) == {"brief_train", "brief_val", "detailed_train", "detailed_val"}
+    for name in counts:
+        desc_type, split = name.split("_")
+        listed = set((root / "data_splits" / f"{split}.txt").read_text().split())
+        # What the original prep_patent_data.py does for these ids (in the JSON's order).
+        expected = []
+        for image_id, entry in entries.items():
+            desc = entry[f"{desc_type}_description"].strip()
+            if image_id in listed and desc:
+                for token in ["<image>", "<im_patch>", "<im_start>", "<im_end>", "<image-placeholder>", "<", ">"]:
+                    desc = desc.replace(token, token.replace("<", "[[").replace(">", "]]"))
+                human = f"<image>\nWrite a {desc_type} description for this patent image."
+                conversations = [{"from": "human", "value": human}, {"from": "gpt", "value": desc}]
+                expected.append({"id": image_id, "image": f"{image_id}.png", "conversations": conversations})
+        assert (root / "llava_json" / name).read_text() == json.dumps(expected), name
+        assert counts[name] == len(expected)
+    sample = llava_sample(first, "brief", entries[first]["brief_description"])
+    assert sample["conversations"][1]["value"] == escape_description(entries[first]["brief_description"].strip())
+    assert "[[image]] with [[im_patch]] and 3 [[ 4 ]] 2 [[image-placeholder]]." in sample["conversations"][1]["value"]
+    reasons = [line["reason"] for line in read_report(root / "reports" / "export_llava_rejected.jsonl")]
+    assert any("not in any split list" in reason for reason in reasons)  # text-only ids are in no list

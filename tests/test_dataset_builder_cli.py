@@ -1,0 +1,108 @@
+"""`python -m dataset_builder`: subcommands imported lazily, `build`/`export-llava` from the command line, and
+`all` running the steps in order on one root (download and ocr replaced by recording stand-ins here; their own
+tests cover them)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from dataset_builder.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = REPO / "examples" / "figures"
+
+
+def test_module_entry_point_lists_the_steps_without_importing_them():
+    code = "import sys; from dataset_builder.cli import main; main(['--help'])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    for command in ("download", "ocr", "build", "export-llava", "all"):
+        assert command in result.stdout
+    code = (
+        "import sys; from dataset_builder.cli import build_parser; build_parser(None); "
+        "print(sorted(m for m in sys.modules if m.startswith(('dataset_builder.', 'datasets', 'transformers'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "['dataset_builder.cli']"
+    result = subprocess.run([sys.executable, "-m", "dataset_builder", "all"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and "--root" in result.stderr  # argparse: the required option is missing
+
+
+def _fake_step(name: str, calls: list, status: int = 0) -> types.ModuleType:
+    """A stand-in step module recording `(name, root, workers)` when it runs."""
+    module = types.ModuleType(name)
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--root", required=True)
+        parser.add_argument("--workers", type=int, default=16)
+
+    def run(args: argparse.Namespace) -> int:
+        calls.append((name.rsplit(".", 1)[1], args.root, args.workers))
+        return status
+
+    module.add_arguments, module.run = add_arguments, run
+    return module
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    """The five bundled real figures as a dataset root, with an OCR cache of no words (enough for `build`)."""
+    root = tmp_path / "DATASET"
+    (root / "images").mkdir(parents=True)
+    entries = json.loads((FIGURES / "descriptions.json").read_text(encoding="utf-8"))
+    (root / "PatentDesc-355k.json").write_text(json.dumps(entries), encoding="utf-8")
+    for image_id in entries:
+        (root / "images" / f"{image_id}.png").write_bytes((FIGURES / f"{image_id}.png").read_bytes())
+    (root / "ocr").mkdir()
+    lines = [json.dumps({"image_id": i, "words": [], "boxes": [], "width": 1, "height": 1}) for i in entries]
+    (root / "ocr" / "ocr_cache.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_all_runs_download_ocr_build_and_export_in_order(root, monkeypatch, capsys):
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "dataset_builder.download", _fake_step("dataset_builder.download", calls))
+    monkeypatch.setitem(sys.modules, "dataset_builder.ocr_stage", _fake_step("dataset_builder.ocr_stage", calls))
+    argv = ["all", "--root", str(root), "--download-args", "--workers 32", "--build-args", "--workers 2 --seed 1"]
+    assert main([*argv, "--export-llava"]) == 0
+    assert calls == [("download", str(root), 32), ("ocr_stage", str(root), 16)]
+    assert (root / "patentdesc-355k" / "README.md").is_file()
+    assert json.loads((root / "llava_json" / "brief_train").read_text()) or (root / "llava_json" / "brief_val")
+    out = capsys.readouterr().out
+    assert out.index("== download") < out.index("== ocr") < out.index("== build") < out.index("== export-llava")
+
+
+def test_all_stops_at_the_first_failing_step(root, monkeypatch, capsys):
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "dataset_builder.download", _fake_step("dataset_builder.download", calls, 3))
+    monkeypatch.setitem(sys.modules, "dataset_builder.ocr_stage", _fake_step("dataset_builder.ocr_stage", calls))
+    assert main(["all", "--root", str(root)]) == 3
+    assert calls == [("download", str(root), 16)] and not (root / "patentdesc-355k").exists()
+    assert "download failed with exit status 3" in capsys.readouterr().err
+
+
+def test_build_and_export_from_the_command_line(root, capsys):
+    splits = root / "data_splits"
+    splits.mkdir()
+    (splits / "train.txt").write_text("US20250204297A1__1\nUS20250204297A1__8\nUS20250204297A1__12\n")
+    (splits / "val.txt").write_text("US20250204297A1__13\n")
+    (splits / "test.txt").write_text("US20250204297A1__16\nUS20250204297A1__99\n")
+    assert main(["build", "--root", str(root), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "brief: train 3, validation 1, test 1; detailed: train 2, validation 1, test 1" in out
+    reports = [json.loads(line) for line in (root / "reports" / "rejected.jsonl").read_text().splitlines()]
+    assert {(r["image_id"], r["reason"]) for r in reports} >= {
+        ("US20250204297A1__99", "listed in test.txt but not a valid entry of the JSON"),
+        ("US20250204297A1__1", "empty detailed description"),
+    }
+    assert main(["export-llava", "--root", str(root)]) == 0
+    assert [s["id"] for s in json.loads((root / "llava_json" / "brief_val").read_text())] == ["US20250204297A1__13"]
+    assert len(json.loads((root / "llava_json" / "detailed_train").read_text())) == 2
+    with pytest.raises(SystemExit):
+        main(["build", "--root", str(root), "--ratios", "0.5,0.6,0.1"])

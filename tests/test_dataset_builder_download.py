@@ -1,0 +1,238 @@
+"""`dataset_builder.download` against a real HTTP server on 127.0.0.1 serving the bundled real figures."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from helpers_http import FigureServer, Reply
+from PIL import Image
+
+from dataset_builder.download import add_arguments, download_images, run, shard_of
+from dataset_builder.reports import read_report
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = sorted((REPO / "examples" / "figures").glob("*.png"))
+FAST = {"per_host_rate": 0, "timeout": 1.0, "backoff": 0.01, "retries": 3}  # retries without real waiting
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _bomb_png(side: int = 40_000) -> bytes:
+    """A tiny PNG whose header claims side x side 1-bit pixels (1.6 Gpx): a decompression bomb."""
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _ids(n: int) -> list[str]:
+    return [f"US20250204297A1__{i}" for i in range(1, n + 1)]
+
+
+def _serve_figures(server: FigureServer, ids: list[str]) -> list[tuple[str, str]]:
+    """Routes `/<id>.png` to the real figures (cycled) and returns the `(id, url)` items."""
+    return [
+        (i, server.route(f"/{i}.png", Reply(200, FIGURES[k % len(FIGURES)].read_bytes()))) for k, i in enumerate(ids)
+    ]
+
+
+def _assert_valid_pngs(images: Path, expected: set[str]) -> None:
+    assert {p.name for p in images.iterdir()} == {f"{i}.png" for i in expected}  # no .part files either
+    for path in images.iterdir():
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+            image.load()
+
+
+def test_downloads_real_figures_then_skips_them(tmp_path):
+    with FigureServer() as server:
+        items = _serve_figures(server, _ids(5))
+        first = download_images(items, tmp_path / "images", tmp_path / "failures.jsonl", workers=4, **FAST)
+        assert (first.downloaded, first.skipped, first.failed, first.requests) == (5, 0, 0, 5)
+        for k, (image_id, _) in enumerate(items):  # PNG bodies are kept byte for byte
+            assert (tmp_path / "images" / f"{image_id}.png").read_bytes() == FIGURES[k].read_bytes()
+        second = download_images(items, tmp_path / "images", tmp_path / "failures.jsonl", workers=4, **FAST)
+        assert (second.downloaded, second.skipped, second.requests) == (0, 5, 0)
+        assert sum(server.counts.values()) == 5
+    assert not (tmp_path / "failures.jsonl").exists()
+
+
+def test_transient_failures_are_retried(tmp_path):
+    png = FIGURES[0].read_bytes()
+    with FigureServer() as server:
+        items = [
+            ("US20250204297A1__1", server.route("/500", Reply(500), Reply(503), Reply(200, png))),
+            ("US20250204297A1__2", server.route("/429", Reply(429, headers={"Retry-After": "1"}), Reply(200, png))),
+            ("US20250204297A1__3", server.route("/short", Reply(200, png, send_bytes=len(png) // 2), Reply(200, png))),
+            ("US20250204297A1__4", server.route("/slow", Reply(200, png, delay=3.0), Reply(200, png))),
+        ]
+        summary = download_images(items, tmp_path / "images", tmp_path / "failures.jsonl", workers=4, **FAST)
+        assert (summary.downloaded, summary.failed) == (4, 0)
+        assert server.counts == {"/500": 3, "/429": 2, "/short": 2, "/slow": 2}
+        wait = server.times["/429"][1] - server.times["/429"][0]
+        assert wait >= 0.95, f"Retry-After: 1 not honoured (retried after {wait:.2f} s)"
+    _assert_valid_pngs(tmp_path / "images", {image_id for image_id, _ in items})
+    for image_id, _ in items:  # the truncated body never reached images/
+        assert (tmp_path / "images" / f"{image_id}.png").read_bytes() == png
+
+
+def test_permanent_failures_are_recorded_once_and_not_retried(tmp_path):
+    png = FIGURES[0].read_bytes()
+    html = b"<!doctype html><html><body>Not Found</body></html>"
+    with FigureServer() as server:
+        items = [
+            ("US20250204297A1__1", server.url("/gone")),  # no route: 404
+            ("US20250204297A1__2", server.route("/html", Reply(200, html, headers={"Content-Type": "text/html"}))),
+            ("US20250204297A1__3", server.route("/bomb", Reply(200, _bomb_png()))),
+            ("US20250204297A1__4", server.route("/410", Reply(410))),
+            ("US20250204297A1__5", server.route("/always500", Reply(500))),
+            ("US20250204297A1__6", server.route("/alwaysshort", Reply(200, png, send_bytes=1000))),
+            ("US20250204297A1__7", "file:///etc/passwd"),
+            ("../../etc/passwd", server.url("/gone")),
+            ("US20250204297A1__8", server.route("/ok", Reply(200, png))),
+        ]
+        report = tmp_path / "reports" / "download_failures.jsonl"
+        summary = download_images(items, tmp_path / "images", report, workers=4, **FAST)
+        assert (summary.downloaded, summary.failed) == (1, 8)
+        lines = {line["image_id"]: line for line in read_report(report)}
+        assert len(read_report(report)) == 8
+        assert all(line["stage"] == "download" for line in lines.values())
+        assert "HTTP 404" in lines["US20250204297A1__1"]["reason"]
+        assert "not an image" in lines["US20250204297A1__2"]["reason"]
+        assert "too large" in lines["US20250204297A1__3"]["reason"]
+        assert "HTTP 410" in lines["US20250204297A1__4"]["reason"]
+        assert lines["US20250204297A1__5"] | {"permanent": False, "attempts": 4} == lines["US20250204297A1__5"]
+        assert "truncated body" in lines["US20250204297A1__6"]["reason"]
+        assert "not an http(s) URL" in lines["US20250204297A1__7"]["reason"]
+        assert "path separator" in lines["../../etc/passwd"]["reason"]
+        counts = dict(server.counts)
+        assert counts == {"/gone": 1, "/html": 1, "/bomb": 1, "/410": 1, "/always500": 4, "/alwaysshort": 4, "/ok": 1}
+
+        # A rerun retries only the transient failures; the permanent ones are not requested (or reported) again.
+        again = download_images(items, tmp_path / "images", report, workers=4, **FAST)
+        assert (again.skipped, again.previously_failed, again.failed) == (1, 6, 2)
+        assert {path: server.counts[path] - counts[path] for path in counts} == {
+            "/gone": 0, "/html": 0, "/bomb": 0, "/410": 0, "/always500": 4, "/alwaysshort": 4, "/ok": 0
+        }  # fmt: skip
+    _assert_valid_pngs(tmp_path / "images", {"US20250204297A1__8"})
+
+
+def test_non_png_images_are_saved_as_lossless_png(tmp_path):
+    with Image.open(FIGURES[0]) as figure:
+        figure.load()
+    tiff = io.BytesIO()
+    figure.save(tiff, format="TIFF", compression="group4")  # how USPTO ships drawing sheets (1-bit)
+    with FigureServer() as server:
+        items = [("US20250204297A1__1", server.route("/fig.tif", Reply(200, tiff.getvalue())))]
+        summary = download_images(items, tmp_path / "images", tmp_path / "failures.jsonl", **FAST)
+    assert summary.downloaded == 1
+    with Image.open(tmp_path / "images" / "US20250204297A1__1.png") as saved:
+        assert (saved.format, saved.mode, saved.size) == ("PNG", "1", figure.size)
+        assert saved.tobytes() == figure.tobytes()
+
+
+def test_per_host_rate_limit(tmp_path):
+    with FigureServer() as server:
+        items = _serve_figures(server, _ids(6))
+        download_images(items, tmp_path / "images", tmp_path / "f.jsonl", workers=6, **{**FAST, "per_host_rate": 10})
+        starts = sorted(t for times in server.times.values() for t in times)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert min(gaps) >= 0.08, f"requests closer than 1/10 s: {gaps}"  # 0.1 s apart, minus scheduling noise
+
+
+def test_shards_split_the_ids_exactly_once(tmp_path):
+    ids = _ids(12)
+    with FigureServer() as server:
+        items = _serve_figures(server, ids)
+        per_shard = []
+        for index in range(3):
+            summary = download_images(
+                items, tmp_path / "images", tmp_path / "f.jsonl", num_shards=3, shard_index=index, **FAST
+            )
+            per_shard.append(summary.downloaded)
+        assert set(server.counts.values()) == {1}
+    assert sum(per_shard) == 12 and all(per_shard)
+    assert per_shard == [sum(shard_of(i, 3) == k for i in ids) for k in range(3)]
+    _assert_valid_pngs(tmp_path / "images", set(ids))
+
+
+def test_run_reads_the_official_json(tmp_path):
+    with FigureServer() as server:
+        items = _serve_figures(server, _ids(3))
+        entries = {i: {"image_url": url, "brief_description": "b", "detailed_description": "d"} for i, url in items}
+        entries["US20250204297A1__9"] = {"image_url": server.url("/x.png")}  # missing fields: rejected, reported
+        (tmp_path / "PatentDesc-355k.json").write_text(json.dumps(entries))
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        args = parser.parse_args(["--root", str(tmp_path), "--workers", "2", "--per-host-rate", "0"])
+        assert run(args) == 0
+        assert "/x.png" not in server.counts
+    _assert_valid_pngs(tmp_path / "images", set(_ids(3)))
+    (rejected,) = read_report(tmp_path / "reports" / "download_failures.jsonl")
+    assert rejected["image_id"] == "US20250204297A1__9" and "missing field" in rejected["reason"]
+
+
+_CHILD = """
+import json, sys
+from pathlib import Path
+from dataset_builder.download import download_images
+items = [tuple(item) for item in json.loads(sys.argv[1])]
+download_images(items, Path(sys.argv[2]), Path(sys.argv[3]), workers=2, per_host_rate=0, timeout=10)
+"""
+
+
+def test_resumes_after_sigkill(tmp_path):
+    """SIGKILL a download mid-run, rerun: all fetched, no complete file fetched twice, nothing partial left."""
+    ids, images, report = _ids(16), tmp_path / "images", tmp_path / "failures.jsonl"
+    with FigureServer(delay=0.25) as server:
+        items = _serve_figures(server, ids)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, json.dumps(items), str(images), str(report)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 90  # the child first imports torch and transformers
+            while len(list(images.glob("*.png"))) < 4:
+                assert child.poll() is None and time.monotonic() < deadline, "the child ended or stalled"
+                time.sleep(0.05)
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+        done_before = {p.name[: -len(".png")] for p in images.glob("*.png")}
+        assert 4 <= len(done_before) < 16
+        for path in images.glob("*.png"):  # every file left by the killed run is complete
+            with Image.open(path) as image:
+                image.load()
+        stale = images / f"{ids[-1]}.png.part"  # as if killed while writing
+        stale.write_bytes(FIGURES[0].read_bytes()[:100])
+
+        summary = download_images(items, images, report, workers=2, per_host_rate=0, timeout=10)
+        assert summary.skipped == len(done_before) and summary.downloaded == 16 - len(done_before)
+        assert all(server.counts[f"/{i}.png"] == 1 for i in done_before), "a complete file was fetched twice"
+        refetched = [i for i in ids if server.counts[f"/{i}.png"] > 1]  # requests in flight at the kill
+        assert len(refetched) <= 2 and max(server.counts.values()) <= 2
+    _assert_valid_pngs(images, set(ids))
+    assert not report.exists()
+
+
+def test_bad_shard_arguments():
+    with pytest.raises(ValueError, match="shard_index"):
+        download_images([], Path("unused"), Path("unused.jsonl"), num_shards=2, shard_index=2)

@@ -1,0 +1,171 @@
+"""`dataset_builder.ocr_stage` with real Tesseract on the real patent figures (the 19 shared ones when present)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from dataset_builder.download import shard_of
+from dataset_builder.ocr_stage import (
+    add_arguments,
+    import_official_ocr,
+    read_ocr_cache,
+    read_official_ocr,
+    run,
+    run_ocr,
+)
+from dataset_builder.reports import read_report
+from processing.images import load_image
+from processing.ocr import run_tesseract
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_IMAGES = REPO.parent / "shared" / "data" / "patent-figures" / "images"
+IMAGES = SHARED_IMAGES if any(SHARED_IMAGES.glob("*.png")) else REPO / "examples" / "figures"
+IDS = sorted(path.stem for path in IMAGES.glob("*.png"))
+SMALLEST = "US20250204297A1__12"  # in both folders; Tesseract finds no word on it, so it is the fastest figure
+
+
+@pytest.fixture(scope="module")
+def sharded_cache(tmp_path_factory) -> Path:
+    """The `ocr/` folder of a real run over every figure, as two shards run one after the other."""
+    folder = tmp_path_factory.mktemp("ocr")
+    for index in range(2):
+        name = f"ocr_cache-{index:05d}-of-00002.jsonl"
+        summary = run_ocr(
+            IDS, IMAGES, folder / name, folder / "failures.jsonl", workers=2, num_shards=2, shard_index=index
+        )
+        assert summary.processed == summary.total == sum(shard_of(i, 2) == index for i in IDS)
+    assert not (folder / "failures.jsonl").exists()
+    return folder
+
+
+def _reference(image_id: str) -> dict:
+    image = load_image(IMAGES / f"{image_id}.png")
+    words, boxes = run_tesseract(image)
+    return {"words": words, "boxes": boxes, "width": image.width, "height": image.height}
+
+
+def test_words_and_boxes_equal_run_tesseract(sharded_cache):
+    with ThreadPoolExecutor(2) as pool:  # each call runs its own tesseract process
+        expected = dict(zip(IDS, pool.map(_reference, IDS)))
+    assert read_ocr_cache(sharded_cache) == expected
+    assert sum(len(entry["words"]) for entry in expected.values()) > 0
+
+
+def test_shards_cover_every_id_once(sharded_cache):
+    seen = []
+    for index in range(2):
+        lines = (sharded_cache / f"ocr_cache-{index:05d}-of-00002.jsonl").read_text().splitlines()
+        ids = [json.loads(line)["image_id"] for line in lines]
+        assert all(shard_of(i, 2) == index for i in ids)
+        seen += ids
+    assert sorted(seen) == IDS
+
+
+def test_rerun_skips_cached_ids(sharded_cache, tmp_path):
+    folder = shutil.copytree(sharded_cache, tmp_path / "ocr")
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    for index in range(2):
+        cache = folder / f"ocr_cache-{index:05d}-of-00002.jsonl"
+        summary = run_ocr(IDS, IMAGES, cache, folder / "failures.jsonl", num_shards=2, shard_index=index)
+        assert (summary.processed, summary.failed) == (0, 0) and summary.cached == summary.total
+    # An unsharded run over the same folder also finds every id in the shards' files.
+    summary = run_ocr(IDS, IMAGES, folder / "ocr_cache.jsonl", folder / "failures.jsonl")
+    assert (summary.total, summary.cached, summary.processed) == (len(IDS), len(IDS), 0)
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+
+
+def test_half_written_last_line_is_ignored_then_redone(sharded_cache, tmp_path):
+    folder = shutil.copytree(sharded_cache, tmp_path / "ocr")
+    cache = folder / "ocr_cache-00000-of-00002.jsonl"
+    lines = cache.read_text().splitlines(keepends=True)
+    last_id = json.loads(lines[-1])["image_id"]
+    cache.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])  # killed mid-write
+    assert last_id not in read_ocr_cache(folder) and len(read_ocr_cache(folder)) == len(IDS) - 1
+
+    summary = run_ocr(IDS, IMAGES, cache, folder / "failures.jsonl", num_shards=2, shard_index=0)
+    assert summary.processed == 1
+    assert cache.read_text() == "".join(lines)  # the partial line was cut, the figure redone
+    assert read_ocr_cache(folder) == read_ocr_cache(sharded_cache)
+
+
+def test_failures_are_recorded_and_the_rest_goes_on(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    good = (IMAGES / f"{SMALLEST}.png").read_bytes()
+    (images / f"{SMALLEST}.png").write_bytes(good)
+    (images / "US20250204297A1__2.png").write_bytes(good[: len(good) // 3])  # truncated PNG
+    (images / "US20250204297A1__3.png").write_bytes(b"<html>not an image</html>")
+    ids = [SMALLEST, "US20250204297A1__2", "US20250204297A1__3", "US20250204297A1__4", "../etc/passwd"]
+    report = tmp_path / "reports" / "ocr_failures.jsonl"
+    summary = run_ocr(ids, images, tmp_path / "ocr" / "ocr_cache.jsonl", report, workers=2)
+    assert (summary.total, summary.processed, summary.failed) == (5, 1, 4)
+    reasons = {line["image_id"]: line["reason"] for line in read_report(report)}
+    assert all(line["stage"] == "ocr" for line in read_report(report))
+    assert "unreadable image" in reasons["US20250204297A1__2"]
+    assert "unreadable image" in reasons["US20250204297A1__3"]
+    assert "not found" in reasons["US20250204297A1__4"]
+    assert "path separator" in reasons["../etc/passwd"]
+    assert list(read_ocr_cache(tmp_path / "ocr")) == [SMALLEST]
+
+    again = run_ocr(ids, images, tmp_path / "ocr" / "ocr_cache.jsonl", report, workers=2)
+    assert (again.cached, again.previously_failed, again.processed, again.failed) == (1, 4, 0, 0)
+
+
+def test_over_the_pixel_cap_and_timeout_are_recorded(tmp_path):
+    report = tmp_path / "failures.jsonl"
+    summary = run_ocr([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", report, timeout=0.001)
+    assert (summary.processed, summary.failed) == (0, 1)
+    (line,) = read_report(report)
+    assert "timed out" in line["reason"]
+
+    cap_report = tmp_path / "cap" / "failures.jsonl"
+    summary = run_ocr([SMALLEST], IMAGES, tmp_path / "cap" / "ocr_cache.jsonl", cap_report, max_pixels=1000)
+    assert summary.failed == 1 and "too large" in read_report(cap_report)[0]["reason"]
+
+    summary = run_ocr([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", report, retry_failed=True)
+    assert summary.processed == 1 and read_ocr_cache(tmp_path / "ocr_cache.jsonl")[SMALLEST]["words"] == []
+
+
+def test_run_command_line(tmp_path):
+    (tmp_path / "images").mkdir()
+    shutil.copy(IMAGES / f"{SMALLEST}.png", tmp_path / "images")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run(parser.parse_args(["--root", str(tmp_path), "--workers", "1"])) == 0
+    assert set(read_ocr_cache(tmp_path / "ocr" / "ocr_cache.jsonl")) == {SMALLEST}
+
+
+def test_import_official_ocr_json(tmp_path):
+    """Official entries are batches of one padded to a fixed length; the import keeps the attended positions."""
+    pad = [0, 0, 0, 0]
+    official = {
+        "US11036663B2__2.png": {
+            "input_ids": [[0, 100, 200, 2, 1, 1]],
+            "attention_mask": [[1, 1, 1, 1, 0, 0]],
+            "bbox": [[pad, [10, 20, 30, 40], [50, 60, 70, 80], pad, pad, pad]],
+        },
+        "US11036663B2__3.png": {"input_ids": [[0, 2]], "attention_mask": [[1, 1]], "bbox": [[pad, pad]]},
+        "../evil.png": {"input_ids": [[0, 2]], "attention_mask": [[1, 1]], "bbox": [[pad, pad]]},
+        "US11036663B2__4.png": {"input_ids": [[0, 2]], "attention_mask": [[1, 1]], "bbox": [[pad, [0, 0, 2000, 5]]]},
+    }
+    source = tmp_path / "ocr.json"
+    source.write_text(json.dumps(official))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run(parser.parse_args(["--root", str(tmp_path), "--import-official", str(source)])) == 0
+    imported = read_official_ocr(tmp_path / "ocr" / "official_ocr.jsonl")
+    assert imported == {
+        "US11036663B2__2": {"input_ids": [0, 100, 200, 2], "bbox": [pad, [10, 20, 30, 40], [50, 60, 70, 80], pad]},
+        "US11036663B2__3": {"input_ids": [0, 2], "bbox": [pad, pad]},
+    }
+    rejected = read_report(tmp_path / "reports" / "ocr_import_failures.jsonl")
+    assert len(rejected) == 2 and not (tmp_path / "ocr" / "official_ocr.jsonl.part").exists()
+    # The official file stays apart from the Tesseract cache.
+    assert read_ocr_cache(tmp_path / "ocr") == {}
+    assert import_official_ocr(source, tmp_path / "again.jsonl", tmp_path / "r.jsonl") == 2

@@ -1,0 +1,165 @@
+"""dataset_builder readers: streaming PatentDesc-355k.json, split lists, ocr.json and the OCR cache, with every
+rejected item reported (id + reason) while the rest is read; splits by patent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dataset_builder.records import (
+    DiskMap,
+    iter_ocr_cache,
+    iter_official_ocr,
+    iter_records,
+    iter_split_file,
+)
+from dataset_builder.reports import ReportWriter, read_report
+from dataset_builder.splits import SPLITS, SplitAssigner, parse_ratios, split_of_patent
+
+
+def _entry(brief: str = "A brief.", detailed: str = "A detailed one.") -> dict:
+    return {"image_url": "https://example.invalid/x.png", "brief_description": brief, "detailed_description": detailed}
+
+
+def _reasons(path: Path) -> dict[str | None, list[str]]:
+    reasons: dict[str | None, list[str]] = {}
+    for line in read_report(path):
+        reasons.setdefault(line["image_id"], []).append(line["reason"])
+    return reasons
+
+
+def test_bad_entries_are_reported_and_the_rest_is_read(tmp_path):
+    # Written by hand: duplicate keys and invalid UTF-8 cannot come out of json.dumps.
+    good = json.dumps(_entry())
+    parts = [
+        f'"US1111111B2__1": {good}',
+        f'"US1111111B2__2": {json.dumps({"image_url": "u", "brief_description": "b"})}',  # missing field
+        f'"US1111111B2__3": {json.dumps({**_entry(), "brief_description": 7})}',  # wrong type
+        f'"US1111111B2__4": {json.dumps({**_entry(), "detailed_description": None})}',  # null
+        '"US1111111B2__5": ["not", "an", "object"]',
+        f'"../etc__1": {good}',  # traversal
+        f'"a/b__1": {good}',  # path separator
+        f'"not-an-id": {good}',
+        f'"US1111111B2__1": {json.dumps(_entry("second copy"))}',  # duplicate
+        f'"US1111111B2__6": {good}',
+    ]
+    data = ("{" + ", ".join(parts)).encode() + b', "US1111111B2__7": {"image_url": "u", "brief_description": "bad \xff'
+    data += b'\xfe bytes", "detailed_description": ""}, "US1111111B2__8": ' + good.encode() + b"}"
+    path = tmp_path / "PatentDesc-355k.json"
+    path.write_bytes(data)
+    with ReportWriter(tmp_path / "rejected.jsonl", "build") as report:
+        records = list(iter_records(path, report, DiskMap(tmp_path / "seen.sqlite")))
+    assert [r.image_id for r in records] == ["US1111111B2__1", "US1111111B2__6", "US1111111B2__8"]
+    assert records[0].brief_description == "A brief." and records[0].patent_id == "US1111111B2"
+    reasons = _reasons(tmp_path / "rejected.jsonl")
+    assert "missing field(s) ['detailed_description']" in reasons["US1111111B2__2"][0]
+    assert "'brief_description' is a number, expected a string" in reasons["US1111111B2__3"][0]
+    assert "'detailed_description' is a null" in reasons["US1111111B2__4"][0]
+    assert "entry is a array" in reasons["US1111111B2__5"][0]
+    assert "path separator" in reasons["../etc__1"][0] and "path separator" in reasons["a/b__1"][0]
+    assert "<publication>__<figure>" in reasons["not-an-id"][0]
+    assert "duplicate image id" in reasons["US1111111B2__1"][0]
+    assert "not UTF-8" in reasons["US1111111B2__7"][0]
+
+
+def test_a_truncated_file_raises_after_the_entries_before_the_damage(tmp_path):
+    path = tmp_path / "PatentDesc-355k.json"
+    path.write_text('{"US1111111B2__1": ' + json.dumps(_entry()) + ', "US1111111B2__2": {"image_u')
+    read = []
+    with pytest.raises(ValueError, match="not valid JSON after 1 entries"):
+        for record in iter_records(path):
+            read.append(record.image_id)
+    assert read == ["US1111111B2__1"]
+
+
+def test_split_lists_report_bad_lines_conflicts_duplicates_and_unknown_ids(tmp_path):
+    splits = tmp_path / "data_splits"
+    splits.mkdir()
+    (splits / "train.txt").write_text("US1111111B2__1\nUS1111111B2__1\n../etc__1\n\nUS1111111B2__9\nUS2222222B2__1\n")
+    (splits / "val.txt").write_text("US2222222B2__1\nUS3333333B2__1\n")
+    (splits / "test.txt").write_bytes(b"US4444444B2__1\nUS4444444B2__\xff\n")
+    report_path = tmp_path / "rejected.jsonl"
+    with ReportWriter(report_path, "build") as report:
+        assert [*iter_split_file(splits / "train.txt")] == ["US1111111B2__1", "US1111111B2__1", "US1111111B2__9"] + [
+            "US2222222B2__1"
+        ]
+        assigner = SplitAssigner(splits, tmp_path, report=report)
+        assert assigner.split_of("US1111111B2__1") == "train"
+        assert assigner.split_of("US3333333B2__1") == "validation"
+        assert assigner.split_of("US4444444B2__1") == "test"
+        assert assigner.split_of("US2222222B2__1") is None  # in train.txt and val.txt: left out
+        assert assigner.split_of("US5555555B2__1") is None  # in no list
+        assert assigner.report_unused({"US1111111B2__1", "US3333333B2__1", "US4444444B2__1"}) == 1
+        assigner.close()
+    reasons = _reasons(report_path)
+    assert "listed twice in train.txt" in reasons["US1111111B2__1"][0]
+    assert "train.txt line 3" in reasons["../etc__1"][0]
+    assert "listed in both train.txt and val.txt" in reasons["US2222222B2__1"][0]
+    assert "not in any split list" in reasons["US5555555B2__1"][0]
+    assert "listed in train.txt but not a valid entry" in reasons["US1111111B2__9"][0]
+    assert any("not UTF-8" in r for rs in reasons.values() for r in rs)
+
+
+def test_split_by_patent_is_deterministic_and_follows_the_ratios():
+    ratios = parse_ratios("0.8,0.1,0.1")
+    patents = [f"US{n:07d}B2" for n in range(3000)]
+    assigned = [split_of_patent(p, ratios, seed=3) for p in patents]
+    assert assigned == [split_of_patent(p, ratios, seed=3) for p in patents]
+    assert assigned != [split_of_patent(p, ratios, seed=4) for p in patents]
+    shares = {split: assigned.count(split) / len(patents) for split in SPLITS}
+    assert abs(shares["train"] - 0.8) < 0.03 and abs(shares["test"] - 0.1) < 0.03
+    assert {split_of_patent(p, {"train": 1.0, "validation": 0.0, "test": 0.0}) for p in patents} == {"train"}
+    for bad in ("0.5,0.5", "0.9,0.2,-0.1", "a,b,c", "0.5,0.2,0.2"):
+        with pytest.raises(ValueError, match="ratios"):
+            parse_ratios(bad)
+
+
+def test_all_txt_alone_restricts_the_figures_and_splits_them_by_patent(tmp_path):
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "all.txt").write_text("US1111111B2__1\nUS1111111B2__2\n")
+    assigner = SplitAssigner(tmp_path / "splits", tmp_path)
+    assert assigner.split_of("US1111111B2__1") == assigner.split_of("US1111111B2__2") == split_of_patent("US1111111B2")
+    assert assigner.split_of("US2222222B2__1") is None
+
+
+def test_official_ocr_json_is_streamed_unpadded_and_truncated_like_the_original(tmp_path):
+    long_ids = list(range(600))
+    entries = {
+        "US1111111B2__1.png": {"input_ids": [[0, 5, 2, 1]], "attention_mask": [[1, 1, 1, 0]], "bbox": [[[0] * 4] * 4]},
+        "US1111111B2__2.png": {"input_ids": [long_ids], "attention_mask": [[1] * 600], "bbox": [[[1, 1, 2, 2]] * 600]},
+        "US1111111B2__3.png": {"input_ids": [[0, 2]], "bbox": [[[0, 0, 2000, 0], [0, 0, 0, 0]]]},  # box > 1000
+        "US1111111B2__4.png": {"attention_mask": [[1]]},  # no ids
+        "../x__1.png": {"input_ids": [[0]], "bbox": [[[0, 0, 0, 0]]]},
+    }
+    path = tmp_path / "ocr.json"
+    path.write_text(json.dumps(entries))
+    with ReportWriter(tmp_path / "rejected.jsonl", "build") as report:
+        rows = {image_id: (ids, boxes) for image_id, ids, boxes in iter_official_ocr(path, report)}
+    assert rows["US1111111B2__1"] == ([0, 5, 2], [[0, 0, 0, 0]] * 3)
+    assert len(rows["US1111111B2__2"][0]) == 512 and rows["US1111111B2__2"][0][-1] == 599
+    assert set(rows) == {"US1111111B2__1", "US1111111B2__2"}
+    reasons = _reasons(tmp_path / "rejected.jsonl")
+    assert "0-1000" in reasons["US1111111B2__3"][0] and "'input_ids'" in reasons["US1111111B2__4"][0]
+    assert "path separator" in reasons["../x__1"][0]
+
+
+def test_ocr_cache_lines_are_validated_and_a_half_written_line_is_reported(tmp_path):
+    good = {"image_id": "US1111111B2__1", "words": ["FIG", "1"], "boxes": [[1, 2, 3, 4], [5, 6, 7, 8]]}
+    lines = [
+        json.dumps(good),
+        json.dumps({**good, "image_id": "US1111111B2__2", "boxes": [[1, 2, 3, 4]]}),  # 2 words, 1 box
+        json.dumps({**good, "image_id": "US1111111B2__3", "words": "FIG 1"}),
+        json.dumps({"words": [], "boxes": []}),  # no id
+        '{"image_id": "US1111111B2__4", "words": ["half',
+    ]
+    (tmp_path / "ocr_cache.jsonl").write_text("\n".join(lines))
+    (tmp_path / "ocr_cache-00001-of-00002.jsonl").write_text(json.dumps({**good, "image_id": "US1111111B2__5"}))
+    paths = sorted(tmp_path.glob("ocr_cache*.jsonl"))
+    with ReportWriter(tmp_path / "rejected.jsonl", "build") as report:
+        rows = list(iter_ocr_cache(paths, report))
+    assert [row[0] for row in rows] == ["US1111111B2__5", "US1111111B2__1"]
+    reasons = [line["reason"] for line in read_report(tmp_path / "rejected.jsonl")]
+    assert len(reasons) == 4 and all("ocr_cache.jsonl line" in reason for reason in reasons)
+    assert "2 words but 1 boxes" in reasons[0] and "list of strings" in reasons[1] and "line 5" in reasons[3]

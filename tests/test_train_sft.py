@@ -1,0 +1,237 @@
+"""train_sft.py end to end on CPU: tiny random model, the five real figures, the real SFTTrainer, a few steps.
+
+Stage 1 builds from a base LLM folder + a PatentLMM folder's encoder and changes the projector only; stage 2 starts
+from the stage-1 output and changes LoRA and the projector only; overfitting one batch lowers the loss; a run killed
+with SIGKILL resumes to the uninterrupted run's final step and loss; the release loads through the Auto classes
+with trust_remote_code, from outside the repository, and generates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset, Image
+from safetensors.torch import load_file
+
+from conftest import REPO, run_outside_repo
+
+pytest.importorskip("trl")
+pytest.importorskip("peft")
+
+import train_sft  # noqa: E402
+
+LOADER = Path(__file__).parent / "scripts" / "load_and_generate.py"
+PROJECTOR = "model.multi_modal_projector."
+README = """---
+configs:
+- config_name: brief
+  data_files:
+  - split: train
+    path: brief/train-*.parquet
+  - split: validation
+    path: brief/validation-*.parquet
+---
+"""
+# Small and fast: batch 2, no workers, fp32 on the CPU, no reporting; the recipes give everything else.
+FAST = [
+    "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1", "--dataloader_num_workers", "0",
+    "--bf16", "false", "--use_cpu", "true", "--report_to", "none", "--dtype", "float32", "--logging_steps", "1",
+    "--save_strategy", "no", "--attn_implementation", "eager",
+]  # fmt: skip
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _last_loss(folder: Path) -> tuple[int, float]:
+    """(global step, last logged training loss) of a run's newest checkpoint."""
+    checkpoint = max(folder.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return state["global_step"], [entry["loss"] for entry in state["log_history"] if "loss" in entry][-1]
+
+
+@pytest.fixture(scope="session")
+def patentdesc_dir(tmp_path_factory, figures) -> Path:
+    """A script-free PatentDesc-355k folder (brief config) made of the five real figures, OCR'd once by Tesseract."""
+    from processing.ocr import run_tesseract
+    from processing.images import load_image
+
+    rows = {key: [] for key in ("image_id", "patent_id", "figure", "image", "description", "ocr_words", "ocr_boxes")}
+    for image_id, entry in sorted(figures.items()):
+        words, boxes = run_tesseract(load_image(entry["path"]))
+        patent, figure = image_id.split("__")
+        for key, value in zip(rows, (image_id, patent, int(figure), str(entry["path"]), entry["brief_description"],
+                                     words, boxes)):  # fmt: skip
+            rows[key].append(value)
+    dataset = Dataset.from_dict(rows).cast_column("image", Image())
+    folder = tmp_path_factory.mktemp("patentdesc-355k")
+    (folder / "brief").mkdir()
+    dataset.to_parquet(str(folder / "brief" / "train-00000-of-00001.parquet"))
+    dataset.select(range(2)).to_parquet(str(folder / "brief" / "validation-00000-of-00001.parquet"))
+    (folder / "README.md").write_text(README, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small(tmp_path_factory) -> tuple[Path, Path]:
+    """(PatentLMM folder, base LLM folder): a tiny random PatentLMM at 64 px (17 image positions instead of 577,
+    so each step takes a fraction of a second) and its decoder + LM head alone as a LLaMA causal LM with tokenizer."""
+    from transformers import LlamaForCausalLM
+
+    from patentlmm.tiny import TinyModelArguments, build_tiny
+
+    model, processor = build_tiny(TinyModelArguments(input_size=64))
+    patentlmm_dir = tmp_path_factory.mktemp("small-patentlmm")
+    model.save_pretrained(patentlmm_dir)
+    processor.save_pretrained(patentlmm_dir)
+
+    llm = LlamaForCausalLM(model.config.text_config)
+    llm.model.load_state_dict(model.model.language_model.state_dict())
+    llm.lm_head.load_state_dict(model.lm_head.state_dict())
+    llm_dir = tmp_path_factory.mktemp("base-llm")
+    llm.save_pretrained(llm_dir)
+    processor.tokenizer.save_pretrained(llm_dir)
+    return patentlmm_dir, llm_dir
+
+
+@pytest.fixture(scope="session")
+def stage1_dir(tmp_path_factory, patentdesc_dir, small) -> Path:
+    small_dir, base_llm_dir = small
+    output = tmp_path_factory.mktemp("stage1")
+    train_sft.main(
+        ["--config", str(REPO / "recipes" / "stage1_brief.yaml"), "--model_name_or_path", str(base_llm_dir),
+         "--vision_tower", str(small_dir), "--dataset_name", str(patentdesc_dir), "--output_dir", str(output),
+         "--max_steps", "2", *FAST]
+    )  # fmt: skip
+    return output
+
+
+@pytest.fixture(scope="session")
+def stage2_dir(tmp_path_factory, patentdesc_dir, stage1_dir) -> Path:
+    output = tmp_path_factory.mktemp("stage2")
+    train_sft.main(
+        ["--config", str(REPO / "recipes" / "stage2_brief.yaml"), "--model_name_or_path", str(stage1_dir),
+         "--dataset_name", str(patentdesc_dir), "--output_dir", str(output), "--max_steps", "2",
+         "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "1e-2", "--mm_projector_lr", "1e-2", *FAST]
+    )  # fmt: skip
+    return output
+
+
+def test_stage1_trains_only_the_projector(stage1_dir, small):
+    small_dir, base_llm_dir = small
+    trained = _weights(stage1_dir)
+    llm, encoder = _weights(base_llm_dir), _weights(small_dir)
+    for name, tensor in trained.items():
+        if name.startswith(PROJECTOR):
+            continue
+        if name.startswith("model.vision_tower."):
+            source = encoder[name]
+        elif name.startswith("model.language_model."):
+            source = llm["model." + name.removeprefix("model.language_model.")]
+        else:
+            source = llm[name]
+        assert torch.equal(tensor, source), name
+
+    # The projector moved away from its seeded initialisation, and mm_projector.safetensors holds it.
+    from trl import ModelConfig
+
+    torch.manual_seed(42)  # the recipe's seed, set by train_sft before it builds the model
+    initial, _ = train_sft.build_from_base_llm(str(base_llm_dir), str(small_dir), ModelConfig(dtype="float32"))
+    projector = load_file(str(stage1_dir / train_sft.PROJECTOR_FILE))
+    assert sorted(projector) == sorted(name for name in trained if name.startswith(PROJECTOR))
+    for name, tensor in projector.items():
+        assert torch.equal(tensor, trained[name])
+        assert not torch.equal(tensor, initial.state_dict()[name]), name
+
+
+def test_stage2_trains_only_lora_and_projector(stage2_dir, stage1_dir):
+    adapter = load_file(str(stage2_dir / train_sft.ADAPTER_SUBFOLDER / "adapter_model.safetensors"))
+    assert adapter and all(
+        ".lora_A." in name or ".lora_B." in name or "multi_modal_projector" in name for name in adapter
+    )
+    assert any("language_model" in name and ".lora_B." in name for name in adapter)
+
+    merged, base = _weights(stage2_dir), _weights(stage1_dir)
+    assert sorted(merged) == sorted(base)
+    lora_layers = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    for name, tensor in merged.items():
+        changed = not torch.equal(tensor, base[name])
+        if name.startswith(PROJECTOR) or (
+            name.startswith("model.language_model.") and name.split(".")[-2] in lora_layers
+        ):
+            assert changed, f"{name} did not train"
+        else:
+            assert not changed, f"{name} changed"
+
+
+def test_release_loads_with_auto_classes_and_generates(stage2_dir, figures):
+    entry = figures["US20250204297A1__12"]
+    out = run_outside_repo(sys.executable, LOADER, str(stage2_dir), str(entry["path"]), '["FIG.", "12"]',
+                           "[[10, 10, 50, 20], [60, 10, 80, 20]]")  # fmt: skip
+    result = json.loads(out)
+    assert result["imported_repo_packages"] == []
+    assert result["model_module"].startswith("transformers_modules.")
+
+
+def test_overfitting_one_batch_lowers_the_loss(tmp_path, patentdesc_dir, small):
+    train_sft.main(
+        ["--config", str(REPO / "recipes" / "stage2_brief.yaml"), "--model_name_or_path", str(small[0]),
+         "--dataset_name", str(patentdesc_dir), "--output_dir", str(tmp_path), "--max_train_samples", "2",
+         "--max_steps", "8", "--learning_rate", "5e-2", "--mm_projector_lr", "5e-2", "--lora_r", "8",
+         "--lora_alpha", "16", "--lora_dropout", "0", "--warmup_steps", "0", "--lr_scheduler_type", "constant",
+         "--merge_lora", "false", *FAST, "--save_strategy", "steps", "--save_steps", "8", "--gradient_checkpointing", "false"]
+    )  # fmt: skip
+    state = json.loads((tmp_path / "checkpoint-8" / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert len(losses) == 8
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert (tmp_path / "adapter_config.json").is_file()  # --merge_lora false: the adapter is the output
+
+
+KILL_AT_STEP = """
+import os, signal, sys
+from transformers import TrainerCallback
+import train_sft
+
+class KillAt(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == int(os.environ["KILL_AT_STEP"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+init = train_sft.PatentLMMSFTTrainer.__init__
+def patched(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    self.add_callback(KillAt())
+train_sft.PatentLMMSFTTrainer.__init__ = patched
+train_sft.main(sys.argv[1:])
+"""
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, patentdesc_dir, small):
+    def command(output: Path) -> list[str]:
+        return [
+            "--config", str(REPO / "recipes" / "stage2_brief.yaml"), "--model_name_or_path", str(small[0]),
+            "--dataset_name", str(patentdesc_dir), "--output_dir", str(output), "--max_steps", "4",
+            "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "1e-2", "--merge_lora", "false",
+            *FAST, "--save_strategy", "steps", "--save_steps", "2", "--gradient_checkpointing", "false",
+        ]  # fmt: skip
+
+    env = {**os.environ, "KILL_AT_STEP": "3", "PYTHONPATH": str(REPO)}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AT_STEP, *command(tmp_path / "resumed")], cwd=REPO, env=env, capture_output=True
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-3000:]
+    assert sorted(path.name for path in (tmp_path / "resumed").glob("checkpoint-*")) == ["checkpoint-2"]
+
+    train_sft.main([*command(tmp_path / "resumed"), "--resume_from_checkpoint", "true"])
+    train_sft.main(command(tmp_path / "straight"))
+    assert _last_loss(tmp_path / "resumed") == _last_loss(tmp_path / "straight") != (None, None)
+    assert _last_loss(tmp_path / "straight")[0] == 4
