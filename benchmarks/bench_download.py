@@ -16,7 +16,8 @@ Rows, each into a fresh folder, images/s and the ratio against the first row:
 3. `download_images, default rate limit`: the same with the default `per_host_rate` (all requests go to one
    host, so the limit caps the rate).
 
-One run each, nothing asserted. On a busy machine the decode of each body (CPU) competes with other jobs; see
+One run each, nothing asserted. Each body costs CPU (decoded and converted to RGB by `load_image`); the last line
+prints that cost, which bounds the rate on few cores. On a busy machine that decode competes with other jobs: see
 the `load avg` line.
 """
 
@@ -36,6 +37,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from helpers_http import FigureServer, Reply  # noqa: E402
 
 from dataset_builder.download import DEFAULT_PER_HOST_RATE, download_images  # noqa: E402
+from processing.images import load_image  # noqa: E402
 
 
 def _figures() -> list[bytes]:
@@ -82,6 +84,11 @@ def main() -> None:
             assert len(list(folder.glob("*.png"))) == args.count, f"{name}: not every figure was downloaded"
             rows.append((name, args.count / seconds))
 
+    # The CPU each body costs (decode + RGB conversion in load_image), which bounds the rate on few cores.
+    start = time.perf_counter()
+    for body in figures:
+        load_image(body)
+    verify_ms = (time.perf_counter() - start) / len(figures) * 1e3
     load = os.getloadavg()
     print(
         f"\n{args.count} real figures ({sum(map(len, figures)) / len(figures) / 1e3:.0f} KB on average), "
@@ -91,6 +98,10 @@ def main() -> None:
     print(f"{'row':<60} {'images/s':>9} {'ratio':>7}")
     for name, rate in rows:
         print(f"{name:<60} {rate:9.1f} {rate / rows[0][1]:6.1f}x")
+    print(
+        f"load_image (the check of each body): {verify_ms:.1f} ms of CPU per figure, so at most "
+        f"~{os.cpu_count() * 1e3 / verify_ms:.0f} images/s on {os.cpu_count()} idle cores"
+    )
 
 
 if __name__ == "__main__":

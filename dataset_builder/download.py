@@ -41,6 +41,7 @@ import io
 import json
 import os
 import random
+import sys
 import threading
 import time
 import urllib.error
@@ -275,17 +276,28 @@ def _read_permanent_failures(report_path: Path) -> set[str]:
 class _Downloader:
     """The per-item work of `download_images`, shared by its threads."""
 
-    def __init__(self, images_dir: Path, report: ReportWriter, summary: DownloadSummary, **settings):
+    def __init__(
+        self,
+        images_dir: Path,
+        report: ReportWriter,
+        summary: DownloadSummary,
+        per_host_rate: float,
+        retries: int,
+        timeout: float,
+        backoff: float,
+        max_pixels: int | None,
+        max_bytes: int,
+    ):
         self.images_dir = images_dir
         self.report = report
         self.summary = summary
-        self.limiter = _HostRateLimiter(settings["per_host_rate"])
+        self.limiter = _HostRateLimiter(per_host_rate)
         self.opener = _opener()
-        self.retries = settings["retries"]
-        self.timeout = settings["timeout"]
-        self.backoff = settings["backoff"]
-        self.max_pixels = settings["max_pixels"]
-        self.max_bytes = settings["max_bytes"]
+        self.retries = retries
+        self.timeout = timeout
+        self.backoff = backoff
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
         self.lock = threading.Lock()
 
     def _count(self, field: str, amount: int = 1) -> None:
@@ -369,9 +381,11 @@ def download_images(
     with ReportWriter(report_path, "download") as report:
         # 2) this shard's work list: valid ids with http(s) URLs, first occurrence of each id
         todo: dict[str, str] = {}
+        seen: set[str] = set()
         for image_id, url in items:
-            if shard_of(str(image_id), num_shards) != shard_index or image_id in todo:
+            if shard_of(str(image_id), num_shards) != shard_index or image_id in seen:
                 continue
+            seen.add(image_id)
             if image_id in previously_failed:
                 summary.previously_failed += 1
                 continue
@@ -388,7 +402,7 @@ def download_images(
             todo[image_id] = url
         summary.total = len(todo) + summary.failed + summary.previously_failed
 
-        # 3) worker threads pull from one shared iterator, so 355K ids never become 355K queued tasks
+        # 3) worker threads pull from one shared iterator (no queue of 355K futures)
         downloader = _Downloader(
             images_dir,
             report,
@@ -471,7 +485,7 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.root)
     json_path = root / DATASET_JSON
     if not json_path.is_file():
-        print(f"download: {json_path} not found (--root must be the folder holding {DATASET_JSON})")
+        print(f"download: {json_path} not found (--root must be the folder holding {DATASET_JSON})", file=sys.stderr)
         return 2
     report_path = root / "reports" / sharded_name("download_failures", args.num_shards, args.shard_index)
     # The JSON is streamed; only this shard's (id, url) pairs are kept. Invalid entries are reported by shard 0.

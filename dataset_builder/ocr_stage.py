@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -214,9 +215,11 @@ def run_ocr(
     with ReportWriter(report_path, "ocr") as report:
         # 1) this shard's work list
         todo: dict[str, None] = {}  # ordered set
+        seen: set[str] = set()
         for image_id in image_ids:
-            if shard_of(str(image_id), num_shards) != shard_index or image_id in todo:
+            if shard_of(str(image_id), num_shards) != shard_index or image_id in seen:
                 continue
+            seen.add(image_id)
             summary.total += 1
             if image_id in cached:
                 summary.cached += 1
@@ -327,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     images_dir = root / "images"
     if not images_dir.is_dir():
-        print(f"ocr: {images_dir} not found (run `download` first)")
+        print(f"ocr: {images_dir} not found (run `download` first)", file=sys.stderr)
         return 2
     with os.scandir(images_dir) as entries:
         image_ids = sorted(entry.name[: -len(".png")] for entry in entries if entry.name.endswith(".png"))

@@ -13,6 +13,7 @@ COMMANDS = {
     "init-tiny": ("patentlmm.tiny_command", "write a tiny random-weight model + processor (tests, smoke runs)"),
     "describe": ("patentlmm.describe", "describe patent figures with a PatentLMM model"),
     "convert-original": ("patentlmm.convert", "convert the original PatentMME/PatentLMM checkpoints to a HF folder"),
+    "push": ("push_to_hub", "publish a model folder (with its card) or the built dataset to a Hub"),
 }
 
 

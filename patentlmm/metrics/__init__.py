@@ -1,0 +1,1 @@
+"""The project's `evaluate` metric module (`patentlmm_metrics.py`), loadable offline by path."""

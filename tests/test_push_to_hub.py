@@ -1,0 +1,145 @@
+"""push_to_hub.py: the staged folder and card, and a real round trip through a Hub server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import REPO
+from hub_server import HubServer
+from huggingface_hub import ModelCard
+
+from processing import build_prompt
+from push_to_hub import build_model_card, main, stage_model_folder
+
+ROUND_TRIP = Path(__file__).parent / "scripts" / "hub_round_trip.py"
+FIG8 = "US20250204297A1__8"
+WORDS, BOXES = ["Figure", "8", "16"], [[700, 900, 800, 930], [810, 900, 830, 930], [100, 200, 130, 220]]
+METRICS = {"bleu2": 46.4, "bleu4": 36.66, "avg_bleu": 44.59, "rouge1": 56.68, "rouge2": 42.63, "rougeL": 54.18}
+
+
+@pytest.fixture(scope="module")
+def mini_dataset(tmp_path_factory, figures) -> Path:
+    """A two-row script-free dataset folder: Parquet with an Image column and a card declaring the config."""
+    from datasets import Dataset, Features, Image, Sequence, Value
+
+    folder = tmp_path_factory.mktemp("data") / "patentdesc-mini"
+    features = Features(
+        {
+            "image_id": Value("string"),
+            "image": Image(),
+            "description": Value("string"),
+            "ocr_words": Sequence(Value("string")),
+        }
+    )
+    ids = [FIG8, "US20250204297A1__12"]
+    rows = {
+        "image_id": ids,
+        "image": [str(figures[i]["path"]) for i in ids],
+        "description": [figures[i]["brief_description"] for i in ids],
+        "ocr_words": [WORDS, []],
+    }
+    (folder / "brief").mkdir(parents=True)
+    Dataset.from_dict(rows, features=features).to_parquet(folder / "brief" / "train-00000-of-00001.parquet")
+    card = {"configs": [{"config_name": "brief", "data_files": [{"split": "train", "path": "brief/train-*.parquet"}]}]}
+    (folder / "README.md").write_text(f"---\n{yaml.safe_dump(card)}---\n# mini\n", encoding="utf-8")
+    return folder
+
+
+def test_staged_folder_is_complete_and_card_metadata_parses(tiny_dir, tmp_path):
+    widget = sorted((REPO / "examples" / "figures").glob("*.png"))[:2]
+    stripped = tmp_path / "stripped"
+    stripped.mkdir()
+    for path in tiny_dir.iterdir():  # a folder without remote code or generation config, as some tools save
+        if path.is_file() and not path.name.endswith(".py") and path.name != "generation_config.json":
+            (stripped / path.name).write_bytes(path.read_bytes())
+    (stripped / "ocr_tokenizer").mkdir()
+    for path in (tiny_dir / "ocr_tokenizer").iterdir():
+        (stripped / "ocr_tokenizer" / path.name).write_bytes(path.read_bytes())
+
+    staged = stage_model_folder(stripped, tmp_path / "staged", widget)
+    for name in ("modeling_patentlmm.py", "configuration_patentlmm.py", "processing_patentlmm.py", "ocr.py"):
+        assert (staged / name).is_file(), name
+    assert json.loads((staged / "config.json").read_text())["auto_map"]["AutoModelForVision2Seq"].endswith(
+        "PatentLMMForConditionalGeneration"
+    )
+    assert json.loads((staged / "generation_config.json").read_text())["max_new_tokens"] == 512
+    assert sorted(p.name for p in (staged / "examples").iterdir()) == [p.name for p in widget]
+
+    card = build_model_card("me/patentlmm-tiny", "brief", METRICS, "lmsys/vicuna-7b-v1.5", widget_images=widget)
+    card.save(staged / "README.md")
+    loaded = ModelCard.load(staged / "README.md")
+    data = loaded.data.to_dict()
+    assert data["pipeline_tag"] == "image-text-to-text" and data["library_name"] == "transformers"
+    assert [item["src"] for item in data["widget"]] == [f"examples/{p.name}" for p in widget]
+    assert all((staged / item["src"]).is_file() for item in data["widget"])
+    results = {m["type"]: m["value"] for r in data["model-index"][0]["results"] for m in r["metrics"]}
+    assert results == METRICS
+    assert "AutoModelForVision2Seq" in loaded.text and "| 46.40 | 36.66 | 44.59 |" in loaded.text
+
+
+def test_pickled_weights_and_incomplete_folders_are_refused(tiny_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing config.json"):
+        stage_model_folder(tmp_path, tmp_path / "out")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in tiny_dir.iterdir():
+        if path.is_file():
+            (copy / path.name).write_bytes(path.read_bytes())
+    torch.save({"w": torch.zeros(1)}, copy / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"pickled files \(pytorch_model.bin\)"):
+        stage_model_folder(copy, tmp_path / "out")
+
+
+def test_dry_run_writes_the_folder_only(tiny_dir, tmp_path, capsys):
+    assert main(["model", str(tiny_dir), "--repo-id", "me/x", "--dry-run", "--staging-dir", str(tmp_path / "s")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "s")
+    assert (tmp_path / "s" / "README.md").is_file() and (tmp_path / "s" / "model.safetensors").is_file()
+
+
+def test_round_trip_through_a_local_hub(tiny, tiny_dir, figures, mini_dataset, tmp_path):
+    model, processor = tiny
+    batch = processor(
+        images=[figures[FIG8]["path"]], text=[build_prompt("brief")], ocr_words=[WORDS], ocr_boxes=[BOXES]
+    )
+    expected = model.generate(**batch, max_new_tokens=6, do_sample=False)[0, batch["input_ids"].shape[1] :].tolist()
+
+    with HubServer() as hub:
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.url,
+            "HF_HOME": str(tmp_path / "hf-home"),
+            "HF_TOKEN": "hf_local_test_token",
+            "HF_HUB_OFFLINE": "0",
+            "HF_DATASETS_OFFLINE": "0",
+            "TRANSFORMERS_OFFLINE": "0",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "PYTHONPATH": str(REPO),
+        }
+        args = [str(tiny_dir), str(mini_dataset), str(figures[FIG8]["path"]), json.dumps(WORDS), json.dumps(BOXES)]
+        result = subprocess.run(
+            [sys.executable, str(ROUND_TRIP), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["sha_after_first"] == report["sha_after_second"]  # the second, identical push changed nothing
+    assert {"model.safetensors", "modeling_patentlmm.py", "processing_patentlmm.py", "README.md"} <= set(
+        report["files"]
+    )
+    assert report["model_module"].startswith("transformers_modules.")
+    assert report["generated"] == expected
+    assert report["dataset_rows"] == [FIG8, "US20250204297A1__12"]
+    assert report["dataset_image_size"] == list(_size(figures[FIG8]["path"]))
+
+
+def _size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
