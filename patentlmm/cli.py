@@ -14,6 +14,7 @@ COMMANDS = {
     "describe": ("patentlmm.describe", "describe patent figures with a PatentLMM model"),
     "convert-original": ("patentlmm.convert", "convert the original PatentMME/PatentLMM checkpoints to a HF folder"),
     "push": ("push_to_hub", "publish a model folder (with its card) or the built dataset to a Hub"),
+    "demo": ("patentlmm.web_demo", "serve the web demo (--web)"),
 }
 
 

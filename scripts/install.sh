@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs patentlmm into the active Python with everything it needs:
-#   1. Tesseract OCR (Debian/Ubuntu: apt-get; elsewhere install it yourself, e.g. `brew install tesseract`),
+#   1. Tesseract OCR (Debian/Ubuntu: apt-get; elsewhere install it yourself, e.g. `brew install tesseract`), and
+#      with the `test` extra Chromium + ChromeDriver (the web demo's browser test),
 #   2. PyTorch, only if none is installed (default: the CPU build torch==2.13.0; set TORCH_SPEC to choose),
 #   3. this repository (editable) with the extras in PATENTLMM_EXTRAS (default: tiny,test).
 # Usage: bash scripts/install.sh            (from anywhere; root or sudo for apt-get)
@@ -11,13 +12,15 @@ extras="${PATENTLMM_EXTRAS:-tiny,test}"
 torch_spec="${TORCH_SPEC:-torch==2.13.0}"
 python="${PYTHON:-python3}"
 
+apt_packages=(tesseract-ocr tesseract-ocr-eng)
+case ",$extras," in *,test,*) apt_packages+=(chromium chromium-driver) ;; esac
+
 if command -v apt-get >/dev/null 2>&1; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    echo "==> apt-get: tesseract-ocr"
+    echo "==> apt-get: ${apt_packages[*]}"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-        tesseract-ocr tesseract-ocr-eng >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
 elif ! command -v tesseract >/dev/null 2>&1; then
     echo "error: no apt-get here; install Tesseract OCR yourself (e.g. brew install tesseract), then rerun." >&2
     exit 1

@@ -1,0 +1,12 @@
+"""PatentLMM web demo as a Hugging Face Space: `PATENTLMM_MODEL` names the model folder or Hub repo id.
+
+PATENTLMM_MODEL=you/patentlmm-brief python app.py
+"""
+
+import os
+
+from patentlmm.describe import load_model_and_processor
+from patentlmm.web_demo import build_app
+
+model, processor = load_model_and_processor(os.environ.get("PATENTLMM_MODEL", "outputs/tiny"))
+build_app(model, processor).launch()
