@@ -21,7 +21,7 @@ format, and writes a merged remote-code PatentLMM folder (or only the adapter wi
 
     # a laptop smoke run: tiny random model, a few steps, CPU (bf16 off and use_cpu on when there is no GPU)
     patentlmm init-tiny tiny && python train_sft.py --config recipes/stage1_brief.yaml \
-        --model_name_or_path tiny --vision_tower tiny --dataset_name ./patentdesc-355k --output_dir runs/smoke \
+        --model_name_or_path tiny --dataset_name ./patentdesc-355k --output_dir runs/smoke \
         --max_steps 2 --per_device_train_batch_size 1 --gradient_accumulation_steps 1 --report_to none
 
 Every option of `ScriptArguments`, `SFTConfig`, `ModelConfig` and `PatentLMMArguments` can be given in the YAML recipe
@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
+from datasets.arrow_dataset import Column
 from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import (
@@ -51,6 +52,7 @@ from transformers import (
     LayoutLMv3Model,
     set_seed,
 )
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.utils import cached_file
 from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser
 
@@ -81,6 +83,7 @@ PROJECTOR_MODULE = "multi_modal_projector"
 PROJECTOR_FILE = "mm_projector.safetensors"
 ADAPTER_SUBFOLDER = "adapter"
 PROMPT_FORMAT_OF_STAGE = {1: "plain", 2: "vicuna_v1"}
+CPU_DEFAULTS = {"--bf16": "false", "--use_cpu": "true", "--dtype": "float32"}
 
 
 @dataclass
@@ -160,6 +163,14 @@ class PatentLMMSFTTrainer(SFTTrainer):
         ]
         self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
         return self.optimizer
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler) and isinstance(sampler.lengths, Column):
+            # datasets' lazy Column reads one row per index (minutes for 320K rows); read the column at once.
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            sampler.lengths = dataset.with_format("arrow")[self.args.length_column_name].to_pylist()
+        return sampler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         num_truncated = inputs.pop(NUM_TRUNCATED_KEY, None)
@@ -256,7 +267,12 @@ def build_from_base_llm(
         **settings,
     )
     encoder = LayoutLMv3Model(config.vision_config)
-    encoder.load_state_dict(_encoder_state_dict(vision_tower, prefix, encoder), strict=True)
+    wanted = set(encoder.state_dict())
+    weights = {name: tensor for name, tensor in _prefixed_tensors(vision_tower, prefix).items() if name in wanted}
+    missing = sorted(wanted - set(weights))
+    if missing:
+        raise ValueError(f"{vision_tower} lacks {len(missing)} encoder tensor(s), e.g. {missing[:5]} ({prefix!r}).")
+    encoder.load_state_dict(weights, strict=True)
     with torch.device("meta"):  # every submodule is replaced below: no 7B random initialisation
         model = PatentLMMForConditionalGeneration(config)
     model.model.vision_tower = encoder.to(dtype).requires_grad_(not config.freeze_vision_tower)
@@ -272,45 +288,46 @@ def build_from_base_llm(
     return model, build_processor(config, tokenizer, ocr_tokenizer)
 
 
-def _encoder_state_dict(source: str, prefix: str, encoder: LayoutLMv3Model) -> dict[str, torch.Tensor]:
-    """The LayoutLMv3 encoder tensors of a safetensors checkpoint (single file or sharded), without `prefix`."""
+def _prefixed_tensors(source: str | os.PathLike, prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors checkpoint (single file or sharded; folder or Hub id) whose names start with
+    `prefix`, by their names without it (and without a `layoutlmv3.` head-model prefix)."""
+    source = str(source)
     index = cached_file(source, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False)
     if index is not None:
         with open(index, encoding="utf-8") as handle:
             files = sorted(set(json.load(handle)["weight_map"].values()))
     else:
         files = ["model.safetensors"]
-    wanted = set(encoder.state_dict())
-    state: dict[str, torch.Tensor] = {}
+    tensors: dict[str, torch.Tensor] = {}
     for name in files:
         with safe_open(cached_file(source, name), framework="pt") as handle:
             for key in handle.keys():
-                local = key.removeprefix(prefix).removeprefix("layoutlmv3.")
-                if key.startswith(prefix) and local in wanted:
-                    state[local] = handle.get_tensor(key)
-    missing = sorted(wanted - set(state))
-    if missing:
-        raise ValueError(f"{source} lacks {len(missing)} encoder tensor(s), e.g. {missing[:5]} (prefix {prefix!r}).")
-    return state
+                if key.startswith(prefix):
+                    tensors[key.removeprefix(prefix).removeprefix("layoutlmv3.")] = handle.get_tensor(key)
+    return tensors
 
 
 def load_lora_init(model, adapter: str) -> None:
-    """Copies a PEFT LoRA adapter trained on a LLaMA causal LM (PatentLLaMA) into the decoder's LoRA of `model`."""
-    from peft import set_peft_model_state_dict
+    """Copies a PEFT LoRA adapter trained on a LLaMA causal LM (PatentLLaMA) into the decoder's LoRA of `model` (a
+    `PeftModel`); the other LoRA layers and the projector keep their values. Raises on tensors that fit nowhere."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    weights = load_file(cached_file(adapter, "adapter_model.safetensors"))
-    renamed = {}
-    for key, tensor in weights.items():
+    state = get_peft_model_state_dict(model)  # LoRA + projector, keys without the adapter name
+    loaded = 0
+    for key, tensor in load_file(cached_file(adapter, "adapter_model.safetensors")).items():
         name = key.removeprefix("base_model.model.")
         if name.startswith("model.") and not name.startswith("model.language_model."):
             name = "model.language_model." + name.removeprefix("model.")
-        renamed["base_model.model." + name] = tensor
-    result = set_peft_model_state_dict(model, renamed)
-    unexpected = list(getattr(result, "unexpected_keys", []))
-    if unexpected:
-        raise ValueError(f"{adapter}: {len(unexpected)} tensor(s) fit no LoRA layer, e.g. {unexpected[:5]}.")
-    logger.info("Started LoRA from %s (%d tensors).", adapter, len(renamed))
+        name = "base_model.model." + name
+        if name not in state or state[name].shape != tensor.shape:
+            expected = tuple(state[name].shape) if name in state else "no such LoRA tensor"
+            raise ValueError(f"{adapter}: {key} {tuple(tensor.shape)} does not fit PatentLMM ({name}: {expected}).")
+        state[name] = tensor
+        loaded += 1
+    set_peft_model_state_dict(model, state)
+    lora_tensors = sum(1 for name in state if ".lora_A." in name or ".lora_B." in name)
+    logger.info("Started LoRA from %s: %d of the model's %d LoRA tensors.", adapter, loaded, lora_tensors)
 
 
 def _dtype(name: str | None) -> torch.dtype | str:
@@ -376,9 +393,9 @@ def save_outputs(
     output = Path(trainer.args.output_dir)
     if args.stage == 1:
         trainer.save_model(str(output))
-        if trainer.is_world_process_zero():
-            projector = trainer.accelerator.unwrap_model(trainer.model).model.multi_modal_projector
-            tensors = {f"model.{PROJECTOR_MODULE}.{k}": v.contiguous() for k, v in projector.state_dict().items()}
+        if trainer.is_world_process_zero():  # read back from the saved model: sharded (ZeRO-3, FSDP) runs too
+            prefix = f"model.{PROJECTOR_MODULE}."
+            tensors = {prefix + name: tensor for name, tensor in _prefixed_tensors(output, prefix).items()}
             save_file(tensors, str(output / PROJECTOR_FILE), metadata={"format": "pt"})
         return output
     if not args.merge_lora:
@@ -402,11 +419,15 @@ def save_outputs(
 
 
 def _cpu_defaults(argv: list[str]) -> list[str]:
-    """Without a CUDA GPU, train in float32 on the CPU unless the command line says otherwise (recipes ask bf16)."""
-    if torch.cuda.is_available() or any(arg.split("=")[0] in ("--bf16", "--use_cpu") for arg in argv):
+    """Without a CUDA GPU, train in float32 on the CPU (the recipes ask for bf16) unless the command line says
+    otherwise."""
+    if torch.cuda.is_available():
         return argv
-    logger.warning("No CUDA GPU: training on the CPU in float32 (--bf16 false --use_cpu true).")
-    return [*argv, "--bf16", "false", "--use_cpu", "true"]
+    given = {arg.split("=")[0] for arg in argv}
+    added = [item for flag, value in CPU_DEFAULTS.items() if flag not in given for item in (flag, value)]
+    if added:
+        logger.warning("No CUDA GPU: training on the CPU with %s.", " ".join(added))
+    return [*argv, *added]
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -433,13 +454,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
     train = splits[script_args.dataset_train_split]
     if patentlmm_args.max_train_samples is not None:
         train = train.select(range(min(patentlmm_args.max_train_samples, len(train))))
-    train = to_conversational(train, desc_type, tokenizer, processor.num_image_patches)
     evaluation = None
     if training_args.eval_strategy != "no":
         evaluation = splits[script_args.dataset_test_split]
         if patentlmm_args.max_eval_samples is not None:
             evaluation = evaluation.select(range(min(patentlmm_args.max_eval_samples, len(evaluation))))
-        evaluation = to_conversational(evaluation, desc_type)
+    with training_args.main_process_first(desc="conversational rows"):  # one process writes the datasets cache
+        train = to_conversational(train, desc_type, tokenizer, processor.num_image_patches)
+        evaluation = None if evaluation is None else to_conversational(evaluation, desc_type)
     collator = PatentLMMCollator(
         processor, patentlmm_args.prompt_format, max_length=training_args.max_length, report_truncation=True
     )

@@ -12,11 +12,11 @@ Rows, each into a fresh folder, images/s and the ratio against the first row:
 1. `sequential GETs`: `urllib.request.urlopen(url).read()` then a file write, one figure after the other (no
    check of the body): the naive script a user would write.
 2. `download_images, no rate limit`: `--workers` threads, `per_host_rate=0`; every body decoded with
-   `processing.images.load_image` (pixel cap), written via a temp file, fsynced and renamed.
+   `processing.images.decode_image` (pixel cap, every pixel decoded), written via a temp file, fsynced and renamed.
 3. `download_images, default rate limit`: the same with the default `per_host_rate` (all requests go to one
    host, so the limit caps the rate).
 
-One run each, nothing asserted. Each body costs CPU (decoded and converted to RGB by `load_image`); the last line
+One run each, nothing asserted. Each body costs CPU (decoded by `decode_image`); the last line
 prints that cost, which bounds the rate on few cores. On a busy machine that decode competes with other jobs: see
 the `load avg` line.
 """
@@ -37,7 +37,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from helpers_http import FigureServer, Reply  # noqa: E402
 
 from dataset_builder.download import DEFAULT_PER_HOST_RATE, download_images  # noqa: E402
-from processing.images import load_image  # noqa: E402
+from processing.images import decode_image  # noqa: E402
 
 
 def _figures() -> list[bytes]:
@@ -84,10 +84,10 @@ def main() -> None:
             assert len(list(folder.glob("*.png"))) == args.count, f"{name}: not every figure was downloaded"
             rows.append((name, args.count / seconds))
 
-    # The CPU each body costs (decode + RGB conversion in load_image), which bounds the rate on few cores.
+    # The CPU each body costs (the decode in decode_image), which bounds the rate on few cores.
     start = time.perf_counter()
     for body in figures:
-        load_image(body)
+        decode_image(body).close()
     verify_ms = (time.perf_counter() - start) / len(figures) * 1e3
     load = os.getloadavg()
     print(
@@ -99,7 +99,7 @@ def main() -> None:
     for name, rate in rows:
         print(f"{name:<60} {rate:9.1f} {rate / rows[0][1]:6.1f}x")
     print(
-        f"load_image (the check of each body): {verify_ms:.1f} ms of CPU per figure, so at most "
+        f"decode_image (the check of each body): {verify_ms:.1f} ms of CPU per figure, so at most "
         f"~{os.cpu_count() * 1e3 / verify_ms:.0f} images/s on {os.cpu_count()} idle cores"
     )
 

@@ -26,9 +26,9 @@ PNG, and reported with `"action": "converted"`. A figure needs an OCR result (Te
 token ids from `ocr.json`) unless `--allow-missing-ocr`, which writes null OCR columns instead.
 
 Memory stays flat at any size: the JSON is streamed, per-id bookkeeping lives in SQLite files, rows are written
-in row groups of 100 and shards are closed at `--max-shard-mb`. Images are checked by `--workers` processes. The
-whole folder is written under a temporary name and renamed into place at the end, so a crash never leaves a
-half-written dataset (a rerun starts again; the `download` and `ocr` steps are the resumable ones).
+in row groups of ~100 figures (8 MiB) and shards are closed at `--max-shard-mb`. Images are checked by `--workers`
+processes. The whole folder is written under a temporary name and renamed into place at the end, so a crash never
+leaves a half-written dataset (a rerun starts again; the `download` and `ocr` steps are the resumable ones).
 """
 
 from __future__ import annotations
@@ -74,7 +74,11 @@ __all__ = [
 ]
 
 DATASET_NAME = "patentdesc-355k"
-ROWS_PER_ROW_GROUP = 100  # the `datasets` default for image data: small groups keep streaming and the viewer light
+# A row group closes at 8 MiB or 1,000 rows: ~100 real figures (the `datasets` default for image data, which keeps
+# streaming and the Hub viewer light), but not thousands of tiny groups, whose metadata would grow without bound.
+ROW_GROUP_BYTES = 8 * 1024**2
+ROW_GROUP_MAX_ROWS = 1000
+STATISTICS_COLUMNS = ("image_id", "patent_id", "figure")
 KEPT_PNG_MODES = ("1", "L", "RGB")  # PNGs in these modes are embedded unchanged
 
 
@@ -143,7 +147,7 @@ class BuildSummary:
             f"{config}: " + ", ".join(f"{split} {n:,}" for split, n in splits.items())
             for config, splits in self.num_examples.items()
         )
-        return f"wrote {self.output} ({counts}); {self.num_reported:,} figures reported"
+        return f"wrote {self.output} ({counts}); {self.num_reported:,} lines in reports/rejected.jsonl"
 
 
 def prepare_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> PreparedImage:
@@ -284,8 +288,8 @@ def _row(
 
 
 class _ShardWriter:
-    """The Parquet shards of one config and split: row groups of `ROWS_PER_ROW_GROUP` rows, a new shard once the
-    current one holds `max_bytes`; `close` names them `<split>-<i>-of-<n>.parquet`."""
+    """The Parquet shards of one config and split: row groups of `ROW_GROUP_BYTES` or `ROW_GROUP_MAX_ROWS`, a new
+    shard once the current one holds `max_bytes`; `close` names them `<split>-<i>-of-<n>.parquet`."""
 
     def __init__(self, folder: Path, split: str, schema: pa.Schema, max_bytes: int):
         self.folder, self.split, self.schema, self.max_bytes = folder, split, schema, max_bytes
@@ -294,12 +298,15 @@ class _ShardWriter:
         self._rows: list[dict[str, Any]] = []
         self._writer: pq.ParquetWriter | None = None
         self._shard_bytes = 0
+        self._group_bytes = 0
 
     def add(self, row: dict[str, Any]) -> None:
         self._rows.append(row)
         self.num_examples += 1
-        self._shard_bytes += len(row["image"]["bytes"]) + len(row["description"]) + 16 * len(row["ocr_words"] or ())
-        if len(self._rows) >= ROWS_PER_ROW_GROUP:
+        size = len(row["image"]["bytes"]) + len(row["description"]) + 16 * len(row["ocr_words"] or ())
+        self._group_bytes += size
+        self._shard_bytes += size
+        if self._group_bytes >= ROW_GROUP_BYTES or len(self._rows) >= ROW_GROUP_MAX_ROWS:
             self._flush()
         if self._shard_bytes >= self.max_bytes:
             self._close_shard()
@@ -310,9 +317,11 @@ class _ShardWriter:
         if self._writer is None:
             self.folder.mkdir(exist_ok=True)
             self.paths.append(self.folder / f"{self.split}-{len(self.paths):05d}.parquet")
-            self._writer = pq.ParquetWriter(self.paths[-1], self.schema)
+            # Statistics only for the short id columns: min/max of descriptions and images would bloat the footer.
+            self._writer = pq.ParquetWriter(self.paths[-1], self.schema, write_statistics=list(STATISTICS_COLUMNS))
         self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self.schema))
         self._rows = []
+        self._group_bytes = 0
 
     def _close_shard(self) -> None:
         self._flush()

@@ -19,7 +19,7 @@ What it guarantees:
   a URL that is not http(s)) are not retried. Every failure is one line of `reports/download_failures.jsonl`
   (`{"image_id", "stage": "download", "reason", "url", "permanent", "attempts"}`); a rerun skips ids with a
   permanent failure there (`--retry-failed` tries them again) and retries the others.
-- Each body is decoded with `processing.images.load_image` (pixel cap: `--max-image-pixels`) before it is kept.
+- Each body is decoded with `processing.images.decode_image` (pixel cap: `--max-image-pixels`) before it is kept.
   PNG bodies are saved byte for byte; other formats are re-encoded as PNG (lossless, keeping 1-bit, greyscale,
   palette and RGB(A) modes, anything else as RGB).
 - Files are written to `images/<image_id>.png.part`, fsynced and renamed with `os.replace`, so `images/` never holds
@@ -51,11 +51,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
-from processing.images import ImageTooLargeError, load_image
+from processing.images import ImageTooLargeError, decode_image, to_rgb
 
 from .ids import InvalidImageIdError, validate_image_id
 from .records import iter_records
@@ -221,19 +221,18 @@ def _fetch(opener: urllib.request.OpenerDirector, url: str, timeout: float, max_
 def _to_png(body: bytes, max_pixels: int | None) -> bytes:
     """Checks that `body` decodes as an image within the pixel cap; returns it as PNG bytes."""
     try:
-        rgb = load_image(body, max_pixels)
+        image = decode_image(body, max_pixels)  # every pixel decoded, no RGB copy
     except ImageTooLargeError as error:
         raise _DownloadError(f"image too large: {error}", permanent=True) from None
     except UnidentifiedImageError:
         raise _DownloadError(f"not an image: body starts with {body[:32]!r}", permanent=True) from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # Pillow's errors for a damaged file
         raise _DownloadError(f"image could not be decoded: {error}", permanent=True) from None
-    if body.startswith(_PNG_SIGNATURE):
-        return body
-    with Image.open(io.BytesIO(body)) as image:  # its size was checked above
-        keep = image if image.mode in _PNG_MODES else rgb
+    with image:
+        if body.startswith(_PNG_SIGNATURE):
+            return body
         buffer = io.BytesIO()
-        keep.save(buffer, format="PNG")
+        (image if image.mode in _PNG_MODES else to_rgb(image)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

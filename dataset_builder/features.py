@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from datasets import Features, Image, List, Value
 
-__all__ = ["CONFIGS", "OFFICIAL_OCR_COLUMNS", "patentdesc_features"]
+__all__ = ["CONFIGS", "patentdesc_features"]
 
 CONFIGS = ("brief", "detailed")
-OFFICIAL_OCR_COLUMNS = ("ocr_input_ids", "ocr_bbox")
 
 
 def patentdesc_features(official_ocr: bool = False) -> Features:

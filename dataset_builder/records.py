@@ -80,7 +80,7 @@ class Record:
 
 
 class DiskMap:
-    """A `str -> str` map in a SQLite file: `in`, `[]`, `get`, `add` (a set member) and `keys()` in insert order.
+    """A `str -> str` map in a SQLite file: `in`, `[]`, `del`, `get`, `add` (a set member), `keys()` in insert order.
 
     Used for the per-id bookkeeping of a run, so that 355K ids cost disk, not memory.
     """
@@ -105,9 +105,6 @@ class DiskMap:
 
     def __delitem__(self, key: str) -> None:
         self._connection.execute("DELETE FROM kv WHERE key = ?", (key,))
-
-    def __len__(self) -> int:
-        return self._connection.execute("SELECT COUNT(*) FROM kv").fetchone()[0]
 
     def get(self, key: str, default: str | None = None) -> str | None:
         row = self._connection.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
@@ -294,9 +291,13 @@ def iter_ocr_cache(
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
+                entry = None
                 try:
                     if _NOT_UTF8 in line:
                         raise ValueError("the line contains bytes that are not UTF-8")
-                    yield _validate_ocr_line(json.loads(line))
+                    entry = json.loads(line)
+                    yield _validate_ocr_line(entry)
                 except ValueError as error:  # json.JSONDecodeError and InvalidImageIdError are ValueErrors
-                    _report(report, None, f"{path.name} line {number}: invalid OCR cache entry: {error}")
+                    image_id = entry.get("image_id") if isinstance(entry, dict) else None
+                    reason = f"{path.name} line {number}: invalid OCR cache entry: {error}"
+                    _report(report, image_id if isinstance(image_id, str) else None, reason)

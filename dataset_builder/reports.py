@@ -26,7 +26,8 @@ class ReportWriter:
     def add(self, image_id: str | None, reason: str, **extra: Any) -> None:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+            _end_with_newline(self.path)  # after a crash mid-line, start on a line of its own
+            self._handle = open(self.path, "a", encoding="utf-8")  # closed in close()
         line = {"image_id": image_id, "stage": self.stage, "reason": reason, **extra}
         self._handle.write(json.dumps(line, ensure_ascii=False) + "\n")
         self._handle.flush()
@@ -44,10 +45,25 @@ class ReportWriter:
         self.close()
 
 
+def _end_with_newline(path: Path) -> None:
+    if path.exists() and path.stat().st_size:
+        with open(path, "rb+") as handle:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+
+
 def read_report(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All lines of a report (an empty list when it does not exist)."""
+    """All complete lines of a report (an empty list when it does not exist; a line cut short by a crash is
+    skipped)."""
     path = Path(path)
     if not path.exists():
         return []
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    lines = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return lines

@@ -101,10 +101,6 @@ class SplitAssigner:
                     del self._listed[image_id]
         conflicts.close()
 
-    @property
-    def uses_lists(self) -> bool:
-        return self._listed is not None
-
     def _report(self, image_id: str, reason: str) -> None:
         if self.report is not None:
             self.report.add(image_id, reason)

@@ -1,103 +1,369 @@
-"""`patentlmm describe`: write brief or detailed descriptions of patent figures with a PatentLMM model.
+"""`patentlmm describe`: brief or detailed descriptions of patent figures, from image files or a dataset split.
 
-patentlmm describe --model ./my-patentlmm --type brief fig1.png fig2.png
-patentlmm describe --model ./my-patentlmm --type detailed --output descriptions.jsonl figures/*.png
+    patentlmm describe --model ./my-patentlmm --type brief fig1.png fig2.png          # tab-separated lines on stdout
+    patentlmm describe --model ./my-patentlmm --type detailed --output preds.jsonl figures/*.png
+    patentlmm describe --model ./my-patentlmm --dataset ./patentdesc-355k --split test --config brief \\
+        --output preds.jsonl --batch-size 16
+    patentlmm eval preds.jsonl --output metrics.json
+
+Python: `describe("./my-patentlmm", dataset="./patentdesc-355k", split="test", output="preds.jsonl")`.
+
+JSONL rows: `image_id`, `type`, `prediction`, `reference` (when the dataset has the description), and the figure's
+OCR `figure_numerals` / `figure_labels` (`patentlmm.numerals`), which `patentlmm eval` scores predictions against.
+
+How it runs:
+1. figures come from files (id = file stem) or a `datasets` split (`load_dataset(DIR_OR_ID, config, split=...)`,
+   rows with `image_id`, `image`, `description`, and `ocr_words` / `ocr_boxes` used as precomputed OCR when present);
+2. a window of `batch_size * SORT_WINDOW_BATCHES` figures is OCR'd (Tesseract, one thread per core, for figures
+   without OCR) and sorted by OCR token count, longest first, so that a batch's prompts (which hold
+   `OCR tokens - 1 + 577` image features each) have similar lengths and little padding;
+3. each batch is generated greedily (`do_sample=False`, `max_new_tokens` 512 by default, as the original) with the
+   KV cache, image features encoded once on the prefill step; bf16 on GPUs that support it, else fp16, fp32 on CPU;
+4. each batch's rows are appended to the JSONL and flushed (in input order within the batch), so an interruption
+   loses at most one batch; a rerun skips the ids already written for that type (a torn last line is dropped).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, TextIO
 
 import torch
 from tqdm.auto import tqdm
 
 from modeling_patentlmm import PatentLMMForConditionalGeneration
-from processing import PatentLMMProcessor, build_prompt
+from processing import PatentLMMProcessor, build_prompt, load_image, tokenize_ocr
 from processing.constants import DESCRIPTION_TYPES
+from processing.images import ImageInput
 from processing.prompts import PROMPT_FORMATS
 
-__all__ = ["add_arguments", "describe_figures", "load_model_and_processor", "run"]
+from .numerals import extract_references
+
+__all__ = [
+    "SORT_WINDOW_BATCHES",
+    "Figure",
+    "add_arguments",
+    "describe",
+    "describe_figures",
+    "figures_from_dataset",
+    "figures_from_files",
+    "generate_batch",
+    "iter_descriptions",
+    "load_model_and_processor",
+    "prepare_output",
+    "run",
+]
+
+SORT_WINDOW_BATCHES = 16  # figures are length-sorted within windows of this many batches (bounded memory)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure to describe; `ocr_words`/`ocr_boxes` (0-1000) are filled by Tesseract when missing."""
+
+    image_id: str
+    image: ImageInput
+    reference: str | None = None
+    ocr_words: Sequence[str] | None = None
+    ocr_boxes: Sequence[Sequence[int]] | None = None
 
 
 def load_model_and_processor(
     model_name_or_path: str, device: str | None = None, dtype: str = "auto"
 ) -> tuple[PatentLMMForConditionalGeneration, PatentLMMProcessor]:
-    """Loads a PatentLMM folder or Hub repo; bf16 on a GPU that supports it, else fp32, unless `dtype` says."""
+    """Loads a PatentLMM folder or Hub repo; `"auto"` = bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on
+    CPU."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+        dtype = "float32"
+        if device.startswith("cuda"):
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     model = PatentLMMForConditionalGeneration.from_pretrained(model_name_or_path, dtype=getattr(torch, dtype))
     processor = PatentLMMProcessor.from_pretrained(model_name_or_path)
     return model.to(device).eval(), processor
 
 
+# ---------------------------------------------------------------------------------------------------- sources
+
+
+def figures_from_files(paths: Iterable[str | os.PathLike]) -> list[Figure]:
+    """One `Figure` per image file, its id the file name without extension."""
+    return [Figure(image_id=Path(path).stem, image=str(path)) for path in paths]
+
+
+def figures_from_dataset(dataset: Any, skip_ids: Iterable[str] = ()) -> Iterator[Figure]:
+    """Figures of a `datasets.Dataset` split (PatentDesc-355k columns), lazily, without the rows of `skip_ids`."""
+    skip = set(skip_ids)
+    keep = [i for i, image_id in enumerate(dataset["image_id"]) if image_id not in skip]
+    has_ocr = "ocr_words" in dataset.column_names and "ocr_boxes" in dataset.column_names
+    for row in dataset.select(keep):
+        yield Figure(
+            image_id=row["image_id"],
+            image=row["image"],
+            reference=row.get("description"),
+            ocr_words=row["ocr_words"] if has_ocr else None,
+            ocr_boxes=row["ocr_boxes"] if has_ocr else None,
+        )
+
+
+def _load_split(dataset: str, split: str, config: str | None) -> Any:
+    from datasets import load_dataset  # the `data` extra; only dataset runs need it
+
+    return load_dataset(dataset, config, split=split)
+
+
+# ---------------------------------------------------------------------------------------------------- output
+
+
+def prepare_output(path: Path, desc_type: str) -> set[str]:
+    """Ids already described (`type == desc_type`) in the JSONL at `path`; a torn last line (an interrupted write)
+    is cut off first so that appending continues on a clean line."""
+    if not path.is_file():
+        return set()
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if complete != data:
+        path.write_bytes(complete)
+    rows = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+    return {row["image_id"] for row in rows if row.get("type") == desc_type}
+
+
+def _write_rows(rows: list[dict], jsonl: TextIO | None, stream: TextIO | None) -> None:
+    """Appends rows to the JSONL (flushed: a kill loses at most the batch being generated), or prints them."""
+    if jsonl is not None:
+        jsonl.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        jsonl.flush()
+    elif stream is not None:
+        stream.write("".join(f"{row['image_id']}\t{row['prediction']}\n" for row in rows))
+        stream.flush()
+
+
+# ---------------------------------------------------------------------------------------------------- generation
+
+
+def _with_ocr(processor: PatentLMMProcessor, figures: list[Figure]) -> list[Figure]:
+    """Loads each figure's image and runs Tesseract (in threads) for the figures without OCR."""
+    loaded = [replace(f, image=load_image(f.image, processor.max_image_pixels)) for f in figures]
+    todo = [i for i, f in enumerate(loaded) if f.ocr_words is None or f.ocr_boxes is None]
+    workers = max(1, min(len(todo), processor.num_ocr_workers or os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        found = list(pool.map(processor.ocr, [loaded[i].image for i in todo]))
+    for i, (words, boxes) in zip(todo, found):
+        loaded[i] = replace(loaded[i], ocr_words=words, ocr_boxes=boxes)
+    return loaded
+
+
+def _num_ocr_tokens(processor: PatentLMMProcessor, figure: Figure) -> int:
+    ids, _ = tokenize_ocr(processor.ocr_tokenizer, figure.ocr_words, figure.ocr_boxes, processor.max_ocr_tokens)
+    return len(ids)
+
+
 @torch.inference_mode()
-def describe_figures(
+def generate_batch(
     model: PatentLMMForConditionalGeneration,
     processor: PatentLMMProcessor,
-    images: Sequence,
+    figures: Sequence[Figure],
+    prompt: str,
+    max_new_tokens: int = 512,
+) -> list[str]:
+    """Greedy descriptions of `figures` (with OCR) in one left-padded batch."""
+    inputs = processor(
+        images=[f.image for f in figures],
+        text=[prompt] * len(figures),
+        ocr_words=[list(f.ocr_words) for f in figures],
+        ocr_boxes=[[list(box) for box in f.ocr_boxes] for f in figures],
+        padding_side="left",
+    ).to(model.device)
+    inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+    return processor.batch_decode(generated[:, inputs["input_ids"].shape[1] :])  # (B, <= max_new_tokens) new tokens
+
+
+def _windows(figures: Iterable[Figure], size: int) -> Iterator[list[Figure]]:
+    window: list[Figure] = []
+    for figure in figures:
+        window.append(figure)
+        if len(window) == size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+def iter_descriptions(
+    model: PatentLMMForConditionalGeneration,
+    processor: PatentLMMProcessor,
+    figures: Iterable[Figure],
     desc_type: str = "brief",
     prompt_format: str = "vicuna_v1",
     max_new_tokens: int = 512,
-    batch_size: int = 4,
+    batch_size: int = 8,
+) -> Iterator[list[dict]]:
+    """Yields the JSONL rows of each generated batch (length-sorted batches; rows in input order within a batch)."""
+    prompt = build_prompt(desc_type, prompt_format)
+    for window in _windows(figures, batch_size * SORT_WINDOW_BATCHES):
+        window = _with_ocr(processor, window)
+        lengths = [_num_ocr_tokens(processor, f) for f in window]
+        order = sorted(range(len(window)), key=lambda i: -lengths[i])  # longest first: memory peaks show up early
+        for start in range(0, len(order), batch_size):
+            batch = [window[i] for i in sorted(order[start : start + batch_size])]
+            predictions = generate_batch(model, processor, batch, prompt, max_new_tokens)
+            rows = []
+            for figure, prediction in zip(batch, predictions):
+                found = extract_references(" ".join(figure.ocr_words))
+                row = {"image_id": figure.image_id, "type": desc_type, "prediction": prediction}
+                if figure.reference is not None:
+                    row["reference"] = figure.reference
+                row["figure_numerals"] = sorted(found.numerals)
+                row["figure_labels"] = list(found.labels)
+                rows.append(row)
+            yield rows
+
+
+def describe_figures(
+    model: PatentLMMForConditionalGeneration,
+    processor: PatentLMMProcessor,
+    images: Sequence[ImageInput],
+    desc_type: str = "brief",
+    prompt_format: str = "vicuna_v1",
+    max_new_tokens: int = 512,
+    batch_size: int = 8,
     progress: bool = False,
 ) -> list[str]:
-    """Greedy descriptions of `images` (paths, bytes or PIL images), in order, with the original's 512-token cap."""
-    prompt = build_prompt(desc_type, prompt_format)
-    descriptions: list[str] = []
-    starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc="describing", unit="batch", disable=not progress):
-        batch = list(images[start : start + batch_size])
-        inputs = processor(images=batch, text=[prompt] * len(batch), padding_side="left").to(model.device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-        generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        new_tokens = generated[:, inputs["input_ids"].shape[1] :]  # (B, <= max_new_tokens)
-        descriptions.extend(processor.batch_decode(new_tokens))
-    return descriptions
+    """Greedy descriptions of `images` (paths, bytes or PIL images), in the order given."""
+    figures = [Figure(image_id=str(i), image=image) for i, image in enumerate(images)]
+    by_id: dict[str, str] = {}
+    with tqdm(total=len(figures), desc="describing", unit="figure", disable=not progress) as bar:
+        for rows in iter_descriptions(model, processor, figures, desc_type, prompt_format, max_new_tokens, batch_size):
+            by_id.update((row["image_id"], row["prediction"]) for row in rows)
+            bar.update(len(rows))
+    return [by_id[f.image_id] for f in figures]
+
+
+def describe(
+    model: str | PatentLMMForConditionalGeneration,
+    images: Sequence[str | os.PathLike] | None = None,
+    dataset: str | Any | None = None,
+    split: str = "test",
+    config: str | None = None,
+    desc_type: str = "brief",
+    output: str | os.PathLike | None = None,
+    processor: PatentLMMProcessor | None = None,
+    prompt_format: str = "vicuna_v1",
+    max_new_tokens: int = 512,
+    batch_size: int = 8,
+    limit: int | None = None,
+    device: str | None = None,
+    dtype: str = "auto",
+    progress: bool = False,
+    stream: TextIO | None = None,
+) -> list[dict]:
+    """Describes image files or a dataset split; mirrors `patentlmm describe`.
+
+    Args:
+        model: a PatentLMM folder / Hub id, or a loaded model (then pass `processor`).
+        images: image files (ids = file stems). Either `images` or `dataset`.
+        dataset: a `datasets` folder / Hub id (loaded as `load_dataset(dataset, config or desc_type, split=split)`)
+            or a loaded `datasets.Dataset`.
+        output: JSONL to append to; ids already there (for `desc_type`) are skipped.
+        limit: describe at most this many new figures (the rest is left for a rerun).
+        stream: where rows go when `output` is None: tab-separated `image_id prediction` lines (None: nowhere).
+
+    Returns:
+        The rows written by this call.
+    """
+    if (images is None) == (dataset is None):
+        raise ValueError("Pass either images or dataset.")
+    if desc_type not in DESCRIPTION_TYPES:
+        raise ValueError(f"desc_type must be one of {DESCRIPTION_TYPES}, got {desc_type!r}.")
+    if isinstance(model, (str, os.PathLike)):
+        model, processor = load_model_and_processor(str(model), device, dtype)
+    elif processor is None:
+        raise ValueError("A loaded model needs its processor: pass processor=.")
+
+    output = Path(output) if output is not None else None
+    done = prepare_output(output, desc_type) if output is not None else set()
+    if images is not None:
+        figures: Iterable[Figure] = [f for f in figures_from_files(images) if f.image_id not in done]
+        total = len(figures)
+    else:
+        split_data = dataset
+        if isinstance(dataset, (str, os.PathLike)):
+            split_data = _load_split(str(dataset), split, config or desc_type)
+        total = sum(1 for image_id in split_data["image_id"] if image_id not in done)
+        figures = figures_from_dataset(split_data, done)
+    if limit is not None:
+        total = min(total, limit)
+        figures = itertools.islice(figures, limit)
+
+    written: list[dict] = []
+    handle = None
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        handle = output.open("a", encoding="utf-8")
+    try:
+        with tqdm(total=total, desc=f"describing ({desc_type})", unit="figure", disable=not progress) as bar:
+            batches = iter_descriptions(model, processor, figures, desc_type, prompt_format, max_new_tokens, batch_size)
+            for rows in batches:
+                _write_rows(rows, handle, stream)
+                written.extend(rows)
+                bar.update(len(rows))
+    finally:
+        if handle is not None:
+            handle.close()
+    return written
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", type=Path, help="figure image files")
+    parser.add_argument("images", nargs="*", type=Path, help="figure image files (or use --dataset)")
     parser.add_argument("--model", required=True, help="PatentLMM folder or Hub repo id")
+    parser.add_argument("--dataset", default=None, help="datasets folder or Hub id (PatentDesc-355k columns)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--config", default=None, help="dataset config (default: --type)")
     parser.add_argument("--type", dest="desc_type", choices=DESCRIPTION_TYPES, default="brief")
     parser.add_argument("--prompt-format", choices=PROMPT_FORMATS, default="vicuna_v1")
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--limit", type=int, default=None, help="describe at most this many new figures")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    parser.add_argument("--output", type=Path, default=None, help="write JSONL here instead of printing")
+    parser.add_argument("--output", type=Path, default=None, help="append JSONL here (resumable) instead of printing")
 
 
 def run(args: argparse.Namespace) -> int:
+    if bool(args.images) == bool(args.dataset):
+        raise SystemExit("patentlmm describe: give image files or --dataset, not both (nor neither).")
     missing = [str(path) for path in args.images if not path.is_file()]
     if missing:
         raise SystemExit(f"patentlmm describe: no such image file(s): {', '.join(missing)}")
-    model, processor = load_model_and_processor(args.model, args.device, args.dtype)
-    predictions = describe_figures(
-        model,
-        processor,
-        [str(path) for path in args.images],
+    rows = describe(
+        args.model,
+        images=args.images or None,
+        dataset=args.dataset,
+        split=args.split,
+        config=args.config,
         desc_type=args.desc_type,
+        output=args.output,
         prompt_format=args.prompt_format,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
+        limit=args.limit,
+        device=args.device,
+        dtype=args.dtype,
         progress=True,
+        stream=sys.stdout,
     )
-    rows = [
-        {"image_id": path.stem, "type": args.desc_type, "prediction": prediction}
-        for path, prediction in zip(args.images, predictions)
-    ]
-    if args.output is None:
-        for row in rows:
-            print(f"{row['image_id']}\t{row['prediction']}")
-        return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.output.with_name(args.output.name + ".tmp")
-    temporary.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    temporary.replace(args.output)
-    print(f"Wrote {len(rows)} descriptions to {args.output}", file=sys.stderr)
+    if args.output is not None:
+        print(f"Wrote {len(rows)} descriptions to {args.output}", file=sys.stderr)
     return 0

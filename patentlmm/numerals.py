@@ -55,7 +55,7 @@ _LABEL_PART = re.compile(rf"({_NUMBER})\s*(-|–|to|through)?", re.IGNORECASE)
 # A candidate numeral: not glued to a letter/digit/decimal point before it, 1-4 digits, optional a-z or prime suffix.
 _NUMERAL = re.compile(r"(?<![\w.,/-])(\d{1,4})([a-z]?)(['’′]?)(?![\w%°]|[.,]\d)")
 _UNIT_AFTER = re.compile(r"\s*(?:mm|cm|km|inch|inches|ft|kg|lb|lbs|psi|bar|kpa|mpa|hz|khz|kv|kw|ma|ms|°)\b")
-_COUNTER_BEFORE = re.compile(r"(?:\bno|\bnos|\bstep|\bsteps|\bclaim|\bclaims|\btable|\btest|#)\.?\s*\(?$", re.IGNORECASE)
+_COUNTER_BEFORE = re.compile(r"(?:\b(?:nos?|steps?|claims?|table|test)|#)\.?\s*\(?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
-"""PatentLMM processing: figures (image + OCR) and prompts -> model inputs (copied flat into checkpoints)."""
+"""PatentLMM processing: figures (image + OCR) and prompts -> model inputs (copied flat into checkpoints).
 
-from .images import ImageTooLargeError, expand_to_square, load_image, to_rgb
-from .ocr import TesseractNotAvailableError, run_tesseract, tokenize_ocr, truncate_ocr
-from .processing_patentlmm import PatentLMMProcessor
-from .prompts import build_messages, build_prompt, build_target, escape_description, unescape_description
+Names are imported on first use, so `processing.images` or `processing.prompts` load without torch and transformers
+(the dataset builder needs only those).
+"""
+
+import importlib
 
 __all__ = [
     "ImageTooLargeError",
+    "PatentLMMCollator",
     "PatentLMMProcessor",
     "TesseractNotAvailableError",
     "build_messages",
@@ -21,3 +23,31 @@ __all__ = [
     "truncate_ocr",
     "unescape_description",
 ]
+
+_MODULE_OF = {
+    "ImageTooLargeError": "images",
+    "expand_to_square": "images",
+    "load_image": "images",
+    "to_rgb": "images",
+    "TesseractNotAvailableError": "ocr",
+    "run_tesseract": "ocr",
+    "tokenize_ocr": "ocr",
+    "truncate_ocr": "ocr",
+    "PatentLMMProcessor": "processing_patentlmm",
+    "PatentLMMCollator": "collator",
+    "build_messages": "prompts",
+    "build_prompt": "prompts",
+    "build_target": "prompts",
+    "escape_description": "prompts",
+    "unescape_description": "prompts",
+}
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from .constants import DEFAULT_MAX_IMAGE_PIXELS
 
-__all__ = ["ImageInput", "ImageTooLargeError", "expand_to_square", "load_image", "to_rgb"]
+__all__ = ["ImageInput", "ImageTooLargeError", "decode_image", "expand_to_square", "load_image", "to_rgb"]
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
@@ -41,27 +41,38 @@ def load_image(image: ImageInput, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIX
     if isinstance(image, Image.Image):
         _check_size(*image.size, max_pixels, "The image")
         return to_rgb(image)
-    if isinstance(image, bytes):
-        source, name = io.BytesIO(image), "The image bytes"
-    elif isinstance(image, (str, os.PathLike)):
-        source, name = os.fspath(image), f"Image {os.fspath(image)!r}"
+    return to_rgb(decode_image(image, max_pixels))
+
+
+def decode_image(source: str | os.PathLike | bytes, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Decodes an image file or encoded bytes in its own mode, after checking its size from the header alone.
+
+    Raises `ImageTooLargeError` over the cap, `PIL.UnidentifiedImageError` for non-images, `OSError` for damaged files.
+    """
+    if isinstance(source, bytes):
+        stream, name = io.BytesIO(source), "The image bytes"
+    elif isinstance(source, (str, os.PathLike)):
+        stream, name = os.fspath(source), f"Image {os.fspath(source)!r}"
     else:
-        raise TypeError(f"Unsupported image type {type(image).__name__}: pass a path, bytes, PIL.Image or array.")
+        raise TypeError(f"Unsupported image type {type(source).__name__}: pass a path, bytes, PIL.Image or array.")
     # Our own cap replaces Pillow's global one (which would warn or raise with another message) while we open the
     # header; the lock keeps concurrent calls from restoring each other's value.
     with _PILLOW_CAP_LOCK:
         previous_cap, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
-            opened = Image.open(source)  # reads the header only
+            opened = Image.open(stream)  # reads the header only
         finally:
             Image.MAX_IMAGE_PIXELS = previous_cap
-    with opened:
+    try:
         _check_size(*opened.size, max_pixels, name)
-        try:
-            opened.load()
-        except OSError as error:
-            raise OSError(f"{name} could not be decoded: {error}") from error
-        return to_rgb(opened)
+        opened.load()
+    except OSError as error:
+        opened.close()
+        raise OSError(f"{name} could not be decoded: {error}") from error
+    except ImageTooLargeError:
+        opened.close()
+        raise
+    return opened
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from dataset_builder.download import shard_of
 from dataset_builder.ocr_stage import (
@@ -28,6 +29,7 @@ SHARED_IMAGES = REPO.parent / "shared" / "data" / "patent-figures" / "images"
 IMAGES = SHARED_IMAGES if any(SHARED_IMAGES.glob("*.png")) else REPO / "examples" / "figures"
 IDS = sorted(path.stem for path in IMAGES.glob("*.png"))
 SMALLEST = "US20250204297A1__12"  # in both folders; Tesseract finds no word on it, so it is the fastest figure
+WORDY = "US20250204297A1__8"  # in both folders; a dozen words
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,27 @@ def test_words_and_boxes_equal_run_tesseract(sharded_cache):
         expected = dict(zip(IDS, pool.map(_reference, IDS)))
     assert read_ocr_cache(sharded_cache) == expected
     assert sum(len(entry["words"]) for entry in expected.values()) > 0
+
+
+def test_other_image_modes_equal_run_tesseract(tmp_path):
+    """The real figures are 1-bit PNGs (given to Tesseract as files); other modes go through the RGB image."""
+    assert all(Image.open(IMAGES / f"{i}.png").mode == "1" for i in IDS)
+    with Image.open(IMAGES / f"{WORDY}.png") as figure:
+        grey = figure.convert("L").resize((figure.width // 2, figure.height // 2), Image.Resampling.LANCZOS)
+    images = tmp_path / "images"
+    images.mkdir()
+    grey.save(images / "US20250204297A1__1.png")  # 8-bit greyscale, antialiased
+    rgba = grey.convert("RGBA")
+    rgba.putalpha(grey.point(lambda v: 255 - v))  # ink opaque, paper transparent
+    rgba.save(images / "US20250204297A1__2.png")
+    ids = ["US20250204297A1__1", "US20250204297A1__2"]
+    summary = run_ocr(ids, images, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl", workers=2)
+    assert summary.processed == 2
+    cache = read_ocr_cache(tmp_path / "ocr_cache.jsonl")
+    for image_id in ids:
+        image = load_image(images / f"{image_id}.png")
+        assert (cache[image_id]["words"], cache[image_id]["boxes"]) == run_tesseract(image)
+    assert cache["US20250204297A1__1"]["words"]
 
 
 def test_shards_cover_every_id_once(sharded_cache):

@@ -160,6 +160,8 @@ def test_ocr_cache_lines_are_validated_and_a_half_written_line_is_reported(tmp_p
     with ReportWriter(tmp_path / "rejected.jsonl", "build") as report:
         rows = list(iter_ocr_cache(paths, report))
     assert [row[0] for row in rows] == ["US1111111B2__5", "US1111111B2__1"]
-    reasons = [line["reason"] for line in read_report(tmp_path / "rejected.jsonl")]
+    lines = read_report(tmp_path / "rejected.jsonl")
+    assert [line["image_id"] for line in lines] == ["US1111111B2__2", "US1111111B2__3", None, None]
+    reasons = [line["reason"] for line in lines]
     assert len(reasons) == 4 and all("ocr_cache.jsonl line" in reason for reason in reasons)
     assert "2 words but 1 boxes" in reasons[0] and "list of strings" in reasons[1] and "line 5" in reasons[3]

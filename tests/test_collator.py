@@ -1,0 +1,117 @@
+"""PatentLMMCollator: TRL conversational rows -> batches whose labels cover exactly the description + end token."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from processing import build_messages, build_prompt, build_target, escape_description
+from processing.collator import NUM_TRUNCATED_KEY, PatentLMMCollator
+from processing.constants import IGNORE_INDEX
+
+WORDS = [["FIG.", "12", "(21)"], []]  # the second figure has no OCR words
+BOXES = [[[10, 10, 50, 20], [60, 10, 80, 20], [100, 300, 140, 320]], []]
+
+
+@pytest.fixture
+def rows(figures) -> list[dict]:
+    """Two real figures with descriptions of different lengths (one contains '<' and '>', which get escaped)."""
+    entries = [figures["US20250204297A1__12"], figures["US20250204297A1__13"]]
+    descriptions = ["FIG. 12 is a <view> of FIG. 11.", entries[1]["brief_description"]]
+    return [
+        {
+            "messages": build_messages("brief", escape_description(description)),
+            "image": entry["path"],
+            "ocr_words": words,
+            "ocr_boxes": boxes,
+        }
+        for entry, description, words, boxes in zip(entries, descriptions, WORDS, BOXES)
+    ]
+
+
+@pytest.mark.parametrize("prompt_format", ["plain", "vicuna_v1"])
+def test_labels_cover_exactly_the_description_and_end_token(tiny, rows, prompt_format):
+    _, processor = tiny
+    batch = PatentLMMCollator(processor, prompt_format)(rows)
+    tokenizer = processor.tokenizer
+    prompt = build_prompt("brief", prompt_format)
+    for i, row in enumerate(rows):
+        # The prompt alone, expanded by the processor: every one of its positions (image placeholders included) is
+        # masked; then come the target tokens, then right padding, also masked.
+        alone = processor(
+            images=[row["image"]], text=[prompt], ocr_words=[row["ocr_words"]], ocr_boxes=[row["ocr_boxes"]]
+        )
+        prompt_ids = alone["input_ids"][0]
+        answer = row["messages"][1]["content"][0]["text"]
+        target = tokenizer(build_target(answer, prompt_format), add_special_tokens=False)["input_ids"]
+        target = torch.tensor([*target, tokenizer.eos_token_id])
+        n_prompt, n_target = len(prompt_ids), len(target)
+        length = int(batch["attention_mask"][i].sum())
+        assert length == n_prompt + n_target
+        assert torch.equal(batch["input_ids"][i, :n_prompt], prompt_ids)
+        assert torch.equal(batch["input_ids"][i, n_prompt:length], target)
+        expected = torch.full_like(batch["labels"][i], IGNORE_INDEX)
+        expected[n_prompt:length] = target
+        assert torch.equal(batch["labels"][i], expected)
+        assert not batch["attention_mask"][i, length:].any()  # right padding
+        image_positions = batch["input_ids"][i] == processor.image_token_id
+        assert int(image_positions.sum()) == processor.num_image_features(int(batch["ocr_attention_mask"][i].sum()))
+        assert (batch["labels"][i][image_positions] == IGNORE_INDEX).all()
+    assert batch["pixel_values"].shape[0] == batch["ocr_input_ids"].shape[0] == 2
+
+
+def test_prompt_renders_the_stage_format_from_messages(tiny, rows):
+    _, processor = tiny
+    for prompt_format in ("plain", "vicuna_v1"):
+        assert PatentLMMCollator(processor, prompt_format).prompt(rows[0]["messages"]) == build_prompt(
+            "brief", prompt_format
+        )
+
+
+def test_long_samples_lose_description_tokens_never_image_tokens(tiny, rows):
+    _, processor = tiny
+    full = PatentLMMCollator(processor)(rows)
+    lengths = full["attention_mask"].sum(dim=1)
+    longest = int(lengths.argmax())
+    max_length = int(lengths.max()) - 3
+    collator = PatentLMMCollator(processor, max_length=max_length, report_truncation=True)
+    cut = collator(rows)
+    assert cut["input_ids"].shape[1] == max_length
+    assert int(cut[NUM_TRUNCATED_KEY]) == collator.num_truncated == int((lengths > max_length).sum()) >= 1
+    image_token = processor.image_token_id
+    assert torch.equal((cut["input_ids"] == image_token).sum(1), (full["input_ids"] == image_token).sum(1))
+    assert torch.equal(cut["labels"][longest], full["labels"][longest, :max_length])
+    assert collator.num_samples == 2
+
+
+def test_a_prompt_longer_than_max_length_raises(tiny, rows):
+    _, processor = tiny
+    with pytest.raises(ValueError, match="never cut"):
+        PatentLMMCollator(processor, max_length=100)(rows)
+
+
+def test_official_ocr_tokens_match_words_and_boxes(tiny, rows):
+    _, processor = tiny
+    from processing.ocr import tokenize_ocr
+
+    official = []
+    for row in rows:
+        ids, boxes = tokenize_ocr(processor.ocr_tokenizer, row["ocr_words"], row["ocr_boxes"])
+        official.append({**row, "ocr_words": None, "ocr_boxes": None, "ocr_input_ids": ids, "ocr_bbox": boxes})
+    collator = PatentLMMCollator(processor)
+    by_words, by_tokens = collator(rows), collator(official)
+    for key in by_words:
+        assert torch.equal(by_words[key], by_tokens[key]), key
+
+
+def test_images_column_and_bad_rows(tiny, rows):
+    _, processor = tiny
+    collator = PatentLMMCollator(processor)
+    listed = [{**{k: v for k, v in row.items() if k != "image"}, "images": [row["image"]]} for row in rows]
+    assert torch.equal(collator(listed)["input_ids"], collator(rows)["input_ids"])
+    with pytest.raises(ValueError, match="one figure per sample"):
+        collator([{**listed[0], "images": [rows[0]["image"]] * 2}])
+    with pytest.raises(ValueError, match="assistant turns"):
+        collator([{**rows[0], "messages": rows[0]["messages"][:1]}])
+    with pytest.raises(ValueError, match="prompt_format"):
+        PatentLMMCollator(processor, "chatml")
