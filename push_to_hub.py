@@ -231,7 +231,8 @@ def push_model(
     `dry_run`)."""
     if widget_images is None:
         widget_images = sorted(DEFAULT_WIDGET_DIR.glob("*.png"))[:3] if DEFAULT_WIDGET_DIR.is_dir() else []
-    metrics = json.loads(Path(metrics_path).read_text(encoding="utf-8")) if metrics_path else None
+    # `patentlmm eval --output` writes {type: {"metrics": {...}, ...}}.
+    metrics = json.loads(Path(metrics_path).read_text(encoding="utf-8"))[desc_type]["metrics"] if metrics_path else None
     with tempfile.TemporaryDirectory() as temporary:
         staging = stage_model_folder(folder, staging_dir or temporary, widget_images)
         card = build_model_card(repo_id, desc_type, metrics, base_model, widget_images=widget_images)

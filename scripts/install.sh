@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs patentlmm into the active Python with everything it needs:
 #   1. Tesseract OCR (Debian/Ubuntu: apt-get; elsewhere install it yourself, e.g. `brew install tesseract`), and
-#      with the `test` extra Chromium + ChromeDriver (the web demo's browser test),
+#      with the `test` extra Chromium + ChromeDriver (the web demo's browser test), with `eval`/`demo`/`test`
+#      WordNet 3.0 (METEOR),
 #   2. PyTorch, only if none is installed (default: the CPU build torch==2.13.0; set TORCH_SPEC to choose),
 #   3. this repository (editable) with the extras in PATENTLMM_EXTRAS (default: tiny,test).
 # Usage: bash scripts/install.sh            (from anywhere; root or sudo for apt-get)
@@ -14,6 +15,7 @@ python="${PYTHON:-python3}"
 
 apt_packages=(tesseract-ocr tesseract-ocr-eng)
 case ",$extras," in *,test,*) apt_packages+=(chromium chromium-driver) ;; esac
+case ",$extras," in *,eval,* | *,demo,* | *,test,*) apt_packages+=(wordnet-base wordnet-sense-index) ;; esac
 
 if command -v apt-get >/dev/null 2>&1; then
     sudo=""

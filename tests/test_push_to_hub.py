@@ -97,10 +97,16 @@ def test_pickled_weights_and_incomplete_folders_are_refused(tiny_dir, tmp_path):
         stage_model_folder(copy, tmp_path / "out")
 
 
-def test_dry_run_writes_the_folder_only(tiny_dir, tmp_path, capsys):
-    assert main(["model", str(tiny_dir), "--repo-id", "me/x", "--dry-run", "--staging-dir", str(tmp_path / "s")]) == 0
+def test_dry_run_writes_the_folder_only_with_metrics_from_patentlmm_eval(tiny_dir, tmp_path, capsys):
+    metrics = tmp_path / "metrics.json"  # the layout `patentlmm eval --output` writes
+    metrics.write_text(json.dumps({"detailed": {"metrics": {"bleu4": 15.02, "meteor": 28.39}}}), encoding="utf-8")
+    argv = ["model", str(tiny_dir), "--repo-id", "me/x", "--type", "detailed", "--metrics", str(metrics)]
+    assert main([*argv, "--dry-run", "--staging-dir", str(tmp_path / "s")]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "s")
-    assert (tmp_path / "s" / "README.md").is_file() and (tmp_path / "s" / "model.safetensors").is_file()
+    assert (tmp_path / "s" / "model.safetensors").is_file()
+    card = ModelCard.load(tmp_path / "s" / "README.md")
+    assert "| BLEU-4 | METEOR |" in card.text and "| 15.02 | 28.39 |" in card.text
+    assert "Write a detailed description" in card.text
 
 
 def test_round_trip_through_a_local_hub(tiny, tiny_dir, figures, mini_dataset, tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO, run_outside_repo
-from datasets import Dataset, Features, Image, List, Value
+from datasets import Dataset
 from safetensors.torch import load_file
 
 pytest.importorskip("trl")
@@ -61,6 +61,7 @@ def _last_loss(folder: Path) -> tuple[int, float]:
 def patentdesc_dir(tmp_path_factory, figures) -> Path:
     """A script-free PatentDesc-355k folder (brief config) made of the five real figures: OCR'd once by Tesseract at
     full size (boxes are 0-1000, size-free), then stored at <= 512 px so that decoding them does not dominate."""
+    from dataset_builder.features import patentdesc_features
     from processing.images import load_image
     from processing.ocr import run_tesseract
 
@@ -70,21 +71,10 @@ def patentdesc_dir(tmp_path_factory, figures) -> Path:
         words, boxes = run_tesseract(figure)
         figure.thumbnail((512, 512))
         patent, index = image_id.split("__")
-        values = (image_id, patent, int(index), figure, entry["brief_description"], words, boxes)
+        values = (image_id, patent, index, figure, entry["brief_description"], words, boxes)
         for key, value in zip(rows, values):
             rows[key].append(value)
-    features = Features(
-        {
-            "image_id": Value("string"),
-            "patent_id": Value("string"),
-            "figure": Value("int32"),
-            "image": Image(),
-            "description": Value("string"),
-            "ocr_words": List(Value("string")),
-            "ocr_boxes": List(List(Value("int32"))),
-        }
-    )
-    dataset = Dataset.from_dict(rows, features=features)
+    dataset = Dataset.from_dict(rows, features=patentdesc_features())  # the schema dataset_builder writes
     folder = tmp_path_factory.mktemp("patentdesc-355k")
     (folder / "brief").mkdir()
     dataset.to_parquet(str(folder / "brief" / "train-00000-of-00001.parquet"))

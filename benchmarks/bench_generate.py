@@ -1,0 +1,206 @@
+"""Generation throughput of `patentlmm describe`'s path against the original PatentLMM inference recipe, same weights.
+
+Run from the repository root:
+
+    python benchmarks/bench_generate.py                     # CPU, ~100M-parameter random model, 8 real figures
+    python benchmarks/bench_generate.py --figures 16 --max-new-tokens 64 --batch-size 16
+    python benchmarks/bench_generate.py --shape 7b          # CUDA only: LLaMA-2-7B + LayoutLMv3-large shapes
+
+Rows (generated tokens per second over the same figures; OCR words are computed once, before timing, and given to
+both rows, so Tesseract is not timed; each row's time covers the processor and `generate`; after one warm-up
+figure per row, `--repeat` passes, the rows interleaved):
+
+1. `original recipe`: re-creates the original `finetuned_inference.py`: fp32, batches of 2 in input order (its
+   DataLoader shuffled; no length sorting), its prompt `<image>\\nUSER: Write a brief description for this patent
+   image.\\nASSISTANT:`, greedy, KV cache (LLaVA's `generate`). As in the original, the OCR of a batch is padded to
+   its longest figure and the padded positions are fed to the decoder: each figure gets
+   `padded_ocr_len - 1 + 577` image features. Here that is done by handing the processor the batch-padded OCR token
+   ids with an all-ones mask (`ocr=`), so the decoder sees exactly the original's feature count. What differs: the
+   encoder also attends to the pad tokens (the original masked them inside LayoutLMv3); the cost is the same.
+   Attention is "eager" (scores materialised, softmax, matmul), as in the transformers 4.31.0 the original pins,
+   whose LLaMA and LayoutLMv3 had no SDPA path (`--original-attention sdpa` gives this row today's kernels instead).
+2. `describe`: `patentlmm.describe.generate_batch` over `iter_descriptions`' batching: batches of
+   `--batch-size`, sorted by OCR token count, each figure's real positions only, the default Vicuna-v1 prompt (~40
+   tokens longer than the original's), SDPA attention, bf16 on a GPU (fp32 on CPU, where bf16 matmuls are not faster
+   without AMX/AVX512-BF16), KV cache, image features encoded once on the prefill step.
+
+Both rows generate exactly `--max-new-tokens` tokens per figure (`min_new_tokens` = `max_new_tokens`: a random model
+stops at arbitrary points otherwise), so tokens/s compare like for like. A warm-up batch precedes each row. The model
+is random (`--shape 100m`: LayoutLMv3 hidden 384 x 2 layers + LLaMA hidden 768 x 8 layers, 32K vocabulary; `--shape
+7b`: LayoutLMv3-large + LLaMA-2-7B shapes, built on the GPU), with the real tokenizers `patentlmm.tiny` builds offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere, without installing
+    sys.path.insert(0, str(REPO_ROOT))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+transformers.logging.set_verbosity_error()
+
+from modeling_patentlmm import PatentLMMForConditionalGeneration  # noqa: E402
+from patentlmm.describe import SORT_WINDOW_BATCHES, Figure, generate_batch  # noqa: E402
+from patentlmm.tiny import TinyModelArguments, build_tiny  # noqa: E402
+from processing import PatentLMMProcessor, build_prompt, load_image, run_tesseract, tokenize_ocr  # noqa: E402
+
+SHARED_FIGURES = REPO_ROOT.parent / "shared" / "data" / "patent-figures" / "images"
+EXAMPLE_FIGURES = REPO_ROOT / "examples" / "figures"
+
+# Decoder / encoder shapes: (text hidden, layers, heads, intermediate), (vision hidden, layers, heads, intermediate).
+SHAPES = {
+    "100m": ((768, 8, 12, 2048), (384, 2, 6, 768)),
+    "7b": ((4096, 32, 32, 11008), (1024, 24, 16, 4096)),  # LLaMA-2-7B / Vicuna-7B, LayoutLMv3-large
+}
+
+
+def build_model(shape: str, device: str) -> tuple[PatentLMMForConditionalGeneration, PatentLMMProcessor]:
+    """A random fp32 PatentLMM of `shape`, created directly on `device`, and its processor."""
+    small, processor = build_tiny(TinyModelArguments(text_layers=1, vision_layers=1))
+    (t_hidden, t_layers, t_heads, t_inter), (v_hidden, v_layers, v_heads, v_inter) = SHAPES[shape]
+    config = copy.deepcopy(small.config)
+    text, vision = config.text_config, config.vision_config
+    text.hidden_size, text.num_hidden_layers, text.intermediate_size = t_hidden, t_layers, t_inter
+    text.num_attention_heads = text.num_key_value_heads = t_heads
+    text.head_dim = t_hidden // t_heads
+    vision.hidden_size, vision.num_hidden_layers, vision.intermediate_size = v_hidden, v_layers, v_inter
+    vision.num_attention_heads = v_heads
+    vision.coordinate_size = vision.shape_size = v_hidden // 6  # LayoutLMv3: 4 * coordinate + 2 * shape == hidden
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = PatentLMMForConditionalGeneration(config).eval()
+    model.generation_config = small.generation_config
+    return model, processor
+
+
+def original_batch(
+    model: PatentLMMForConditionalGeneration, processor: PatentLMMProcessor, figures: list[Figure], new_tokens: int
+) -> None:
+    """One batch of the original recipe: OCR padded to the batch's longest figure, every position fed to the LLM."""
+    tokens = [
+        tokenize_ocr(processor.ocr_tokenizer, f.ocr_words, f.ocr_boxes, processor.max_ocr_tokens) for f in figures
+    ]
+    length = max(len(ids) for ids, _ in tokens)
+    pad = processor.ocr_tokenizer.pad_token_id
+    ocr = [
+        {"input_ids": ids + [pad] * (length - len(ids)), "bbox": boxes + [[0, 0, 0, 0]] * (length - len(ids))}
+        for ids, boxes in tokens
+    ]  # no attention_mask: the processor keeps every (padded) position, as the original's decoder saw them
+    prompt = build_prompt("brief", "original_inference")
+    inputs = processor(images=[f.image for f in figures], text=[prompt] * len(figures), ocr=ocr).to(model.device)
+    model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False)
+
+
+def describe_batches(
+    model: PatentLMMForConditionalGeneration, processor: PatentLMMProcessor, figures: list[Figure], batch_size: int
+) -> list[list[Figure]]:
+    """`iter_descriptions`' batching within one sort window (`SORT_WINDOW_BATCHES` batches): longest OCR first."""
+    figures = figures[: batch_size * SORT_WINDOW_BATCHES]
+    lengths = [len(tokenize_ocr(processor.ocr_tokenizer, f.ocr_words, f.ocr_boxes)[0]) for f in figures]
+    order = sorted(range(len(figures)), key=lambda i: -lengths[i])
+    return [[figures[i] for i in sorted(order[s : s + batch_size])] for s in range(0, len(order), batch_size)]
+
+
+def timed_pass(batches: list[list[Figure]], run: Callable[[list[Figure]], None]) -> float:
+    """Seconds to run every batch once."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for batch in batches:
+        run(batch)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="100m")
+    parser.add_argument("--figures", type=int, default=8, help="real figures to describe (repeated if needed)")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=8, help="describe path's batch size")
+    parser.add_argument("--original-attention", choices=["eager", "sdpa"], default="eager")
+    parser.add_argument("--repeat", type=int, default=2, help="timed passes per row, rows interleaved")
+    parser.add_argument("--images", type=Path, default=SHARED_FIGURES if SHARED_FIGURES.is_dir() else EXAMPLE_FIGURES)
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.shape == "7b" and device != "cuda":
+        raise SystemExit("--shape 7b needs a CUDA GPU (28 GB of fp32 weights).")
+
+    paths = sorted(args.images.glob("*.png"))
+    paths = [paths[i % len(paths)] for i in range(args.figures)]
+    figures = []
+    for path in paths:
+        image = load_image(path)
+        words, boxes = run_tesseract(image)
+        figures.append(Figure(path.stem, image, None, words, boxes))
+    model, processor = build_model(args.shape, device)
+    model.generation_config.min_new_tokens = args.max_new_tokens  # both rows: exactly max_new_tokens per figure
+    parameters = sum(p.numel() for p in model.parameters())
+    print(
+        f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.processor() or 'cpu'}, "
+        f"{torch.get_num_threads()} threads, device {device}"
+        + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else "")
+    )
+    ocr_lengths = [len(tokenize_ocr(processor.ocr_tokenizer, f.ocr_words, f.ocr_boxes)[0]) for f in figures]
+    print(
+        f"model {args.shape}: {parameters / 1e6:.1f}M parameters; {len(figures)} figures from {args.images}, "
+        f"OCR tokens {ocr_lengths}; {args.max_new_tokens} new tokens per figure"
+    )
+
+    # Same weights for both rows; on a GPU the describe row gets a bf16 (else fp16) copy, made without an fp32 one.
+    fast = model
+    if device == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        with torch.device(device):
+            fast = type(model)._from_config(model.config, dtype=dtype).eval()
+        fast.load_state_dict(model.state_dict())
+        fast.generation_config = model.generation_config
+
+    def run_original(batch: list[Figure]) -> None:
+        model.set_attn_implementation(args.original_attention)
+        original_batch(model, processor, batch, args.max_new_tokens)
+
+    def run_describe(batch: list[Figure]) -> None:
+        fast.set_attn_implementation("sdpa")
+        generate_batch(fast, processor, batch, prompt, args.max_new_tokens)
+
+    prompt = build_prompt("brief")
+    rows = {
+        f"original ({args.original_attention})": (
+            [figures[i : i + 2] for i in range(0, len(figures), 2)],
+            run_original,
+        ),
+        f"describe ({str(fast.dtype).removeprefix('torch.')})": (
+            describe_batches(fast, processor, figures, args.batch_size),
+            run_describe,
+        ),
+    }
+    for batches, run in rows.values():
+        run(batches[0][:1])  # warm-up
+    seconds = dict.fromkeys(rows, 0.0)
+    for _ in range(args.repeat):  # rows interleaved: a change in the machine's load hits both alike
+        for label, (batches, run) in rows.items():
+            seconds[label] += timed_pass(batches, run)
+    print(f"{'row':<18} {'batches':>7} {'figures':>7} {'seconds':>9} {'tokens/s':>10} {'ratio':>6}")
+    rates = {label: args.repeat * len(figures) * args.max_new_tokens / seconds[label] for label in rows}
+    base = next(iter(rates.values()))
+    for label, (batches, _) in rows.items():
+        print(
+            f"{label:<18} {len(batches):>7} {len(figures):>7} {seconds[label]:>9.1f} {rates[label]:>10.1f} "
+            f"{rates[label] / base:>5.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
