@@ -250,6 +250,12 @@ def test_export_llava_writes_the_original_files_byte_for_byte(tmp_path, ocr_line
     ids = sorted(p.stem for p in (root / "images").glob("*.png"))
     first = ids[0]
     entries[first]["brief_description"] = "  A <image> with <im_patch> and 3 < 4 > 2 <image-placeholder>.  "
+    unlisted = "US99999999B1__1"  # in the JSON, in no split list
+    entries[unlisted] = {
+        "image_url": "https://example.invalid/1.png",
+        "brief_description": "FIG. 1 is x.",
+        "detailed_description": "",
+    }
     (root / "PatentDesc-355k.json").write_text(json.dumps(entries), encoding="utf-8")
     (root / "data_splits").mkdir()
     (root / "data_splits" / "train.txt").write_text("\n".join(ids[: len(ids) // 2]) + "\n")
@@ -274,5 +280,5 @@ def test_export_llava_writes_the_original_files_byte_for_byte(tmp_path, ocr_line
     sample = llava_sample(first, "brief", entries[first]["brief_description"])
     assert sample["conversations"][1]["value"] == escape_description(entries[first]["brief_description"].strip())
     assert "[[image]] with [[im_patch]] and 3 [[ 4 ]] 2 [[image-placeholder]]." in sample["conversations"][1]["value"]
-    reasons = [line["reason"] for line in read_report(root / "reports" / "export_llava_rejected.jsonl")]
-    assert any("not in any split list" in reason for reason in reasons)  # text-only ids are in no list
+    report = read_report(root / "reports" / "export_llava_rejected.jsonl")
+    assert any(line["image_id"] == unlisted and "not in any split list" in line["reason"] for line in report)
