@@ -30,6 +30,11 @@ class Reply:
     send_bytes: int | None = None  # send only this many body bytes (Content-Length stays the full size), then close
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the stdlib's 5 drops connections (SYN retries of 1 s) under concurrent clients
+
+
 class FigureServer:
     """Serves scripted replies per path; the last reply of a path repeats. Counts and times every request."""
 
@@ -39,8 +44,7 @@ class FigureServer:
         self.times: defaultdict[str, list[float]] = defaultdict(list)  # time.monotonic() of each request, per path
         self._routes: dict[str, list[Reply]] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def route(self, path: str, *replies: Reply) -> str:
