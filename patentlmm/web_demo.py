@@ -11,13 +11,12 @@ import argparse
 import re
 
 import gradio as gr
-import torch
 from PIL import Image, ImageDraw
 
 from modeling_patentlmm import PatentLMMForConditionalGeneration
 from processing import PatentLMMProcessor, build_prompt, load_image
 
-from .describe import load_model_and_processor
+from .describe import Figure, generate_batch, load_model_and_processor
 from .numerals import References, extract_references
 
 __all__ = ["add_arguments", "build_app", "highlight_numerals", "ocr_overlay", "run"]
@@ -61,19 +60,14 @@ def build_app(
 ) -> gr.Blocks:
     """The Gradio app around `model` and `processor`."""
 
-    @torch.inference_mode()
     def describe(image: Image.Image | None, desc_type: str):
         if image is None:
             raise gr.Error("Upload a patent figure first.")
         figure = load_image(image, processor.max_image_pixels)
         words, boxes = processor.ocr(figure)
         references = extract_references(" ".join(words))
-        inputs = processor(images=[figure], text=[build_prompt(desc_type)], ocr_words=[words], ocr_boxes=[boxes]).to(
-            model.device
-        )
-        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-        generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        description = processor.batch_decode(generated[:, inputs["input_ids"].shape[1] :])[0]
+        upload = Figure(image_id="upload", image=figure, ocr_words=words, ocr_boxes=boxes)
+        description = generate_batch(model, processor, [upload], build_prompt(desc_type), max_new_tokens)[0]
         overlay = ocr_overlay(figure, words, boxes, references.numerals)
         return description, overlay, highlight_numerals(description, references)
 
