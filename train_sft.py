@@ -80,6 +80,7 @@ logger = logging.getLogger("train_sft")
 # (full match against module names of PatentLMMForConditionalGeneration).
 DECODER_LINEAR_LAYERS = r"model\.language_model\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 PROJECTOR_MODULE = "multi_modal_projector"
+VISION_TOWER_MODULE = "vision_tower"
 PROJECTOR_FILE = "mm_projector.safetensors"
 ADAPTER_SUBFOLDER = "adapter"
 PROMPT_FORMAT_OF_STAGE = {1: "plain", 2: "vicuna_v1"}
@@ -106,6 +107,14 @@ class PatentLMMArguments:
     )
     projector_type: str = field(
         default="mlp2x_gelu", metadata={"help": "mlp2x_gelu or linear (stage 1 with a LayoutLMv3 --vision_tower)."}
+    )
+    train_vision_tower: bool = field(
+        default=False,
+        metadata={
+            "help": "Also train the encoder: with the projector in stage 1, fully beside the LoRA in stage 2 (the "
+            "saved config records freeze_vision_tower=False). For an encoder that starts from random weights, as in "
+            "`patentlmm demo`; the paper keeps PatentMME frozen."
+        },
     )
     mm_projector_lr: float | None = field(
         default=None, metadata={"help": "Stage 2: learning rate of the projector (None: --learning_rate)."}
@@ -364,8 +373,9 @@ def load_model(
     return model, PatentLMMProcessor.from_pretrained(path, revision=model_args.model_revision)
 
 
-def lora_config(model_args: ModelConfig):
-    """LoRA on the decoder's linear layers (`--lora_target_modules`: one entry is a regex), the projector saved."""
+def lora_config(model_args: ModelConfig, train_vision_tower: bool = False):
+    """LoRA on the decoder's linear layers (`--lora_target_modules`: one entry is a regex); the projector (and, with
+    `train_vision_tower`, the encoder) trained in full and saved with the adapter."""
     from peft import LoraConfig
 
     targets = model_args.lora_target_modules or DECODER_LINEAR_LAYERS  # ModelConfig turns [one] into one string
@@ -374,7 +384,11 @@ def lora_config(model_args: ModelConfig):
         lora_alpha=model_args.lora_alpha,
         lora_dropout=model_args.lora_dropout,
         target_modules=targets if isinstance(targets, str) else list(targets),
-        modules_to_save=[PROJECTOR_MODULE, *(model_args.lora_modules_to_save or [])],
+        modules_to_save=[
+            PROJECTOR_MODULE,
+            *([VISION_TOWER_MODULE] if train_vision_tower else []),
+            *(model_args.lora_modules_to_save or []),
+        ],
         use_rslora=model_args.use_rslora,
         use_dora=model_args.use_dora,
         bias="none",
@@ -388,9 +402,11 @@ def lora_config(model_args: ModelConfig):
 def save_outputs(
     trainer: PatentLMMSFTTrainer, processor: PatentLMMProcessor, args: PatentLMMArguments, model_args: ModelConfig
 ) -> Path:
-    """Stage 1: the full model + processor and `mm_projector.safetensors`. Stage 2: the adapter in `adapter/`, and
-    (with `merge_lora`) the merged model + processor, rebuilt from disk so TRL's training-time wrappers stay out."""
+    """`trainer_state.json` (the logged steps), then stage 1: the full model + processor and
+    `mm_projector.safetensors`; stage 2: the adapter in `adapter/`, and (with `merge_lora`) the merged model +
+    processor, rebuilt from disk so TRL's training-time wrappers stay out."""
     output = Path(trainer.args.output_dir)
+    trainer.save_state()  # trainer_state.json: the logged losses and learning rates, step by step
     if args.stage == 1:
         trainer.save_model(str(output))
         if trainer.is_world_process_zero():  # read back from the saved model: sharded (ZeRO-3, FSDP) runs too
@@ -443,9 +459,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
     set_seed(training_args.seed)  # the new projector's initialisation, as TRL seeds LoRA's
     # Model and processor: only the projector trains in stage 1; PEFT freezes all but LoRA + projector in stage 2.
     model, processor = load_model(model_args, patentlmm_args)
+    if patentlmm_args.train_vision_tower:
+        model.config.freeze_vision_tower = False
     if patentlmm_args.stage == 1:
         model.requires_grad_(False)
         model.model.multi_modal_projector.requires_grad_(True)
+        model.model.vision_tower.requires_grad_(patentlmm_args.train_vision_tower)
 
     # Data: conversational rows, collated by PatentLMM's own collator (TRL's ignores the OCR columns).
     splits = load_patentdesc(script_args.dataset_name, script_args.dataset_config)
@@ -478,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=processor,
-        peft_config=lora_config(model_args) if patentlmm_args.stage == 2 else None,
+        peft_config=lora_config(model_args, patentlmm_args.train_vision_tower) if patentlmm_args.stage == 2 else None,
         mm_projector_lr=patentlmm_args.mm_projector_lr if patentlmm_args.stage == 2 else None,
     )
     if patentlmm_args.lora_init_adapter is not None:

@@ -17,7 +17,7 @@ COMMANDS = {
     "train": ("patentlmm.train", "train PatentLMM (stage 1 or 2) from a YAML recipe: patentlmm train RECIPE.yaml"),
     "dataset": ("patentlmm.dataset_command", "PatentDesc-355k: download, ocr, build, export-llava, all"),
     "push": ("push_to_hub", "publish a model folder (with its card) or the built dataset to a Hub"),
-    "demo": ("patentlmm.web_demo", "serve the web demo (--web)"),
+    "demo": ("patentlmm.demo", "offline end to end on the bundled figures: data, training, descriptions, HTML report"),
 }
 
 

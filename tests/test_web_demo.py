@@ -1,4 +1,4 @@
-"""The Gradio web demo: its pure helpers, and the whole app driven in headless Chromium (Debian chromium)."""
+"""The Gradio web demo, driven end to end in headless Chromium (Debian chromium)."""
 
 from __future__ import annotations
 
@@ -10,33 +10,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from PIL import Image  # noqa: E402
 
-from patentlmm.numerals import References  # noqa: E402
-from patentlmm.web_demo import IN_FIGURE, NOT_IN_FIGURE, build_app, highlight_numerals, ocr_overlay  # noqa: E402
+from patentlmm.web_demo import build_app  # noqa: E402
 from processing import build_prompt  # noqa: E402
 
 FIG8 = "US20250204297A1__8"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-def test_highlight_numerals_marks_numerals_by_whether_the_figure_has_them():
-    figure = References(numerals=frozenset({"16", "11"}), labels=("8",))
-    pieces = highlight_numerals("FIG. 8 shows the actuator 11 and the tank 24.", figure)
-    assert pieces == [
-        ("FIG. 8 shows the actuator ", None),
-        ("11", IN_FIGURE),
-        (" and the tank ", None),
-        ("24", NOT_IN_FIGURE),
-        (".", None),
-    ]
-
-
-def test_ocr_overlay_draws_numeral_boxes_red_and_word_boxes_blue():
-    image = Image.new("RGB", (1000, 500), "white")
-    overlay = ocr_overlay(image, ["16", "Figure"], [[100, 100, 200, 200], [500, 600, 700, 800]], frozenset({"16"}))
-    assert overlay.size == image.size and image.getpixel((100, 50)) == (255, 255, 255)  # the input is untouched
-    assert overlay.getpixel((100, 50)) == (220, 30, 30)  # left edge of the numeral's box (x 100, y 50..100)
-    assert overlay.getpixel((500, 300)) == (30, 90, 220)  # left edge of the word's box (x 500, y 300..400)
-    assert overlay.getpixel((150, 75)) == (255, 255, 255)  # inside a box: not filled
 
 
 def _free_port() -> int:
