@@ -11,7 +11,15 @@ from PIL import Image
 
 from .constants import DEFAULT_MAX_IMAGE_PIXELS
 
-__all__ = ["ImageInput", "ImageTooLargeError", "decode_image", "expand_to_square", "load_image", "to_rgb"]
+__all__ = [
+    "ImageInput",
+    "ImageTooLargeError",
+    "decode_image",
+    "expand_to_square",
+    "load_image",
+    "open_image",
+    "to_rgb",
+]
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
@@ -44,10 +52,10 @@ def load_image(image: ImageInput, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIX
     return to_rgb(decode_image(image, max_pixels))
 
 
-def decode_image(source: str | os.PathLike | bytes, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
-    """Decodes an image file or encoded bytes in its own mode, after checking its size from the header alone.
+def open_image(source: str | os.PathLike | bytes, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Opens an image file or encoded bytes, reading its header only, and checks its size against the pixel cap.
 
-    Raises `ImageTooLargeError` over the cap, `PIL.UnidentifiedImageError` for non-images, `OSError` for damaged files.
+    Raises `ImageTooLargeError` over the cap, `PIL.UnidentifiedImageError` for non-images.
     """
     if isinstance(source, bytes):
         stream, name = io.BytesIO(source), "The image bytes"
@@ -65,13 +73,24 @@ def decode_image(source: str | os.PathLike | bytes, max_pixels: int | None = DEF
             Image.MAX_IMAGE_PIXELS = previous_cap
     try:
         _check_size(*opened.size, max_pixels, name)
-        opened.load()
-    except OSError as error:
-        opened.close()
-        raise OSError(f"{name} could not be decoded: {error}") from error
     except ImageTooLargeError:
         opened.close()
         raise
+    return opened
+
+
+def decode_image(source: str | os.PathLike | bytes, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Decodes an image file or encoded bytes in its own mode, after checking its size from the header alone.
+
+    Raises `ImageTooLargeError` over the cap, `PIL.UnidentifiedImageError` for non-images, `OSError` for damaged files.
+    """
+    opened = open_image(source, max_pixels)
+    try:
+        opened.load()
+    except OSError as error:
+        opened.close()
+        name = "The image bytes" if isinstance(source, bytes) else f"Image {os.fspath(source)!r}"
+        raise OSError(f"{name} could not be decoded: {error}") from error
     return opened
 
 

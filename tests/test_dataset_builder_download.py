@@ -133,6 +133,26 @@ def test_permanent_failures_are_recorded_once_and_not_retried(tmp_path):
     _assert_valid_pngs(tmp_path / "images", {"US20250204297A1__8"})
 
 
+def test_damaged_png_bodies_are_rejected_without_a_pixel_decode(tmp_path):
+    png = FIGURES[0].read_bytes()
+    idat = png.index(b"IDAT") + 8 + 100  # a byte inside the first IDAT chunk's data
+    flipped = png[:idat] + bytes([png[idat] ^ 0xFF]) + png[idat + 1 :]  # its CRC no longer matches
+    cut = png[: len(png) // 2]  # a complete response (right Content-Length) of half a file: no IEND
+    with FigureServer() as server:
+        items = [
+            ("US20250204297A1__1", server.route("/flipped", Reply(200, flipped))),
+            ("US20250204297A1__2", server.route("/cut", Reply(200, cut))),
+        ]
+        report = tmp_path / "failures.jsonl"
+        summary = download_images(items, tmp_path / "images", report, **FAST)
+        assert (summary.downloaded, summary.failed) == (0, 2)
+        assert dict(server.counts) == {"/flipped": 1, "/cut": 1}  # permanent: not retried
+    reasons = {line["image_id"]: line["reason"] for line in read_report(report)}
+    assert reasons["US20250204297A1__1"].startswith("damaged image: SyntaxError: broken PNG file")
+    assert reasons["US20250204297A1__2"] == "damaged image: OSError: Truncated File Read"
+    assert list((tmp_path / "images").iterdir()) == []
+
+
 def test_non_png_images_are_saved_as_lossless_png(tmp_path):
     with Image.open(FIGURES[0]) as figure:
         figure.load()
