@@ -3,7 +3,7 @@
 Run from the repository root:
 
     python benchmarks/bench_generate.py                     # CPU, ~100M-parameter random model, 8 real figures
-    python benchmarks/bench_generate.py --figures 16 --max-new-tokens 64 --batch-size 16
+    python benchmarks/bench_generate.py --figures 16 --max-new-tokens 256 --batch-size 16   # detailed-length outputs
     python benchmarks/bench_generate.py --shape 7b          # CUDA only: LLaMA-2-7B + LayoutLMv3-large shapes
 
 Rows (generated tokens per second over the same figures; OCR words are computed once, before timing, and given to
@@ -22,7 +22,8 @@ figure per row, `--repeat` passes, the rows interleaved):
 2. `describe`: `patentlmm.describe.generate_batch` over `iter_descriptions`' batching: batches of
    `--batch-size`, sorted by OCR token count, each figure's real positions only, the default Vicuna-v1 prompt (~40
    tokens longer than the original's), SDPA attention, bf16 on a GPU (fp32 on CPU, where bf16 matmuls are not faster
-   without AMX/AVX512-BF16), KV cache, image features encoded once on the prefill step.
+   without AMX/AVX512-BF16), a static KV cache (preallocated: no copy of the cache at each step; `--cache dynamic`
+   for transformers' default), image features encoded once on the prefill step.
 
 Both rows generate exactly `--max-new-tokens` tokens per figure (`min_new_tokens` = `max_new_tokens`: a random model
 stops at arbitrary points otherwise), so tokens/s compare like for like. A warm-up batch precedes each row. The model
@@ -50,7 +51,7 @@ import transformers  # noqa: E402
 transformers.logging.set_verbosity_error()
 
 from modeling_patentlmm import PatentLMMForConditionalGeneration  # noqa: E402
-from patentlmm.describe import SORT_WINDOW_BATCHES, Figure, generate_batch  # noqa: E402
+from patentlmm.describe import DEFAULT_CACHE, SORT_WINDOW_BATCHES, Figure, generate_batch  # noqa: E402
 from patentlmm.tiny import TinyModelArguments, build_tiny  # noqa: E402
 from processing import PatentLMMProcessor, build_prompt, load_image, run_tesseract, tokenize_ocr  # noqa: E402
 
@@ -130,6 +131,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=8, help="describe path's batch size")
     parser.add_argument("--original-attention", choices=["eager", "sdpa"], default="eager")
+    parser.add_argument(
+        "--cache", choices=["static", "dynamic"], default=DEFAULT_CACHE, help="describe row's KV cache (default static)"
+    )
     parser.add_argument("--repeat", type=int, default=2, help="timed passes per row, rows interleaved")
     parser.add_argument("--images", type=Path, default=SHARED_FIGURES if SHARED_FIGURES.is_dir() else EXAMPLE_FIGURES)
     args = parser.parse_args()
@@ -173,9 +177,10 @@ def main() -> None:
 
     def run_describe(batch: list[Figure]) -> None:
         fast.set_attn_implementation("sdpa")
-        generate_batch(fast, processor, batch, prompt, args.max_new_tokens)
+        generate_batch(fast, processor, batch, prompt, args.max_new_tokens, cache)
 
     prompt = build_prompt("brief")
+    cache = None if args.cache == "dynamic" else args.cache
     rows = {
         f"original ({args.original_attention})": (
             [figures[i : i + 2] for i in range(0, len(figures), 2)],

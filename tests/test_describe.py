@@ -116,6 +116,15 @@ def test_batched_generation_matches_one_figure_at_a_time(tiny, figures, ocr):
     assert batched == alone
 
 
+def test_static_and_dynamic_kv_caches_give_the_same_descriptions(tiny, figures, ocr):
+    model, processor = tiny
+    batch = [Figure(i, figures[i]["path"], None, *ocr[i]) for i in IDS[:3]]  # different OCR lengths: left padding
+    prompt = build_prompt("brief")
+    static = generate_batch(model, processor, batch, prompt, max_new_tokens=12, cache_implementation="static")
+    dynamic = generate_batch(model, processor, batch, prompt, max_new_tokens=12, cache_implementation=None)
+    assert static == dynamic and all(static)
+
+
 def test_image_text_to_text_pipeline_with_chat_messages(tiny_dir, figures):
     from transformers import pipeline
 

@@ -268,6 +268,7 @@ def _check_remote_load(result: dict, tiny, figures, major: str) -> None:
     assert result["input_ids"] == batch["input_ids"][0].tolist()
     torch.testing.assert_close(torch.tensor(result["last_logits"]), logits, atol=1e-5, rtol=1e-5)
     assert result["generated"] == generated
+    assert result["generated_static_cache"] == generated
 
 
 def _load_in_fresh_process(python: str, tiny_dir: Path, figures) -> dict:

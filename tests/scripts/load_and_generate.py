@@ -1,5 +1,6 @@
 """Loads a saved PatentLMM folder through the Auto classes with trust_remote_code, as a user without the
-patentlmm package would, and prints JSON: where the classes came from, logits and a greedy continuation.
+patentlmm package would, and prints JSON: where the classes came from, logits and a greedy continuation (with the
+default dynamic KV cache and with a static one).
 
     python load_and_generate.py MODEL_DIR IMAGE_PATH '["Figure", "8"]' '[[10, 10, 50, 20], [60, 10, 80, 20]]'
 
@@ -37,6 +38,7 @@ inputs = processor(images=[image_path], text=[prompt], ocr_words=[words], ocr_bo
 with torch.no_grad():
     logits = model(**inputs).logits[0, -1]
 generated = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+static = model.generate(**inputs, max_new_tokens=6, do_sample=False, cache_implementation="static")
 print(
     json.dumps(
         {
@@ -51,6 +53,7 @@ print(
             "input_ids": inputs["input_ids"][0].tolist(),
             "last_logits": logits.tolist(),
             "generated": generated[0, inputs["input_ids"].shape[1] :].tolist(),
+            "generated_static_cache": static[0, inputs["input_ids"].shape[1] :].tolist(),
         }
     )
 )
