@@ -1,6 +1,6 @@
 """`patentlmm demo`: PatentLMM end to end, offline, on the bundled real USPTO figures, in a few CPU minutes.
 
-    patentlmm demo                                    # -> outputs/demo/report.html (~10 minutes on 2 CPU cores)
+    patentlmm demo                                    # -> outputs/demo/report.html (about 8 minutes on 2 CPU cores)
     patentlmm demo --stage1-steps 1 --stage2-steps 1 --max-new-tokens 8     # a smoke run of every step
     patentlmm demo --web --model outputs/demo/model   # the Gradio web demo, on the model the demo trained
 
@@ -90,8 +90,9 @@ def held_out_ids(image_ids: Sequence[str], num_held_out: int) -> list[str]:
     return [ordered[int((k + 0.5) * len(ordered) / num_held_out)] for k in range(num_held_out)]
 
 
-def prepare_root(figures_dir: Path, root: Path, num_held_out: int) -> list[str]:
-    """Lays out `root` like the official `DATASET/` from `figures_dir`; returns the held-out (test) ids."""
+def prepare_root(figures_dir: Path, root: Path, num_held_out: int) -> dict[str, list[str]]:
+    """Lays out `root` like the official `DATASET/` from `figures_dir`; returns the ids of each split list
+    (`train`, `val` (empty), `test`: the held-out figures)."""
     descriptions_path = figures_dir / "descriptions.json"
     if not descriptions_path.is_file():
         raise FileNotFoundError(
@@ -111,7 +112,7 @@ def prepare_root(figures_dir: Path, root: Path, num_held_out: int) -> list[str]:
     (root / "splits").mkdir(exist_ok=True)
     for name, ids in splits.items():
         (root / "splits" / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
-    return test
+    return splits
 
 
 def _train(arguments: dict[str, object]) -> Path:
@@ -151,7 +152,7 @@ def run_demo(options: DemoOptions) -> Path:
 
     step("data")
     root = out / "data"
-    held_out = prepare_root(options.figures_dir, root, options.num_held_out)
+    splits = prepare_root(options.figures_dir, root, options.num_held_out)
     if dataset_main(["all", "--root", str(root), "--skip", "download", "--build-args", "--workers 1"]) != 0:
         raise SystemExit(f"patentlmm demo: building the dataset failed; see {root / 'reports'}.")
     dataset = root / "patentdesc-355k"
@@ -244,8 +245,8 @@ def run_demo(options: DemoOptions) -> Path:
         metrics=metrics[options.desc_type],
         losses={"stage 1": _losses(stage1), "stage 2": _losses(model)},
         facts={
-            "figures": f"{len(held_out)} held out (test) of {len(held_out) + len(_split_ids(root, 'train'))}; "
-            f"trained on the others ({options.figures_dir})",
+            "figures": f"{len(splits['train'])} for training, {len(splits['test'])} held out (test), from "
+            f"{options.figures_dir}",
             "decoder": f"{decoder} (pretrained), LoRA r={options.lora_r} in stage 2",
             "encoder": f"LayoutLMv3 {DEMO_ENCODER.vision_layers} layers x {DEMO_ENCODER.vision_hidden_size}, "
             f"{DEMO_ENCODER.input_size} px / {DEMO_ENCODER.patch_size} px patches, random start, trained",
@@ -257,10 +258,6 @@ def run_demo(options: DemoOptions) -> Path:
     )
     print(f"\nWrote {report}\n(open it in a browser; the model is in {model})")
     return report
-
-
-def _split_ids(root: Path, split: str) -> list[str]:
-    return (root / "splits" / f"{split}.txt").read_text(encoding="utf-8").split()
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

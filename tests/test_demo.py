@@ -27,11 +27,11 @@ def test_held_out_figures_are_spread_evenly_by_figure_number():
 
 
 def test_prepare_root_lays_out_the_official_dataset_folder(tmp_path, figures):
-    test = prepare_root(DemoOptions().figures_dir, tmp_path, 4)
-    assert (tmp_path / "splits" / "test.txt").read_text().split() == test
-    train = (tmp_path / "splits" / "train.txt").read_text().split()
-    assert sorted(train + test) == sorted(figures) and not set(train) & set(test)
-    assert (tmp_path / "splits" / "val.txt").read_text() == ""
+    splits = prepare_root(DemoOptions().figures_dir, tmp_path, 4)
+    for name, ids in splits.items():
+        assert (tmp_path / "splits" / f"{name}.txt").read_text().split() == ids
+    train, test = splits["train"], splits["test"]
+    assert sorted(train + test) == sorted(figures) and not set(train) & set(test) and splits["val"] == []
     entries = json.loads((tmp_path / "PatentDesc-355k.json").read_text())
     assert entries[test[0]]["brief_description"] == figures[test[0]]["brief_description"]
     assert (tmp_path / "images" / f"{test[0]}.png").read_bytes() == figures[test[0]]["path"].read_bytes()
