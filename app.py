@@ -8,5 +8,5 @@ import os
 from patentlmm.describe import load_model_and_processor
 from patentlmm.web_demo import build_app
 
-model, processor = load_model_and_processor(os.environ.get("PATENTLMM_MODEL", "outputs/tiny"))
+model, processor = load_model_and_processor(os.environ.get("PATENTLMM_MODEL", "outputs/demo/model"))
 build_app(model, processor).launch()

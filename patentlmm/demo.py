@@ -273,12 +273,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--figures", type=Path, default=defaults.figures_dir, help="<id>.png + descriptions.json (default: bundled)"
     )
-    parser.add_argument("--type", dest="desc_type", choices=DESCRIPTION_TYPES, default=defaults.desc_type)
-    parser.add_argument("--num-held-out", type=int, default=defaults.num_held_out, help="test figures (default: 4)")
+    parser.add_argument(
+        "--type", dest="desc_type", choices=DESCRIPTION_TYPES, default=defaults.desc_type, help="default: %(default)s"
+    )
+    parser.add_argument("--num-held-out", type=int, default=defaults.num_held_out, help="default: %(default)s")
     parser.add_argument("--base-llm", default=None, help="decoder folder or Hub id (default: SmolLM2-135M-Instruct)")
-    parser.add_argument("--stage1-steps", type=int, default=defaults.stage1_steps)
-    parser.add_argument("--stage2-steps", type=int, default=defaults.stage2_steps)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--stage1-steps", type=int, default=defaults.stage1_steps, help="default: %(default)s")
+    parser.add_argument("--stage2-steps", type=int, default=defaults.stage2_steps, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default: %(default)s")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: 96 (offline demo), 512 (--web)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
 
