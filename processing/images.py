@@ -52,15 +52,20 @@ def load_image(image: ImageInput, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIX
     return to_rgb(decode_image(image, max_pixels))
 
 
+def _name(source: str | os.PathLike | bytes) -> str:
+    """How error messages name an image source."""
+    return "The image bytes" if isinstance(source, bytes) else f"Image {os.fspath(source)!r}"
+
+
 def open_image(source: str | os.PathLike | bytes, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
     """Opens an image file or encoded bytes, reading its header only, and checks its size against the pixel cap.
 
     Raises `ImageTooLargeError` over the cap, `PIL.UnidentifiedImageError` for non-images.
     """
     if isinstance(source, bytes):
-        stream, name = io.BytesIO(source), "The image bytes"
+        stream = io.BytesIO(source)
     elif isinstance(source, (str, os.PathLike)):
-        stream, name = os.fspath(source), f"Image {os.fspath(source)!r}"
+        stream = os.fspath(source)
     else:
         raise TypeError(f"Unsupported image type {type(source).__name__}: pass a path, bytes, PIL.Image or array.")
     # Our own cap replaces Pillow's global one (which would warn or raise with another message) while we open the
@@ -72,7 +77,7 @@ def open_image(source: str | os.PathLike | bytes, max_pixels: int | None = DEFAU
         finally:
             Image.MAX_IMAGE_PIXELS = previous_cap
     try:
-        _check_size(*opened.size, max_pixels, name)
+        _check_size(*opened.size, max_pixels, _name(source))
     except ImageTooLargeError:
         opened.close()
         raise
@@ -89,8 +94,7 @@ def decode_image(source: str | os.PathLike | bytes, max_pixels: int | None = DEF
         opened.load()
     except OSError as error:
         opened.close()
-        name = "The image bytes" if isinstance(source, bytes) else f"Image {os.fspath(source)!r}"
-        raise OSError(f"{name} could not be decoded: {error}") from error
+        raise OSError(f"{_name(source)} could not be decoded: {error}") from error
     return opened
 
 
