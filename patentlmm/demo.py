@@ -37,6 +37,7 @@ from pathlib import Path
 from processing.constants import DESCRIPTION_TYPES
 
 from .tiny import TinyModelArguments
+from .train import import_train_sft
 
 __all__ = ["DEMO_ENCODER", "DemoOptions", "add_arguments", "held_out_ids", "prepare_root", "run", "run_demo"]
 
@@ -117,14 +118,8 @@ def prepare_root(figures_dir: Path, root: Path, num_held_out: int) -> dict[str, 
 
 def _train(arguments: dict[str, object]) -> Path:
     """Runs `train_sft.py` with `--key value` for each entry of `arguments`; returns its output folder."""
-    try:
-        import train_sft
-    except ImportError as error:
-        raise SystemExit(
-            "patentlmm demo trains with train_sft.py and the training extra: `pip install -e '.[train]'` from a "
-            f"checkout of the repository ({error})."
-        ) from error
-    return train_sft.main([item for key, value in arguments.items() for item in (f"--{key}", str(value))])
+    argv = [item for key, value in arguments.items() for item in (f"--{key}", str(value))]
+    return import_train_sft("patentlmm demo").main(argv)
 
 
 def _losses(model_dir: Path) -> list[float]:

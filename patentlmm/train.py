@@ -12,8 +12,9 @@ and PatentLMM's own; the command line overrides the recipe).
 from __future__ import annotations
 
 import argparse
+from types import ModuleType
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "import_train_sft", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,13 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def import_train_sft(command: str) -> ModuleType:
+    """The `train_sft` module, or a `SystemExit` telling how to install it (`command` names who needs it)."""
     try:
         import train_sft
     except ImportError as error:
         raise SystemExit(
-            "patentlmm train needs train_sft.py and the training extra: `pip install -e '.[train]'` from a checkout "
-            f"of the repository ({error})."
+            f"{command} needs train_sft.py and the training extra: `pip install -e '.[train]'` from a checkout of the "
+            f"repository ({error})."
         ) from error
-    train_sft.main(["--config", args.recipe, *args.options])
+    return train_sft
+
+
+def run(args: argparse.Namespace) -> int:
+    import_train_sft("patentlmm train").main(["--config", args.recipe, *args.options])
     return 0
