@@ -14,19 +14,25 @@ What it guarantees:
   `Retry-After` pauses every thread's requests to that host for that long (capped at `MAX_WAIT` seconds).
 - Transient failures (timeouts, connection errors, HTTP 408/429/5xx, bodies shorter than their Content-Length) are
   retried `--retries` times with exponential backoff and jitter (`backoff * 2**attempt`, half of it random).
-  `--timeout` bounds each attempt as a whole: connecting, waiting and reading the body.
-- Permanent failures (other HTTP 4xx such as 404 and 410, a body that is not an image or is over the pixel cap,
-  a URL that is not http(s)) are not retried. Every failure is one line of `reports/download_failures.jsonl`
+  `--timeout` bounds each attempt as a whole (connecting, redirects, headers and body): at the deadline its sockets
+  are shut down, so a server trickling a byte at a time holds a thread for `--timeout` seconds, no longer.
+- Permanent failures (other HTTP 4xx such as 404 and 410, a body that is not an image, is damaged or is over the
+  pixel cap, a malformed or non-http(s) URL, a redirect loop or a redirect to a non-http(s) URL such as `file://`)
+  are not retried. Every failure is one line of `reports/download_failures.jsonl`
   (`{"image_id", "stage": "download", "reason", "url", "permanent", "attempts"}`); a rerun skips ids with a
   permanent failure there (`--retry-failed` tries them again) and retries the others.
+- An animated or multi-page image (GIF, APNG, TIFF) keeps its first frame, and the report says so (a line with
+  `"action": "first frame kept"`).
 - Each body is checked as an image before it is kept: its size from the header against the pixel cap
   (`--max-image-pixels`, decompression bombs), then a PNG body's every chunk CRC through `IEND` (Pillow's `verify`,
   no pixel decoding: truncated and corrupted transfers fail it) — PNG bodies are saved byte for byte — while other
   formats are decoded and re-encoded as PNG (lossless, keeping 1-bit, greyscale, palette and RGB(A) modes, anything
   else as RGB). `build` decodes every pixel later and reports any figure that fails.
-- Files are written to `images/<image_id>.png.part`, fsynced and renamed with `os.replace`, so `images/` never holds
-  a partial `.png`. A rerun after a crash or SIGKILL skips complete files (PNG signature and `IEND` trailer, checked
-  without decoding) and deletes the stale `.part` files of its own shard.
+- Files are written atomically (`files.atomic_write`: `images/.<image_id>.png.tmp-<random>`, fsynced, renamed, with
+  the usual umask), so `images/` never holds a partial `.png`. A rerun after a crash or SIGKILL skips complete files
+  (PNG signature and `IEND` trailer, checked without decoding) and deletes the stale temporaries of its own shard.
+- One run per shard at a time: a second `download` of the same shard of the same `images/` stops at once with a
+  clear message instead of fetching every id again (`files.run_lock` on `.images.download-<k>-of-<n>.lock`).
 - Sharding: id `i` belongs to shard `shard_of(i, n)` (a SHA-1 of the id, stable across machines and Python
   versions). Jobs with different `--shard-index` never touch the same file; each writes its own report,
   `reports/download_failures-{k:05d}-of-{n:05d}.jsonl`. Entries of the JSON that fail validation (bad id, missing
@@ -43,7 +49,7 @@ import io
 import json
 import os
 import random
-import struct
+import socket
 import sys
 import threading
 import time
@@ -54,12 +60,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
 from processing.images import ImageTooLargeError, open_image, to_rgb
 
+from .files import TEMP_MARK, atomic_write, run_lock
 from .ids import InvalidImageIdError, validate_image_id
 from .records import iter_records
 from .reports import ReportWriter
@@ -70,9 +77,11 @@ __all__ = [
     "add_arguments",
     "checked_png",
     "download_images",
+    "frames_note",
     "run",
     "shard_of",
     "sharded_name",
+    "url_problem",
 ]
 
 DATASET_JSON = "PatentDesc-355k.json"  # the official release's file, in --root
@@ -83,7 +92,6 @@ DEFAULT_TIMEOUT = 60.0  # seconds for one attempt: connect + response + whole bo
 DEFAULT_BACKOFF = 1.0  # seconds before the first retry; doubled at each further one
 MAX_WAIT = 300.0  # cap on one backoff or Retry-After wait, in seconds
 MAX_BODY_BYTES = 64 << 20  # a patent sheet is ~50 KB-2 MB; anything over this is not a figure
-PART_SUFFIX = ".part"  # images/<id>.png.part while a body is being written
 USER_AGENT = "patentlmm-dataset-builder (PatentDesc-355k figure download)"
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -172,14 +180,136 @@ def _retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
-def _opener() -> urllib.request.OpenerDirector:
-    """urllib's HTTP(S) handlers, redirects and proxies only: no file://, ftp:// or data: (even via a redirect)."""
+def url_problem(url: object) -> str | None:
+    """Why `url` cannot be fetched (not a string, malformed, not http(s), no host, spaces, control or non-ASCII
+    characters), or None when it can. Checked before the first request, and on every redirect target."""
+    if not isinstance(url, str):
+        return f"the URL is a {_type_name(url)}, not a string"
+    if not url.isascii() or any(ord(c) <= 32 or ord(c) == 127 for c in url):
+        return f"the URL {url!r} holds spaces, control or non-ASCII characters (percent-encode them)"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number in 0-65535)
+    except ValueError as error:
+        return f"malformed URL {url!r}: {error}"
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"not an http(s) URL: {url!r}"
+    if not parts.hostname:
+        return f"no host in the URL {url!r}"
+    return None
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+class _Deadline:
+    """The end of one request (`seconds` from `__enter__`): when it passes, every socket the request opened is shut
+    down, which wakes a `recv` blocked on a server that trickles its headers or body a byte at a time."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._end = 0.0
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def remaining(self) -> float:
+        return self._end - time.monotonic()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+    def __enter__(self) -> _Deadline:
+        self._end = time.monotonic() + self.seconds
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:  # the plain socket's shutdown, also under TLS: it only stops the transfer, from any thread
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:  # already closed
+        pass
+
+
+def _connection_class(base: type[http.client.HTTPConnection], deadline: _Deadline) -> type:
+    class Connection(base):
+        def connect(self) -> None:
+            if deadline.remaining() <= 0:
+                raise TimeoutError("the request's deadline passed before this connection")
+            self.timeout = min(self.timeout, deadline.remaining())  # a redirect's connection gets what is left
+            super().connect()
+            deadline.watch(self.sock)
+
+    return Connection
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, request: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_connection_class(http.client.HTTPConnection, self.deadline), request)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, request: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_connection_class(http.client.HTTPSConnection, self.deadline), request)
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects (10 at most, a URL 4 times at most), with a loop or a target that is not an http(s) URL
+    reported as such instead of as the bare redirect status."""
+
+    def http_error_302(self, request, fp, code, msg, headers):  # noqa: ANN001 (urllib's signature)
+        location = headers.get("Location") or headers.get("URI")
+        if location is not None:
+            try:
+                target = urllib.parse.urljoin(request.full_url, location)
+            except ValueError:  # url_problem says why
+                target = location
+            problem = url_problem(target)
+            visited = getattr(request, "redirect_dict", {})
+            looping = len(visited) >= self.max_redirections or visited.get(target, 0) >= self.max_repeats
+            if problem is None and looping:
+                problem = f"a redirect loop ({len(visited)} redirects, the last to {target!r})"
+            if problem is not None:
+                fp.close()
+                raise _DownloadError(f"HTTP {code} redirect refused: {problem}", permanent=True)
+        return super().http_error_302(request, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """urllib's HTTP(S) handlers, redirects and proxies only: no file://, ftp:// or data: (even via a redirect);
+    every connection is shut down at `deadline`."""
     opener = urllib.request.OpenerDirector()
     for handler in (
         urllib.request.ProxyHandler(),
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(),
-        urllib.request.HTTPRedirectHandler(),
+        _HTTPHandler(deadline),
+        _HTTPSHandler(deadline),
+        _RedirectHandler(),
         urllib.request.HTTPDefaultErrorHandler(),
         urllib.request.HTTPErrorProcessor(),
     ):
@@ -187,9 +317,22 @@ def _opener() -> urllib.request.OpenerDirector:
     return opener
 
 
-def _fetch(opener: urllib.request.OpenerDirector, url: str, timeout: float, max_bytes: int) -> bytes:
-    """One GET of `url`; the whole body, or `_DownloadError`."""
-    deadline = time.monotonic() + timeout
+def _fetch(url: str, timeout: float, max_bytes: int) -> bytes:
+    """One GET of `url`, all of it (connecting, redirects, headers, body) within `timeout` seconds; the whole body,
+    or `_DownloadError`."""
+    with _Deadline(timeout) as deadline:
+        try:
+            body = _get(_opener(deadline), url, timeout, max_bytes)
+        except _DownloadError as error:
+            if deadline.expired and not error.permanent:  # the shutdown at the deadline looks like a cut transfer
+                raise _DownloadError(f"timed out after {timeout:g} s (the whole request)", permanent=False) from None
+            raise
+    if deadline.expired:  # a body without Content-Length ends at the shutdown as if complete
+        raise _DownloadError(f"timed out after {timeout:g} s (the whole request)", permanent=False)
+    return body
+
+
+def _get(opener: urllib.request.OpenerDirector, url: str, timeout: float, max_bytes: int) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
         with opener.open(request, timeout=timeout) as response:
@@ -198,8 +341,6 @@ def _fetch(opener: urllib.request.OpenerDirector, url: str, timeout: float, max_
                 size += len(chunk)
                 if size > max_bytes:
                     raise _DownloadError(f"body over {max_bytes:,} bytes", permanent=True)
-                if time.monotonic() > deadline:
-                    raise _DownloadError(f"timed out after {timeout:g} s reading the body", permanent=False)
                 chunks.append(chunk)
             # http.client ends a short fixed-length body silently; chunked bodies raise IncompleteRead instead
             expected = response.headers.get("Content-Length", "")
@@ -216,33 +357,46 @@ def _fetch(opener: urllib.request.OpenerDirector, url: str, timeout: float, max_
         raise _DownloadError(f"truncated body: {len(error.partial)} bytes, then the connection closed", False) from None
     except TimeoutError:
         raise _DownloadError(f"timed out after {timeout:g} s", permanent=False) from None
-    except urllib.error.URLError as error:  # connection refused, DNS, a redirect to an unsupported scheme
+    except urllib.error.URLError as error:  # connection refused, DNS
         raise _DownloadError(f"connection error: {error.reason}", permanent=False) from None
     except (http.client.HTTPException, OSError) as error:  # resets, TLS errors, malformed responses
         raise _DownloadError(f"connection error: {type(error).__name__}: {error}", permanent=False) from None
+    except ValueError as error:  # a Location header that is not a URL, say
+        raise _DownloadError(f"invalid URL: {error}", permanent=True) from None
 
 
-def checked_png(body: bytes, max_pixels: int | None) -> bytes:
-    """Checks that `body` is an image within the pixel cap; returns it as PNG bytes.
+def frames_note(image: Image.Image) -> str | None:
+    """For an animated or multi-page image (GIF, APNG, multi-page TIFF, ...), the report's note that only its first
+    frame is kept; None for a single image."""
+    frames = getattr(image, "n_frames", 1)
+    return f"{image.format} image with {frames} frames: only the first frame is kept" if frames > 1 else None
+
+
+def checked_png(body: bytes, max_pixels: int | None) -> tuple[bytes, str | None]:
+    """Checks that `body` is an image within the pixel cap; returns it as PNG bytes, and a note for the report when
+    only its first frame was kept (`frames_note`).
 
     A PNG body is checked without decoding its pixels (Pillow's `verify`: every chunk's CRC, through `IEND`), which
     catches truncated and corrupted transfers at a twentieth of a full decode's CPU, and is kept byte for byte. Any
-    other format is decoded and re-encoded as PNG. (`build` decodes every pixel later and reports what fails.)
+    other format, and an animated PNG, is decoded (its first frame) and re-encoded as PNG. (`build` decodes every
+    pixel later and reports what fails.) Whatever a decoder raises on a damaged body (`SyntaxError`, `IndexError`,
+    `RuntimeError`, ... each plugin has its own) is a permanent failure of that body, never of the run.
     """
     try:
         with open_image(body, max_pixels) as image:
-            if body.startswith(_PNG_SIGNATURE):
+            note = frames_note(image)
+            if body.startswith(_PNG_SIGNATURE) and note is None:
                 image.verify()
-                return body
+                return body, None
             image.load()
             buffer = io.BytesIO()
             (image if image.mode in _PNG_MODES else to_rgb(image)).save(buffer, format="PNG")
-            return buffer.getvalue()
+            return buffer.getvalue(), note
     except ImageTooLargeError as error:
         raise _DownloadError(f"image too large: {error}", permanent=True) from None
     except UnidentifiedImageError:
         raise _DownloadError(f"not an image: body starts with {body[:32]!r}", permanent=True) from None
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:  # Pillow's errors for a damaged file
+    except Exception as error:  # noqa: BLE001 (a damaged body: any decoder error)
         raise _DownloadError(f"damaged image: {type(error).__name__}: {error}", permanent=True) from None
 
 
@@ -256,15 +410,6 @@ def _is_complete_png(path: Path) -> bool:
             return handle.read() == _PNG_IEND
     except OSError:  # missing, or shorter than the trailer
         return False
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    part = path.with_name(path.name + PART_SUFFIX)
-    with open(part, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(part, path)
 
 
 def _read_permanent_failures(report_path: Path) -> set[str]:
@@ -301,7 +446,6 @@ class _Downloader:
         self.report = report
         self.summary = summary
         self.limiter = _HostRateLimiter(per_host_rate)
-        self.opener = _opener()
         self.retries = retries
         self.timeout = timeout
         self.backoff = backoff
@@ -328,7 +472,7 @@ class _Downloader:
             self.limiter.wait(host)
             self._count("requests")
             try:
-                png = checked_png(_fetch(self.opener, url, self.timeout, self.max_bytes), self.max_pixels)
+                png, note = checked_png(_fetch(url, self.timeout, self.max_bytes), self.max_pixels)
             except _DownloadError as error:
                 if error.permanent or attempt == self.retries:
                     self._fail(image_id, url, str(error), error.permanent, attempt + 1)
@@ -341,7 +485,11 @@ class _Downloader:
                     wait = step / 2 + random.uniform(0, step / 2)
                 time.sleep(wait)
                 continue
-            _write_atomically(path, png)
+            with atomic_write(path, "wb") as handle:
+                handle.write(png)
+            if note is not None:
+                with self.lock:
+                    self.report.add(image_id, note, url=url, action="first frame kept")
             self._count("downloaded")
             self._count("bytes", len(png))
             return
@@ -373,17 +521,39 @@ def download_images(
     started = time.monotonic()
     images_dir, report_path = Path(images_dir), Path(report_path)
     images_dir.mkdir(parents=True, exist_ok=True)
+    lock = images_dir.with_name(f".{images_dir.name}.download-{shard_index:05d}-of-{num_shards:05d}.lock")
+    with run_lock(lock, f"a download of shard {shard_index} of {num_shards} into {images_dir}"):
+        return _download_locked(
+            items, images_dir, report_path, workers, num_shards, shard_index, retry_failed, started,
+            per_host_rate=per_host_rate, retries=retries, timeout=timeout, backoff=backoff, max_pixels=max_pixels,
+            max_bytes=max_bytes,
+        )
+
+
+def _download_locked(
+    items: Iterable[tuple[str, str]],
+    images_dir: Path,
+    report_path: Path,
+    workers: int,
+    num_shards: int,
+    shard_index: int,
+    retry_failed: bool,
+    started: float,
+    **downloader_options,
+) -> DownloadSummary:
+    """`download_images` once it holds the shard's lock."""
     summary = DownloadSummary()
     previously_failed = set() if retry_failed else _read_permanent_failures(report_path)
 
-    # 1) one scan of images/: complete-looking files, and stale .part files of this shard (a killed run's) deleted
+    # 1) one scan of images/: complete-looking files, and this shard's stale temporaries (a killed run's) deleted
     present: set[str] = set()
+    stale_mark = ".png" + TEMP_MARK
     with os.scandir(images_dir) as entries:
         for entry in entries:
             if entry.name.endswith(".png"):
                 present.add(entry.name[: -len(".png")])
-            elif entry.name.endswith(".png" + PART_SUFFIX):
-                stale_id = entry.name[: -len(".png" + PART_SUFFIX)]
+            elif entry.name.startswith(".") and stale_mark in entry.name:
+                stale_id = entry.name[1 : entry.name.index(stale_mark)]
                 if shard_of(stale_id, num_shards) == shard_index:
                     os.unlink(entry.path)
 
@@ -404,25 +574,16 @@ def download_images(
                 report.add(str(image_id), str(error), url=url, permanent=True, attempts=0)
                 summary.failed += 1
                 continue
-            if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-                report.add(image_id, f"not an http(s) URL: {url!r}", url=url, permanent=True, attempts=0)
+            problem = url_problem(url)
+            if problem is not None:
+                report.add(image_id, problem, url=url, permanent=True, attempts=0)
                 summary.failed += 1
                 continue
             todo[image_id] = url
         summary.total = len(todo) + summary.failed + summary.previously_failed
 
         # 3) worker threads pull from one shared iterator (no queue of 355K futures)
-        downloader = _Downloader(
-            images_dir,
-            report,
-            summary,
-            per_host_rate=per_host_rate,
-            retries=retries,
-            timeout=timeout,
-            backoff=backoff,
-            max_pixels=max_pixels,
-            max_bytes=max_bytes,
-        )
+        downloader = _Downloader(images_dir, report, summary, **downloader_options)
         pending = iter(todo.items())
         pending_lock = threading.Lock()
         stop = threading.Event()

@@ -6,8 +6,9 @@
         ...
         server.counts["/a.png"]                       # requests received per path
 
-A path without a route answers 404. A reply can wait before its status line (`delay`) or send fewer body bytes
-than its `Content-Length` and close (`send_bytes`), which a client sees as a truncated body.
+A path without a route answers 404. A reply can wait before its status line (`delay`), send fewer body bytes
+than its `Content-Length` and close (`send_bytes`), which a client sees as a truncated body, or send everything
+one byte every `trickle` seconds (a stalling server). `server.sent[path]` counts the bytes written per path.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before the status line
     send_bytes: int | None = None  # send only this many body bytes (Content-Length stays the full size), then close
+    trickle: float = 0.0  # seconds between bytes: status line, headers and body are sent one byte at a time
 
 
 class _Server(ThreadingHTTPServer):
@@ -41,6 +43,7 @@ class FigureServer:
     def __init__(self, delay: float = 0.0):
         self.delay = delay
         self.counts: Counter[str] = Counter()
+        self.sent: Counter[str] = Counter()  # bytes of the replies written, status line and headers included
         self.times: defaultdict[str, list[float]] = defaultdict(list)  # time.monotonic() of each request, per path
         self._routes: dict[str, list[Reply]] = {}
         self._lock = threading.Lock()
@@ -74,14 +77,18 @@ class FigureServer:
                 reply = server._next_reply(self.path)
                 time.sleep(server.delay + reply.delay)
                 try:
-                    self.send_response(reply.status)
+                    head = [f"HTTP/1.0 {reply.status} {self.responses.get(reply.status, ('',))[0]}"]
                     for name, value in {"Content-Type": "image/png", **reply.headers}.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(reply.body)))
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    self.wfile.write(reply.body[: reply.send_bytes])
-                    self.wfile.flush()
+                        head.append(f"{name}: {value}")
+                    head += [f"Content-Length: {len(reply.body)}", "Connection: close", "", ""]
+                    data = "\r\n".join(head).encode("latin-1") + reply.body[: reply.send_bytes]
+                    step = 1 if reply.trickle else len(data)
+                    for start in range(0, len(data), step):
+                        self.wfile.write(data[start : start + step])
+                        self.wfile.flush()
+                        with server._lock:
+                            server.sent[self.path] += len(data[start : start + step])
+                        time.sleep(reply.trickle)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout, killed)
                     pass
                 self.close_connection = True

@@ -19,6 +19,7 @@ from helpers_http import FigureServer, Reply
 from PIL import Image
 
 from dataset_builder.download import add_arguments, download_images, run, shard_of
+from dataset_builder.files import AlreadyRunningError
 from dataset_builder.reports import read_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,7 +241,7 @@ def test_resumes_after_sigkill(tmp_path):
         for path in images.glob("*.png"):  # every file left by the killed run is complete
             with Image.open(path) as image:
                 image.load()
-        stale = images / f"{ids[-1]}.png.part"  # as if killed while writing
+        stale = images / f".{ids[-1]}.png.tmp-0123456789ab"  # as if killed while writing
         stale.write_bytes(FIGURES[0].read_bytes()[:100])
 
         summary = download_images(items, images, report, workers=2, per_host_rate=0, timeout=10)
@@ -255,3 +256,163 @@ def test_resumes_after_sigkill(tmp_path):
 def test_bad_shard_arguments():
     with pytest.raises(ValueError, match="shard_index"):
         download_images([], Path("unused"), Path("unused.jsonl"), num_shards=2, shard_index=2)
+
+
+def _encoded(image: Image.Image, image_format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def _damaged_bodies() -> dict[str, bytes]:
+    """Bodies whose damage Pillow's plugins report with exceptions of their own (not OSError, SyntaxError, ...)."""
+    grey = Image.linear_gradient("L").resize((64, 64)).convert("RGB")
+    qoi = _encoded(grey, "QOI")
+    avif = bytearray(_encoded(grey, "AVIF"))
+    primary = avif.index(b"pitm") + 8  # after the box type and its version/flags: the primary item's id
+    avif[primary : primary + 2] = b"\xff\xff"  # names an item that does not exist
+    return {"IndexError": qoi[: len(qoi) // 2], "RuntimeError": bytes(avif)}  # a truncated QOI, a damaged AVIF
+
+
+def test_any_decoder_error_on_a_body_is_reported_with_its_id_and_the_run_goes_on(tmp_path):
+    damaged = _damaged_bodies()
+    with FigureServer() as server:
+        items = [(f"US20250204297A1__{k}", server.route(f"/{name}", Reply(200, body))) for k, (name, body) in
+                 enumerate(damaged.items(), start=1)]  # fmt: skip
+        items += _serve_figures(server, _ids(6)[3:])
+        report = tmp_path / "failures.jsonl"
+        summary = download_images(items, tmp_path / "images", report, workers=3, **FAST)
+    assert (summary.downloaded, summary.failed) == (3, 2)
+    reasons = {line["image_id"]: line for line in read_report(report)}
+    for k, name in enumerate(damaged, start=1):
+        line = reasons[f"US20250204297A1__{k}"]
+        assert line["reason"].startswith(f"damaged image: {name}: ") and line["permanent"] is True, line
+    _assert_valid_pngs(tmp_path / "images", set(_ids(6)[3:]))
+
+
+def test_malformed_urls_are_reported_before_any_request(tmp_path):
+    with FigureServer() as server:
+        good = _serve_figures(server, ["US20250204297A1__9"])
+        port = good[0][1].split(":")[2].split("/")[0]
+        bad = {
+            "US20250204297A1__1": "http://[::1/fig.png",  # urlsplit: Invalid IPv6 URL
+            "US20250204297A1__2": "http://127.0.0.1:99999/fig.png",  # port out of range
+            "US20250204297A1__3": f"http://127.0.0.1:{port}/a fig.png",  # a space
+            "US20250204297A1__4": "http:///fig.png",  # no host
+            "US20250204297A1__5": f"http://127.0.0.1:{port}/fig\u00e9.png",  # not ASCII
+            "US20250204297A1__6": None,
+        }
+        report = tmp_path / "failures.jsonl"
+        summary = download_images([*bad.items(), *good], tmp_path / "images", report, **FAST)
+        assert (summary.downloaded, summary.failed) == (1, len(bad))
+        assert sum(server.counts.values()) == 1
+    reasons = {line["image_id"]: line["reason"] for line in read_report(report)}
+    assert "malformed URL 'http://[::1/fig.png': Invalid IPv6 URL" in reasons["US20250204297A1__1"]
+    assert "malformed URL" in reasons["US20250204297A1__2"] and "out of range" in reasons["US20250204297A1__2"]
+    assert "spaces, control or non-ASCII" in reasons["US20250204297A1__3"]
+    assert "no host" in reasons["US20250204297A1__4"]
+    assert "spaces, control or non-ASCII" in reasons["US20250204297A1__5"]
+    assert "the URL is a null, not a string" in reasons["US20250204297A1__6"]
+
+
+def test_redirect_loops_and_redirects_to_other_schemes_are_reported_as_such(tmp_path):
+    png = FIGURES[0].read_bytes()
+    with FigureServer() as server:
+        loop_a, loop_b = server.url("/loop-a"), server.url("/loop-b")
+        server.route("/loop-a", Reply(302, headers={"Location": loop_b}))
+        server.route("/loop-b", Reply(302, headers={"Location": loop_a}))
+        items = [
+            ("US20250204297A1__1", loop_a),
+            ("US20250204297A1__2", server.route("/to-file", Reply(302, headers={"Location": "file:///etc/passwd"}))),
+            ("US20250204297A1__3", server.route("/to-ftp", Reply(301, headers={"Location": "ftp://127.0.0.1/x.png"}))),
+            ("US20250204297A1__4", server.route("/to-bad", Reply(307, headers={"Location": "http://[::1/x.png"}))),
+            ("US20250204297A1__5", server.route("/moved", Reply(302, headers={"Location": "/fig.png"}))),
+        ]
+        server.route("/fig.png", Reply(200, png))
+        report = tmp_path / "failures.jsonl"
+        summary = download_images(items, tmp_path / "images", report, **FAST)
+        assert (summary.downloaded, summary.failed) == (1, 4)
+        assert server.counts["/loop-a"] + server.counts["/loop-b"] <= 11  # refused, not retried
+    reasons = {line["image_id"]: line for line in read_report(report)}
+    assert all(line["permanent"] for line in reasons.values())
+    assert "HTTP 302 redirect refused: a redirect loop" in reasons["US20250204297A1__1"]["reason"]
+    assert reasons["US20250204297A1__2"]["reason"] == (
+        "HTTP 302 redirect refused: not an http(s) URL: 'file:///etc/passwd'"
+    )
+    assert "HTTP 301 redirect refused: not an http(s) URL: 'ftp://" in reasons["US20250204297A1__3"]["reason"]
+    assert "HTTP 307 redirect refused: malformed URL" in reasons["US20250204297A1__4"]["reason"]
+    assert (tmp_path / "images" / "US20250204297A1__5.png").read_bytes() == png
+
+
+@pytest.mark.parametrize("stalled", ["body", "headers"])
+def test_timeout_bounds_the_whole_request_of_a_trickling_server(tmp_path, stalled):
+    """One byte every 50 ms of a 3 KB body (150 s): `timeout=1` gives up after about 20 bytes, not 150 s."""
+    body = FIGURES[0].read_bytes()[:3000]
+    reply = Reply(200, body, trickle=0.05) if stalled == "body" else Reply(200, body, trickle=0.05, send_bytes=0)
+    with FigureServer() as server:
+        items = [("US20250204297A1__1", server.route("/slow", reply))]
+        report = tmp_path / "failures.jsonl"
+        summary = download_images(items, tmp_path / "images", report, **{**FAST, "retries": 0})
+        assert summary.failed == 1
+        (line,) = read_report(report)
+        assert line["reason"] == "timed out after 1 s (the whole request)" and line["permanent"] is False
+        assert server.sent["/slow"] < 200  # the server was cut off ~1 s in, not after its 3,100 bytes
+
+
+def test_animated_gif_and_multipage_tiff_keep_the_first_frame_and_say_so(tmp_path):
+    frames = [Image.new("L", (32, 24), value) for value in (0, 128, 255)]
+    gif = _encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+    tiff = _encoded(frames[0], "TIFF", save_all=True, append_images=frames[1:])
+    with FigureServer() as server:
+        items = [
+            ("US20250204297A1__1", server.route("/anim.gif", Reply(200, gif))),
+            ("US20250204297A1__2", server.route("/pages.tif", Reply(200, tiff))),
+            *_serve_figures(server, ["US20250204297A1__3"]),
+        ]
+        report = tmp_path / "failures.jsonl"
+        summary = download_images(items, tmp_path / "images", report, **FAST)
+    assert (summary.downloaded, summary.failed) == (3, 0)
+    notes = {line["image_id"]: line for line in read_report(report)}
+    assert notes["US20250204297A1__1"]["reason"] == "GIF image with 3 frames: only the first frame is kept"
+    assert notes["US20250204297A1__2"]["reason"] == "TIFF image with 3 frames: only the first frame is kept"
+    assert {line["action"] for line in notes.values()} == {"first frame kept"} and len(notes) == 2
+    for k in (1, 2):
+        with Image.open(tmp_path / "images" / f"US20250204297A1__{k}.png") as saved:
+            assert getattr(saved, "n_frames", 1) == 1 and saved.convert("L").getpixel((0, 0)) == 0
+
+
+def test_files_are_written_with_the_usual_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with FigureServer() as server:
+            download_images(_serve_figures(server, _ids(2)), tmp_path / "images", tmp_path / "f.jsonl", **FAST)
+    finally:
+        os.umask(old)
+    assert {oct(path.stat().st_mode & 0o777) for path in (tmp_path / "images").glob("*.png")} == {"0o644"}
+
+
+def test_a_second_download_of_the_same_shard_stops_at_once_with_a_clear_message(tmp_path):
+    """A real second process holds the shard's lock: this one refuses at once and fetches nothing."""
+    ids, images, report = _ids(6), tmp_path / "images", tmp_path / "failures.jsonl"
+    with FigureServer(delay=0.5) as server:
+        items = _serve_figures(server, ids)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, json.dumps(items), str(images), str(report)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 90  # the child first imports torch and transformers
+            while not server.counts:
+                assert child.poll() is None and time.monotonic() < deadline, "the child ended or stalled"
+                time.sleep(0.05)
+            with pytest.raises(AlreadyRunningError, match=rf"into {images} is already running \(pid {child.pid} "):
+                download_images(items, images, report, **FAST)
+            assert child.wait(timeout=60) == 0
+        finally:
+            child.kill()
+            child.wait()
+        assert set(server.counts.values()) == {1}  # the refused run sent no request
+    _assert_valid_pngs(images, set(ids))
+    assert not report.exists()
