@@ -28,20 +28,20 @@ token ids from `ocr.json`) unless `--allow-missing-ocr`, which writes null OCR c
 Memory stays flat at any size: the JSON is streamed, per-id bookkeeping lives in SQLite files, rows are written
 in row groups of ~100 figures (8 MiB) and shards are closed at `--max-shard-mb`. Images are checked by `--workers`
 processes. The whole folder is written under a temporary name and renamed into place at the end, so a crash never
-leaves a half-written dataset (a rerun starts again; the `download` and `ocr` steps are the resumable ones).
+leaves a half-written dataset (a rerun starts again, deleting what the killed run left; the `download` and `ocr`
+steps are the resumable ones). Two builds of one output at once: the second stops with a clear message.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
-import shutil
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -56,6 +56,9 @@ from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
 from processing.images import load_image
 
 from .features import CONFIGS, patentdesc_features
+from .download import frames_note
+from .files import atomic_directory, remove_stale_temporaries, run_lock
+from .pool import ResilientPool, WorkerDiedError
 from .records import DiskMap, Record, find_split_dir, iter_ocr_cache, iter_official_ocr, iter_records
 from .reports import ReportWriter
 from .splits import DEFAULT_RATIOS, SPLITS, SplitAssigner, parse_ratios
@@ -151,28 +154,32 @@ class BuildSummary:
 
 
 def prepare_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> PreparedImage:
-    """Reads and checks one image file -> the PNG bytes to embed (see the module docstring), or why not."""
+    """Reads and checks one image file -> the PNG bytes to embed (see the module docstring), or why not (naming the
+    file). Whatever a decoder raises on a damaged file (`SyntaxError`, `IndexError`, `RuntimeError`, ...) is that
+    file's error, never the run's."""
     path = Path(path)
+    name = f"{path.parent.name}/{path.name}"
     if not path.is_file():
-        return PreparedImage(error=f"image file {path.parent.name}/{path.name} is missing (run `download` first)")
+        return PreparedImage(error=f"image file {name} is missing (run `download` first)")
     data = path.read_bytes()
     if not data:
-        return PreparedImage(error="the image file is empty (0 bytes)")
+        return PreparedImage(error=f"the image file {name} is empty (0 bytes)")
     try:
         rgb = load_image(data, max_pixels=max_pixels)  # checks the pixel cap first, then decodes every pixel
         with warnings.catch_warnings():  # under our cap now; Pillow's own (lower) warning level is noise
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as header:
-                image_format, mode = header.format, header.mode
+                image_format, mode, frames = header.format, header.mode, frames_note(header)
     except UnidentifiedImageError:
-        return PreparedImage(error="not an image: Pillow cannot identify the file's format")
-    except (OSError, ValueError, Image.DecompressionBombError) as error:  # ImageTooLargeError is a ValueError
-        return PreparedImage(error=f"invalid image: {error}")
-    if image_format == "PNG" and mode in KEPT_PNG_MODES:
+        return PreparedImage(error=f"{name} is not an image: Pillow cannot identify the file's format")
+    except Exception as error:  # noqa: BLE001 (ImageTooLargeError, a damaged file: whatever its decoder raises)
+        return PreparedImage(error=f"invalid image {name}: {type(error).__name__}: {error}")
+    if image_format == "PNG" and mode in KEPT_PNG_MODES and frames is None:
         return PreparedImage(png=data)
     buffer = io.BytesIO()
     rgb.save(buffer, format="PNG")
-    return PreparedImage(png=buffer.getvalue(), note=f"{image_format} image in mode {mode} re-encoded as RGB PNG")
+    note = f"{image_format} image in mode {mode} re-encoded as RGB PNG" + (f"; {frames}" if frames else "")
+    return PreparedImage(png=buffer.getvalue(), note=note)
 
 
 def _batched(items: Iterable, size: int) -> Iterator[list]:
@@ -228,26 +235,32 @@ def iter_examples(
                 if kept:
                     yield record, split, kept
 
-        executor = ProcessPoolExecutor(options.workers) if options.workers > 1 else None
+        # A worker killed by a signal (the out-of-memory killer, say) fails only the figure it was checking.
+        pool = ResilientPool(options.workers) if options.workers > 1 else None
         try:
             for batch in _batched(candidates(), 32 * options.workers):
                 paths = [layout.images_dir / f"{record.image_id}.png" for record, _, _ in batch]
-                pixels = [options.max_image_pixels] * len(paths)
-                if executor is None:
-                    prepared = map(prepare_image, paths, pixels)
+                tasks = [(k, (path, options.max_image_pixels)) for k, path in enumerate(paths)]
+                if pool is None:
+                    prepared = [prepare_image(*arguments) for _, arguments in tasks]
                 else:
-                    prepared = executor.map(prepare_image, paths, pixels, chunksize=8)
+                    done = dict(pool.map_unordered(prepare_image, tasks))
+                    prepared = [_prepared(done[k]) for k in range(len(batch))]
                 for (record, split, kept), image in zip(batch, prepared):
                     row = _row(record, image, tesseract, official, options, report)
                     for config in kept if row is not None else ():
                         yield config, split, {**row, "description": record.description(config)}
         finally:
-            if executor is not None:
-                executor.shutdown(cancel_futures=True)
+            if pool is not None:
+                pool.close()
         assigner.report_unused(seen)
         for index in (tesseract, official, seen, assigner):
             if index is not None:
                 index.close()
+
+
+def _prepared(outcome: PreparedImage | WorkerDiedError) -> PreparedImage:
+    return PreparedImage(error=str(outcome)) if isinstance(outcome, WorkerDiedError) else outcome
 
 
 def _row(
@@ -455,9 +468,11 @@ def build_patentdesc_dataset(
     official_ocr = layout.official_ocr_path.is_file()
     schema = patentdesc_features(official_ocr).arrow_schema
     report_path = layout.reports_dir / "rejected.jsonl"
-    report_path.unlink(missing_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
-    try:
+    with (
+        run_lock(output.with_name(f".{output.name}.lock"), f"a build of {output}"),
+        _staging(output) as staging,
+    ):
+        report_path.unlink(missing_ok=True)
         writers = {}
         for config in CONFIGS:
             for split in SPLITS:
@@ -478,21 +493,16 @@ def build_patentdesc_dataset(
         if not num_examples:
             raise ValueError(f"no usable figure in {root}: see why in {report_path}")
         write_dataset_card(staging, num_examples, num_bytes, official_ocr, layout.split_dir is not None)
-        _replace_dir(staging, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return BuildSummary(output=output, num_examples=num_examples, num_reported=num_reported)
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Renames `new` to `target`, replacing an existing `target` (moved aside first, then deleted)."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-    new.rename(target)
-    if old is not None:
-        shutil.rmtree(old)
+@contextlib.contextmanager
+def _staging(output: Path) -> Iterator[Path]:
+    """The temporary folder that replaces `output` at the end (`files.atomic_directory`), after deleting what a
+    killed build left (`.patentdesc-355k.tmp-*`); the caller holds the build's lock."""
+    remove_stale_temporaries(output)
+    with atomic_directory(output) as staging:
+        yield staging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ The order is the JSON's (the original's comes from a Python `set`, so it varies 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import tempfile
@@ -30,6 +31,7 @@ from processing.prompts import escape_description
 
 from .build import DatasetLayout
 from .features import CONFIGS
+from .files import TEMP_MARK, atomic_write, remove_stale_temporaries, run_lock
 from .records import DiskMap, iter_records
 from .reports import ReportWriter
 from .splits import DEFAULT_RATIOS, SPLIT_FILE_STEMS, SplitAssigner, parse_ratios
@@ -58,24 +60,25 @@ def export_llava(
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, int]:
-    """Writes the four files to `output` (default `root/llava_json`), each via a temporary file and a rename;
-    returns the number of entries per file name."""
+    """Writes the four files to `output` (default `root/llava_json`), each atomically (`files.atomic_write`: the
+    usual umask, renamed into place when complete); returns the number of entries per file name. Temporaries of a
+    killed export are deleted first; a second export into the same folder at once stops with a clear message."""
     layout = DatasetLayout(Path(root))
     output = Path(output) if output is not None else layout.root / "llava_json"
     output.mkdir(parents=True, exist_ok=True)
     report_path = layout.reports_dir / "export_llava_rejected.jsonl"
-    report_path.unlink(missing_ok=True)
     names = {(config, split): f"{config}_{SPLIT_FILE_STEMS[split]}" for config in CONFIGS for split in EXPORT_SPLITS}
     counts = dict.fromkeys(names.values(), 0)
-    handles = {
-        key: tempfile.NamedTemporaryFile("w", dir=output, prefix=f".{name}.", delete=False)  # noqa: SIM115
-        for key, name in names.items()
-    }
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(run_lock(output / ".export-llava.lock", f"an export-llava into {output}"))
+        for name in [*names.values(), "work"]:
+            remove_stale_temporaries(output / name)
+        report_path.unlink(missing_ok=True)
+        handles = {key: stack.enter_context(atomic_write(output / name)) for key, name in names.items()}
         for handle in handles.values():
             handle.write("[")
         with (
-            tempfile.TemporaryDirectory(dir=output, prefix=".work-") as tmp,
+            tempfile.TemporaryDirectory(dir=output, prefix=f".work{TEMP_MARK}") as tmp,
             ReportWriter(report_path, "export-llava") as report,
         ):
             assigner = SplitAssigner(layout.split_dir, tmp, ratios, seed, report)
@@ -100,14 +103,8 @@ def export_llava(
             assigner.report_unused(seen)
             seen.close()
             assigner.close()
-        for (config, split), handle in handles.items():
-            handle.write("]")
-            handle.close()
-            os.replace(handle.name, output / names[config, split])
-    finally:
         for handle in handles.values():
-            handle.close()
-            Path(handle.name).unlink(missing_ok=True)
+            handle.write("]")
     return counts
 
 

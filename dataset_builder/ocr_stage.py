@@ -22,10 +22,13 @@ crash loses only the images in flight; a rerun skips every id found in any `ocr/
 half-written last line off its own file (readers ignore such a line too).
 
 Work is spread over a process pool (`--workers`, default: the usable cores), one single-threaded Tesseract per
-worker (`OMP_THREAD_LIMIT=1`: Tesseract's OpenMP threads slow a page down on small machines). Failures (an unreadable
-or missing image, one over the pixel cap, a Tesseract error, or a run over `--timeout` seconds) are lines of
-`reports/ocr_failures.jsonl` (sharded: `reports/ocr_failures-{k:05d}-of-{n:05d}.jsonl`); a rerun skips the ids
-listed there unless given `--retry-failed`. Ids are assigned to shards by `download.shard_of`, like `download`.
+worker (`OMP_THREAD_LIMIT=1`: Tesseract's OpenMP threads slow a page down on small machines); a worker killed by a
+signal (the out-of-memory killer, say) fails only the figure it was OCRing (`pool.ResilientPool`). Failures are lines
+of `reports/ocr_failures.jsonl` (sharded: `reports/ocr_failures-{k:05d}-of-{n:05d}.jsonl`), each with its real
+reason and `"permanent"`: the image's own problems (unreadable or damaged, over the pixel cap) are permanent and a
+rerun skips them unless given `--retry-failed`; the others (a missing image, Tesseract killed by a signal, failing
+or over `--timeout` seconds, a worker that died) are retried by a plain rerun. One `ocr` run per cache file at a
+time: a second stops at once with a clear message. Ids are assigned to shards by `download.shard_of`.
 
 The official `ocr.json` (`{"<id>.png": {"input_ids": [[...]], "attention_mask": [[...]], "bbox": [[[...]]]}}`) holds
 LayoutLMv3 token ids, not words, so it is kept apart from the cache: `--import-official` streams it (ijson) into
@@ -39,10 +42,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +59,9 @@ from processing.images import ImageTooLargeError, load_image
 from processing.ocr import TESSERACT_INSTALL_HINT, TesseractNotAvailableError
 
 from .download import shard_of, sharded_name
+from .files import atomic_write, remove_stale_temporaries, run_lock
 from .ids import InvalidImageIdError, validate_image_id
+from .pool import ResilientPool, WorkerDiedError
 from .records import iter_official_ocr
 from .reports import ReportWriter
 
@@ -81,7 +86,6 @@ CACHE_STEM = "ocr_cache"  # ocr/ocr_cache.jsonl, ocr/ocr_cache-00003-of-00008.js
 OFFICIAL_OCR_FILE = "official_ocr.jsonl"
 DEFAULT_TIMEOUT = 60.0  # seconds of Tesseract per figure; a USPTO sheet takes ~0.5-2 s
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_IN_FLIGHT_PER_WORKER = 2  # tasks queued per worker: keeps workers busy without queueing 355K futures
 
 
 @dataclass
@@ -170,16 +174,20 @@ def _init_worker() -> None:
     os.environ["OMP_THREAD_LIMIT"] = "1"  # read by each tesseract process this worker starts
 
 
-def _ocr_figure(image_id: str, path: str, timeout: float, max_pixels: int | None) -> tuple[str, Any]:
-    """In a worker: `("ok", cache entry)` or `("error", reason)`. Missing Tesseract is raised, not reported."""
+def _ocr_figure(image_id: str, path: str, timeout: float, max_pixels: int | None) -> tuple[str, Any, bool]:
+    """In a worker: `("ok", cache entry, False)` or `("error", reason, permanent)`; a permanent failure (the image
+    itself) is not retried by a plain rerun, a transient one (Tesseract's) is. Missing Tesseract is raised."""
+    name = f"{Path(path).parent.name}/{Path(path).name}"
     try:
         image = load_image(path, max_pixels)
     except ImageTooLargeError as error:
-        return "error", f"image too large: {error}"
+        return "error", f"image too large: {error}", True
     except FileNotFoundError:
-        return "error", f"image file not found: {path}"
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as error:
-        return "error", f"unreadable image: {error}"
+        return "error", f"image file not found: {path}", False
+    except UnidentifiedImageError:
+        return "error", f"unreadable image {name}: not an image (Pillow cannot identify its format)", True
+    except Exception as error:  # noqa: BLE001 (a damaged file: whatever its decoder raises)
+        return "error", f"unreadable image {name}: {type(error).__name__}: {error}", True
     # The OCR of transformers' `apply_tesseract` (what `processing.ocr.run_tesseract` calls), plus `timeout`. A 1-bit
     # PNG is given to Tesseract as its file, not re-encoded from RGB: the same pixels, half the time.
     source = path if _is_bilevel_png(path) else image
@@ -187,17 +195,28 @@ def _ocr_figure(image_id: str, path: str, timeout: float, max_pixels: int | None
         data = pytesseract.image_to_data(source, lang=None, output_type="dict", config="", timeout=timeout)
     except pytesseract.TesseractNotFoundError as error:
         raise TesseractNotAvailableError(TESSERACT_INSTALL_HINT) from error
-    except RuntimeError as error:  # pytesseract's only RuntimeError: 'Tesseract process timeout'
-        return "error", f"tesseract timed out after {timeout:g} s ({error})"
-    except pytesseract.TesseractError as error:
-        return "error", f"tesseract failed: {error}"
+    except pytesseract.TesseractError as error:  # a RuntimeError too: caught before the timeout below
+        return "error", _tesseract_failure(error), False
+    except RuntimeError as error:  # pytesseract's own RuntimeError: 'Tesseract process timeout'
+        return "error", f"tesseract timed out after {timeout:g} s ({error})", False
     width, height = image.size
     words, boxes = [], []
     for word, x, y, w, h in zip(data["text"], data["left"], data["top"], data["width"], data["height"]):
         if word.strip():
             words.append(word)
             boxes.append(normalize_box([x, y, x + w, y + h], width, height))
-    return "ok", {"image_id": image_id, "words": words, "boxes": boxes, "width": width, "height": height}
+    return "ok", {"image_id": image_id, "words": words, "boxes": boxes, "width": width, "height": height}, False
+
+
+def _tesseract_failure(error: pytesseract.TesseractError) -> str:
+    """The reason of a failed Tesseract run: the signal that killed it, or its exit status and message."""
+    if isinstance(error.status, int) and error.status < 0:
+        try:
+            name = signal.Signals(-error.status).name
+        except ValueError:
+            name = f"signal {-error.status}"
+        return f"tesseract was killed by {name}" + (f": {error.message}" if error.message else "")
+    return f"tesseract failed (exit status {error.status}): {error.message or 'no message'}"
 
 
 def _default_workers() -> int:
@@ -218,15 +237,42 @@ def run_ocr(
 ) -> OcrSummary:
     """OCRs `images_dir/<image_id>.png` for the ids of shard `shard_index`, appending to `cache_path`.
 
-    Ids already in any cache file next to `cache_path`, or in `report_path` (unless `retry_failed`), are skipped.
-    See the module docstring for the cache format and the failure report.
+    Ids already in any cache file next to `cache_path`, or with a permanent failure in `report_path` (unless
+    `retry_failed`), are skipped. See the module docstring for the cache format and the failure report.
     """
     if num_shards < 1 or not 0 <= shard_index < num_shards:
         raise ValueError(f"need num_shards >= 1 and 0 <= shard_index < num_shards, got {shard_index} of {num_shards}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     started = time.monotonic()
     images_dir, cache_path, report_path = Path(images_dir), Path(cache_path), Path(report_path)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    with run_lock(cache_path.with_name(f".{cache_path.name}.lock"), f"an ocr run writing {cache_path}"):
+        summary = _run_ocr_locked(
+            image_ids, images_dir, cache_path, report_path, workers, num_shards, shard_index, timeout, max_pixels,
+            retry_failed,
+        )  # fmt: skip
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _run_ocr_locked(
+    image_ids: Iterable[str],
+    images_dir: Path,
+    cache_path: Path,
+    report_path: Path,
+    workers: int | None,
+    num_shards: int,
+    shard_index: int,
+    timeout: float,
+    max_pixels: int | None,
+    retry_failed: bool,
+) -> OcrSummary:
+    """`run_ocr` once it holds the lock of its cache file."""
     cached = {entry["image_id"] for path in _cache_files(cache_path.parent) for entry in _iter_jsonl(path)}
-    failed_before = set() if retry_failed else {entry["image_id"] for entry in _iter_jsonl(report_path)}
+    failed_before = set()
+    if not retry_failed:
+        failed_before = {entry["image_id"] for entry in _iter_jsonl(report_path) if entry.get("permanent") is True}
     summary = OcrSummary()
 
     with ReportWriter(report_path, "ocr") as report:
@@ -246,47 +292,34 @@ def run_ocr(
                 try:
                     todo[validate_image_id(image_id)] = None
                 except InvalidImageIdError as error:
-                    report.add(str(image_id), str(error))
+                    report.add(str(image_id), str(error), permanent=True)
                     summary.failed += 1
         if not todo:
-            summary.seconds = time.monotonic() - started
             return summary
 
-        # 2) a pool of single-threaded Tesseracts; results are appended in the order they finish
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        # 2) a pool of single-threaded Tesseracts (one killed worker fails only its own figure, see `pool.py`);
+        # results are appended in the order they finish
         _cut_partial_last_line(cache_path)
         workers = min(workers or _default_workers(), len(todo))
-        pending_ids = iter(todo)
+        tasks = ((i, (i, os.fspath(images_dir / f"{i}.png"), timeout, max_pixels)) for i in todo)
         label = "ocr" if num_shards == 1 else f"ocr shard {shard_index}/{num_shards}"
         with (
-            ProcessPoolExecutor(workers, initializer=_init_worker) as pool,
+            ResilientPool(workers, initializer=_init_worker) as pool,
             open(cache_path, "a", encoding="utf-8") as cache,
             tqdm(total=len(todo), unit="img", desc=label) as progress,
         ):
-            in_flight: dict[Future, str] = {}
-            while True:
-                while len(in_flight) < workers * _IN_FLIGHT_PER_WORKER:
-                    image_id = next(pending_ids, None)
-                    if image_id is None:
-                        break
-                    path = os.fspath(images_dir / f"{image_id}.png")
-                    in_flight[pool.submit(_ocr_figure, image_id, path, timeout, max_pixels)] = image_id
-                if not in_flight:
-                    break
-                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    image_id = in_flight.pop(future)
-                    status, result = future.result()
-                    if status == "ok":
-                        cache.write(json.dumps(result, ensure_ascii=False) + "\n")
-                        cache.flush()
-                        summary.processed += 1
-                        summary.words += len(result["words"])
-                    else:
-                        report.add(image_id, result)
-                        summary.failed += 1
-                    progress.update(1)
-    summary.seconds = time.monotonic() - started
+            for image_id, outcome in pool.map_unordered(_ocr_figure, tasks):
+                died = isinstance(outcome, WorkerDiedError)
+                status, result, permanent = ("error", str(outcome), False) if died else outcome
+                if status == "ok":
+                    cache.write(json.dumps(result, ensure_ascii=False) + "\n")
+                    cache.flush()
+                    summary.processed += 1
+                    summary.words += len(result["words"])
+                else:
+                    report.add(image_id, result, permanent=permanent)
+                    summary.failed += 1
+                progress.update(1)
     return summary
 
 
@@ -295,17 +328,19 @@ def import_official_ocr(
 ) -> int:
     """Streams the official `ocr.json` into `out_path` (JSON Lines, see the module docstring); returns the count.
 
-    The file is written next to `out_path` first and renamed when complete, so an interrupted import leaves no
-    half file behind."""
+    The file is written atomically (`files.atomic_write`), so an interrupted import leaves no half file behind."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    part = out_path.with_name(out_path.name + ".part")
     count = 0
-    with ReportWriter(report_path, "ocr_import") as report, open(part, "w", encoding="utf-8") as out:
-        for image_id, input_ids, bbox in tqdm(iter_official_ocr(ocr_json_path, report), unit="img", desc="import"):
-            out.write(json.dumps({"image_id": image_id, "input_ids": input_ids, "bbox": bbox}) + "\n")
-            count += 1
-    os.replace(part, out_path)
+    with (
+        run_lock(out_path.with_name(f".{out_path.name}.lock"), f"an import into {out_path}"),
+        ReportWriter(report_path, "ocr_import") as report,
+    ):
+        remove_stale_temporaries(out_path)
+        with atomic_write(out_path) as out:
+            for image_id, input_ids, bbox in tqdm(iter_official_ocr(ocr_json_path, report), unit="img", desc="import"):
+                out.write(json.dumps({"image_id": image_id, "input_ids": input_ids, "bbox": bbox}) + "\n")
+                count += 1
     return count
 
 

@@ -87,7 +87,7 @@ def test_build_writes_parquet_per_config_and_split_and_a_card(built):
     card = (folder / "README.md").read_text()
     assert "config_name: brief" in card and "config_name: detailed" in card and "dtype: image" in card
     assert "license: unknown" in card and "shukla2025patentlmm" in card and "path: brief/train-*.parquet" in card
-    assert not [p for p in built.iterdir() if p.name.startswith(".")]  # no staging folder left
+    assert not [p for p in built.iterdir() if ".tmp-" in p.name]  # no staging folder left
     brief = load_dataset(str(folder), "brief", cache_dir=str(built / "hf-cache"))
     rows = {row["image_id"]: row for split in brief.values() for row in _rows(split)}
     assert set(rows) == {i for i in with_image if entries[i]["brief_description"].strip()}
