@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
 import struct
+import subprocess
+import sys
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers_damaged import damaged_images, encoded
+from helpers_processes import ProcessKiller, child_of, held_lock
 from datasets import Image as ImageFeature
 from datasets import load_dataset
 from PIL import Image
@@ -19,6 +26,7 @@ from PIL import Image
 from dataset_builder.build import BuildOptions, build_patentdesc_dataset, prepare_image
 from dataset_builder.builder import PatentDesc355k
 from dataset_builder.export_llava import export_llava, llava_sample
+from dataset_builder.files import AlreadyRunningError
 from dataset_builder.ids import patent_id_of
 from dataset_builder.reports import read_report
 from processing.images import load_image
@@ -282,3 +290,102 @@ def test_export_llava_writes_the_original_files_byte_for_byte(tmp_path, ocr_line
     assert "[[image]] with [[im_patch]] and 3 [[ 4 ]] 2 [[image-placeholder]]." in sample["conversations"][1]["value"]
     report = read_report(root / "reports" / "export_llava_rejected.jsonl")
     assert any(line["image_id"] == unlisted and "not in any split list" in line["reason"] for line in report)
+
+
+def _figures_root(folder: Path, count: int, images: dict[str, bytes] | None = None) -> Path:
+    """A root of `count` copies of one real figure (ids US1000000B2__1..), plus `images`, each with an OCR line."""
+    real = sorted(IMAGES.glob("*.png"))[0].read_bytes()
+    images = {**{f"US1000000B2__{k}": real for k in range(1, count + 1)}, **(images or {})}
+    (folder / "images").mkdir(parents=True)
+    (folder / "ocr").mkdir()
+    entries = {}
+    for image_id, data in images.items():
+        (folder / "images" / f"{image_id}.png").write_bytes(data)
+        entries[image_id] = {"image_url": "u", "brief_description": f"B {image_id}", "detailed_description": "D"}
+    (folder / "PatentDesc-355k.json").write_text(json.dumps(entries))
+    lines = [json.dumps({"image_id": i, "words": [], "boxes": []}) + "\n" for i in images]
+    (folder / "ocr" / "ocr_cache.jsonl").write_text("".join(lines))
+    return folder
+
+
+ALL_TRAIN = BuildOptions(ratios={"train": 1.0, "validation": 0.0, "test": 0.0}, workers=2)
+
+
+def test_damaged_and_animated_files_are_reported_by_file_and_id_and_the_rest_is_built(tmp_path):
+    damaged = {f"US2000000B2__{k}": data for k, data in enumerate(damaged_images().values(), start=1)}
+    frames = [Image.new("L", (32, 24), value) for value in (0, 128, 255)]
+    animated = {
+        "US3000000B2__1": encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100),
+        "US3000000B2__2": encoded(frames[0], "TIFF", save_all=True, append_images=frames[1:]),
+        "US3000000B2__3": encoded(frames[0], "PNG", save_all=True, append_images=frames[1:]),  # APNG
+    }
+    root = _figures_root(tmp_path / "DATASET", 3, {**damaged, **animated})
+    summary = build_patentdesc_dataset(root, options=ALL_TRAIN, progress=False)
+    assert summary.num_examples == {"brief": {"train": 6}, "detailed": {"train": 6}}
+    lines = {line["image_id"]: line for line in read_report(root / "reports" / "rejected.jsonl")}
+    for (image_id, _), name in zip(damaged.items(), damaged_images()):
+        assert lines[image_id]["reason"].startswith(f"invalid image images/{image_id}.png: {name}: "), lines[image_id]
+        assert lines[image_id]["action"] == "rejected"
+    for image_id, kind in zip(animated, ("GIF", "TIFF", "PNG")):
+        assert lines[image_id]["action"] == "converted"
+        assert lines[image_id]["reason"].endswith(f"{kind} image with 3 frames: only the first frame is kept")
+    brief = load_dataset(str(root / "patentdesc-355k"), "brief", cache_dir=str(tmp_path / "cache"))["train"]
+    for row in brief:
+        if row["image_id"] in animated:
+            assert getattr(row["image"], "n_frames", 1) == 1 and row["image"].convert("L").getpixel((0, 0)) == 0
+
+
+def test_a_killed_image_worker_fails_no_figure_and_the_build_goes_on(tmp_path):
+    """One of build's two image workers is SIGKILLed mid-run: the figures it had are checked again, all are built."""
+    root = _figures_root(tmp_path / "DATASET", 60)
+    with ProcessKiller(child_of(os.getpid()), limit=1) as killer:
+        summary = build_patentdesc_dataset(root, options=ALL_TRAIN, progress=False)
+    assert len(killer.killed) == 1
+    assert summary.num_examples == {"brief": {"train": 60}, "detailed": {"train": 60}}
+    assert not (root / "reports" / "rejected.jsonl").exists()
+
+
+_BUILD = """
+import sys
+from dataset_builder.build import BuildOptions, build_patentdesc_dataset
+build_patentdesc_dataset(sys.argv[1], options=BuildOptions(workers=1), progress=False)
+"""
+
+
+def test_a_sigkilled_build_leaves_no_dataset_and_the_next_build_removes_its_leftovers(tmp_path):
+    root = _figures_root(tmp_path / "DATASET", 150)
+    child = subprocess.Popen([sys.executable, "-c", _BUILD, str(root)], cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90  # the child first imports datasets and transformers
+        while not list(root.glob(".patentdesc-355k.tmp-*/*/*.parquet")):  # mid-build: a shard being written
+            assert child.poll() is None and time.monotonic() < deadline, "the child ended or stalled"
+            time.sleep(0.01)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert list(root.glob(".patentdesc-355k.tmp-*")) and not (root / "patentdesc-355k").exists()
+    build_patentdesc_dataset(root, options=ALL_TRAIN, progress=False)
+    assert not list(root.glob(".patentdesc-355k.tmp-*"))
+    assert load_dataset(str(root / "patentdesc-355k"), "brief", cache_dir=str(tmp_path / "c"))["train"].num_rows == 150
+
+
+def test_a_second_build_of_the_same_output_stops_at_once(tmp_path):
+    root = _figures_root(tmp_path / "DATASET", 2)
+    with held_lock(root / ".patentdesc-355k.lock") as holder:
+        with pytest.raises(AlreadyRunningError, match=rf"a build of {root / 'patentdesc-355k'} is already running \(pid {holder} "):
+            build_patentdesc_dataset(root, options=ALL_TRAIN, progress=False)
+    assert not (root / "patentdesc-355k").exists() and not list(root.glob(".patentdesc-355k.tmp-*"))
+
+
+def test_the_dataset_and_the_llava_export_are_readable_with_the_usual_umask(tmp_path):
+    root = _figures_root(tmp_path / "DATASET", 2)
+    old = os.umask(0o022)
+    try:
+        build_patentdesc_dataset(root, options=ALL_TRAIN, progress=False)
+        export_llava(root, ratios={"train": 1.0, "validation": 0.0, "test": 0.0}, progress=False)
+    finally:
+        os.umask(old)
+    written = [root / "patentdesc-355k", *(root / "patentdesc-355k").rglob("*"), *(root / "llava_json").iterdir()]
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in written if not path.name.startswith(".")}
+    assert modes == {path.name: "0o755" if path.is_dir() else "0o644" for path in written if path.name in modes}
+    assert {"brief_train", "patentdesc-355k", "README.md", "train-00000-of-00001.parquet"} <= set(modes)

@@ -15,6 +15,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from helpers_damaged import damaged_images, encoded
 from helpers_http import FigureServer, Reply
 from PIL import Image
 
@@ -258,31 +259,15 @@ def test_bad_shard_arguments():
         download_images([], Path("unused"), Path("unused.jsonl"), num_shards=2, shard_index=2)
 
 
-def _encoded(image: Image.Image, image_format: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=image_format, **options)
-    return buffer.getvalue()
-
-
-def _damaged_bodies() -> dict[str, bytes]:
-    """Bodies whose damage Pillow's plugins report with exceptions of their own (not OSError, SyntaxError, ...)."""
-    grey = Image.linear_gradient("L").resize((64, 64)).convert("RGB")
-    qoi = _encoded(grey, "QOI")
-    avif = bytearray(_encoded(grey, "AVIF"))
-    primary = avif.index(b"pitm") + 8  # after the box type and its version/flags: the primary item's id
-    avif[primary : primary + 2] = b"\xff\xff"  # names an item that does not exist
-    return {"IndexError": qoi[: len(qoi) // 2], "RuntimeError": bytes(avif)}  # a truncated QOI, a damaged AVIF
-
-
 def test_any_decoder_error_on_a_body_is_reported_with_its_id_and_the_run_goes_on(tmp_path):
-    damaged = _damaged_bodies()
+    damaged = damaged_images()  # PNG with a flipped chunk header, truncated QOI, damaged AVIF
     with FigureServer() as server:
         items = [(f"US20250204297A1__{k}", server.route(f"/{name}", Reply(200, body))) for k, (name, body) in
                  enumerate(damaged.items(), start=1)]  # fmt: skip
         items += _serve_figures(server, _ids(6)[3:])
         report = tmp_path / "failures.jsonl"
         summary = download_images(items, tmp_path / "images", report, workers=3, **FAST)
-    assert (summary.downloaded, summary.failed) == (3, 2)
+    assert (summary.downloaded, summary.failed) == (3, 3)
     reasons = {line["image_id"]: line for line in read_report(report)}
     for k, name in enumerate(damaged, start=1):
         line = reasons[f"US20250204297A1__{k}"]
@@ -361,8 +346,8 @@ def test_timeout_bounds_the_whole_request_of_a_trickling_server(tmp_path, stalle
 
 def test_animated_gif_and_multipage_tiff_keep_the_first_frame_and_say_so(tmp_path):
     frames = [Image.new("L", (32, 24), value) for value in (0, 128, 255)]
-    gif = _encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
-    tiff = _encoded(frames[0], "TIFF", save_all=True, append_images=frames[1:])
+    gif = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+    tiff = encoded(frames[0], "TIFF", save_all=True, append_images=frames[1:])
     with FigureServer() as server:
         items = [
             ("US20250204297A1__1", server.route("/anim.gif", Reply(200, gif))),

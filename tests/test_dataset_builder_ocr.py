@@ -9,9 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers_damaged import damaged_images
+from helpers_processes import ProcessKiller, held_lock, parent_of
 from PIL import Image
 
 from dataset_builder.download import shard_of
+from dataset_builder.files import AlreadyRunningError
 from dataset_builder.ocr_stage import (
     add_arguments,
     import_official_ocr,
@@ -193,7 +196,70 @@ def test_import_official_ocr_json(tmp_path):
         "US11036663B2__3": {"input_ids": [0, 2], "bbox": [pad, pad]},
     }
     rejected = read_report(tmp_path / "reports" / "ocr_import_failures.jsonl")
-    assert len(rejected) == 2 and not (tmp_path / "ocr" / "official_ocr.jsonl.part").exists()
+    assert len(rejected) == 2 and not list((tmp_path / "ocr").glob("*.tmp-*"))
     # The official file stays apart from the Tesseract cache.
     assert read_ocr_cache(tmp_path / "ocr") == {}
     assert import_official_ocr(source, tmp_path / "again.jsonl", tmp_path / "r.jsonl") == 2
+
+
+def _tesseract_reading(image_id: str):
+    """A `ProcessKiller` match: the tesseract process OCRing `images/<image_id>.png` (1-bit PNGs go by their path)."""
+    return lambda pid, argv: argv[:1] and argv[0].endswith("tesseract") and any(
+        arg.endswith(f"{image_id}.png") for arg in argv
+    )
+
+
+def test_damaged_files_name_their_file_and_id_and_the_run_goes_on(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(IMAGES / f"{SMALLEST}.png", images)
+    damaged = {f"US11036663B2__{k}": (name, data) for k, (name, data) in enumerate(damaged_images().items(), 1)}
+    for image_id, (_, data) in damaged.items():  # AVIF and QOI bytes under a .png name, a PNG with a bad chunk
+        (images / f"{image_id}.png").write_bytes(data)
+    report = tmp_path / "failures.jsonl"
+    summary = run_ocr([SMALLEST, *damaged], images, tmp_path / "ocr" / "ocr_cache.jsonl", report, workers=2)
+    assert (summary.processed, summary.failed) == (1, 3)
+    lines = {line["image_id"]: line for line in read_report(report)}
+    for image_id, (name, _) in damaged.items():
+        assert lines[image_id]["reason"].startswith(f"unreadable image images/{image_id}.png: {name}: ")
+        assert lines[image_id]["permanent"] is True
+
+
+def test_a_killed_tesseract_is_reported_as_killed_and_a_plain_rerun_retries_it(tmp_path):
+    cache, report = tmp_path / "ocr" / "ocr_cache.jsonl", tmp_path / "failures.jsonl"
+    with ProcessKiller(_tesseract_reading(WORDY)) as killer:
+        summary = run_ocr([SMALLEST, WORDY], IMAGES, cache, report, workers=2)
+    assert len(killer.killed) == 1 and (summary.processed, summary.failed) == (1, 1)
+    (line,) = read_report(report)
+    assert line["image_id"] == WORDY and line["permanent"] is False
+    assert line["reason"].startswith("tesseract was killed by SIGKILL")  # not "timed out"
+    again = run_ocr([SMALLEST, WORDY], IMAGES, cache, report, workers=2)
+    assert (again.cached, again.processed, again.previously_failed, again.failed) == (1, 1, 0, 0)
+    assert read_ocr_cache(cache)[WORDY] == _reference(WORDY)
+
+
+def test_a_worker_killed_by_a_signal_fails_only_its_figure_and_a_rerun_retries_it(tmp_path):
+    """The pool worker OCRing WORDY is SIGKILLed (as by the out-of-memory killer), in the pool and again when the
+    figure is run alone: only WORDY is reported, the figures in flight with it are OCRed, and the run goes on."""
+    ids = sorted({SMALLEST, WORDY, *IDS[:4]})
+    cache, report = tmp_path / "ocr" / "ocr_cache.jsonl", tmp_path / "failures.jsonl"
+    with ProcessKiller(_tesseract_reading(WORDY), target=parent_of) as killer:
+        summary = run_ocr(ids, IMAGES, cache, report, workers=2)
+    assert len(killer.killed) == 2  # the pool's worker, then the worker of WORDY alone
+    assert (summary.processed, summary.failed) == (len(ids) - 1, 1)
+    (line,) = read_report(report)
+    assert line["image_id"] == WORDY and line["permanent"] is False
+    assert "the worker process died while processing it (killed by a signal" in line["reason"]
+    again = run_ocr(ids, IMAGES, cache, report, workers=2)
+    assert (again.cached, again.processed, again.failed) == (len(ids) - 1, 1, 0)
+    assert set(read_ocr_cache(cache)) == set(ids)
+
+
+def test_a_second_ocr_run_on_the_same_cache_stops_at_once(tmp_path):
+    cache = tmp_path / "ocr" / "ocr_cache.jsonl"
+    cache.parent.mkdir()
+    with held_lock(cache.with_name(".ocr_cache.jsonl.lock")) as holder:
+        with pytest.raises(AlreadyRunningError, match=rf"an ocr run writing {cache} is already running \(pid {holder} "):
+            run_ocr([SMALLEST], IMAGES, cache, tmp_path / "failures.jsonl")
+    assert not cache.exists()
+    assert run_ocr([SMALLEST], IMAGES, cache, tmp_path / "failures.jsonl").processed == 1  # the holder is gone
