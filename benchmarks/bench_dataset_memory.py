@@ -8,7 +8,7 @@ ones of 1-500 words, 6 figures a patent; an OCR cache of 8 words a figure) and m
 subprocess, the peak RSS (`ru_maxrss`) of
 
 - `json.load`: the original's way of reading the file, which holds it all;
-- `read`: `iter_records` streaming every entry (ijson, duplicate check in SQLite);
+- `read`: `iter_records` streaming every entry (`jsonstream`, duplicate check in SQLite);
 - `build`: `build_patentdesc_dataset` writing both configs' Parquet shards and the card (one process).
 
 Images are metadata only here: every figure gets the same tiny placeholder PNG without reading a file, so the run

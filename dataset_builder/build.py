@@ -56,6 +56,7 @@ from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
 from processing.images import load_image
 
 from .features import CONFIGS, patentdesc_features
+from .cli import at_least
 from .download import frames_note
 from .files import atomic_directory, remove_stale_temporaries, run_lock
 from .pool import ResilientPool, WorkerDiedError
@@ -128,6 +129,11 @@ class BuildOptions:
     max_shard_bytes: int = 500 * 1024**2
     allow_missing_ocr: bool = False
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.max_shard_bytes < 1:
+            raise ValueError(f"BuildOptions needs workers >= 1 and max_shard_bytes >= 1, got {self.workers}, "
+                             f"{self.max_shard_bytes}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -514,14 +520,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split by patent (without split lists)")
     parser.add_argument(
         "--workers",
-        type=int,
+        type=at_least(1),
         default=min(4, os.cpu_count() or 1),
         help="processes checking images (default: %(default)s)",
     )
-    parser.add_argument("--max-shard-mb", type=int, default=500, help="Parquet shard size (default: %(default)s MB)")
+    parser.add_argument(
+        "--max-shard-mb", type=at_least(1), default=500, help="Parquet shard size (default: %(default)s MB)"
+    )
     parser.add_argument("--allow-missing-ocr", action="store_true", help="keep figures without OCR (null OCR columns)")
     parser.add_argument(
-        "--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS, help="pixel cap (decompression bombs)"
+        "--max-image-pixels", type=at_least(1), default=DEFAULT_MAX_IMAGE_PIXELS, help="pixel cap (decompression bombs)"
     )
 
 

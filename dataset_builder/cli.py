@@ -19,7 +19,15 @@ import importlib
 import shlex
 import sys
 
-__all__ = ["COMMANDS", "STEPS", "add_arguments", "build_parser", "main", "run"]
+__all__ = [
+    "COMMANDS",
+    "STEPS",
+    "add_arguments",
+    "at_least",
+    "build_parser",
+    "main",
+    "run",
+]
 
 # subcommand -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS = {
@@ -30,6 +38,25 @@ COMMANDS = {
     "all": ("dataset_builder.cli", "run download, ocr, build (and export-llava) on one root"),
 }
 STEPS = ("download", "ocr", "build", "export-llava")  # the order of `all`
+
+
+def at_least(minimum: float, kind: type = int, exclusive: bool = False):
+    """An argparse `type`: a `kind` number >= `minimum` (> with `exclusive`), else a one-line error naming the
+    option's value, e.g. `argument --workers: 0 is not an integer >= 1`."""
+    relation = ">" if exclusive else ">="
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value != value or (value <= minimum if exclusive else value < minimum):  # NaN too
+            raise argparse.ArgumentTypeError(f"{text} is not {noun} {relation} {minimum:g}")
+        return value
+
+    parse.__name__ = f"{kind.__name__} {relation} {minimum:g}"
+    return parse
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -78,7 +105,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the command; a file that is not one JSON object and a step already running on the same files end it
+    with one line naming the file and the problem (exit status 2), not a traceback."""
+    from .files import AlreadyRunningError
+    from .jsonstream import BrokenFileError
+
     argv = sys.argv[1:] if argv is None else argv
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
-    return int(importlib.import_module(args.module_name).run(args) or 0)
+    try:
+        return int(importlib.import_module(args.module_name).run(args) or 0)
+    except (AlreadyRunningError, BrokenFileError) as error:
+        print(f"{args.command}: {error}", file=sys.stderr)
+        return 2

@@ -66,8 +66,10 @@ from tqdm.auto import tqdm
 from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
 from processing.images import ImageTooLargeError, open_image, to_rgb
 
+from .cli import at_least
 from .files import TEMP_MARK, atomic_write, run_lock
 from .ids import InvalidImageIdError, validate_image_id
+from .jsonstream import BrokenFileError
 from .records import iter_records
 from .reports import ReportWriter
 
@@ -628,20 +630,22 @@ def _download_locked(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `download` (see the module docstring)."""
     parser.add_argument("--root", required=True, type=Path, help=f"dataset folder holding {DATASET_JSON}")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="concurrent downloads (threads)")
+    parser.add_argument("--workers", type=at_least(1), default=DEFAULT_WORKERS, help="concurrent downloads (threads)")
     parser.add_argument(
         "--per-host-rate",
-        type=float,
+        type=at_least(0, float),
         default=DEFAULT_PER_HOST_RATE,
         help="most requests per second to one host, all threads together (0: no limit)",
     )
-    parser.add_argument("--retries", type=int, default=DEFAULT_RETRIES, help="retries of a transient failure")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds for one attempt, body included")
-    parser.add_argument("--num-shards", type=int, default=1, help="split the ids into this many independent jobs")
-    parser.add_argument("--shard-index", type=int, default=0, help="the job's shard, 0 .. num-shards - 1")
+    parser.add_argument("--retries", type=at_least(0), default=DEFAULT_RETRIES, help="retries of a transient failure")
+    parser.add_argument(
+        "--timeout", type=at_least(0, float, exclusive=True), default=DEFAULT_TIMEOUT, help="seconds for one attempt"
+    )
+    parser.add_argument("--num-shards", type=at_least(1), default=1, help="split the ids into this many jobs")
+    parser.add_argument("--shard-index", type=at_least(0), default=0, help="the job's shard, 0 .. num-shards - 1")
     parser.add_argument(
         "--max-image-pixels",
-        type=int,
+        type=at_least(1),
         default=DEFAULT_MAX_IMAGE_PIXELS,
         help="reject images with more pixels (decompression-bomb guard)",
     )
@@ -659,12 +663,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     report_path = root / "reports" / sharded_name("download_failures", args.num_shards, args.shard_index)
     # The JSON is streamed; only this shard's (id, url) pairs are kept. Invalid entries are reported by shard 0.
+    # A file that breaks off (truncated, say) still gives the complete entries before the break: they are fetched,
+    # and the break is reported with a non-zero exit status (`build` refuses such a file, with the same message).
+    items, broken = [], None
     with ReportWriter(report_path, "download") as rejected:
-        items = [
-            (record.image_id, record.image_url)
-            for record in iter_records(json_path, rejected if args.shard_index == 0 else None)
-            if shard_of(record.image_id, args.num_shards) == args.shard_index
-        ]
+        try:
+            for record in iter_records(json_path, rejected if args.shard_index == 0 else None):
+                if shard_of(record.image_id, args.num_shards) == args.shard_index:
+                    items.append((record.image_id, record.image_url))
+        except BrokenFileError as error:
+            if not items:
+                raise
+            broken = error
     summary = download_images(
         items,
         root / "images",
@@ -679,4 +689,7 @@ def run(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
     )
     print(f"{summary} (shard {args.shard_index} of {args.num_shards}; failures: {report_path})")
+    if broken is not None:
+        print(f"download: {broken} (the {len(items)} entries before it were downloaded)", file=sys.stderr)
+        return 1
     return 0

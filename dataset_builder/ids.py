@@ -12,7 +12,8 @@ __all__ = ["IMAGE_ID_PATTERN", "InvalidImageIdError", "figure_of", "patent_id_of
 
 # Publication: letters then digits, optionally a kind code (US11036663B2, US20250204297A1, US06859910).
 # Figure: digits optionally followed by letters (2, 1A, 10b).
-IMAGE_ID_PATTERN = re.compile(r"^(?P<patent>[A-Z]{2}[0-9A-Z]{4,20})__(?P<figure>[0-9]{1,4}[A-Za-z]{0,3})$")
+# Matched with `fullmatch`: `$` would also accept a final newline ("US11036663B2__2\n" as a second, distinct id).
+IMAGE_ID_PATTERN = re.compile(r"(?P<patent>[A-Z]{2}[0-9A-Z]{4,20})__(?P<figure>[0-9]{1,4}[A-Za-z]{0,3})")
 
 
 class InvalidImageIdError(ValueError):
@@ -25,7 +26,7 @@ def validate_image_id(image_id: object) -> str:
         raise InvalidImageIdError(f"image id must be a string, got {type(image_id).__name__}")
     if "/" in image_id or "\\" in image_id or ".." in image_id or "\x00" in image_id:
         raise InvalidImageIdError(f"image id {image_id!r} contains a path separator, '..' or NUL")
-    if IMAGE_ID_PATTERN.match(image_id) is None:
+    if IMAGE_ID_PATTERN.fullmatch(image_id) is None:
         raise InvalidImageIdError(
             f"image id {image_id!r} is not of the form <publication>__<figure> (e.g. US11036663B2__2)"
         )

@@ -31,7 +31,7 @@ or over `--timeout` seconds, a worker that died) are retried by a plain rerun. O
 time: a second stops at once with a clear message. Ids are assigned to shards by `download.shard_of`.
 
 The official `ocr.json` (`{"<id>.png": {"input_ids": [[...]], "attention_mask": [[...]], "bbox": [[[...]]]}}`) holds
-LayoutLMv3 token ids, not words, so it is kept apart from the cache: `--import-official` streams it (ijson) into
+LayoutLMv3 token ids, not words, so it is kept apart from the cache: `--import-official` streams it (`jsonstream`) into
 `ocr/official_ocr.jsonl`, one `{"image_id", "input_ids", "bbox"}` a line, ids without `.png`, padding removed by the
 attention mask, at most 512 tokens like the original (via `records.iter_official_ocr`). Malformed entries go to
 `reports/ocr_import_failures.jsonl`.
@@ -58,6 +58,7 @@ from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
 from processing.images import ImageTooLargeError, load_image
 from processing.ocr import TESSERACT_INSTALL_HINT, TesseractNotAvailableError
 
+from .cli import at_least
 from .download import shard_of, sharded_name
 from .files import atomic_write, remove_stale_temporaries, run_lock
 from .ids import InvalidImageIdError, validate_image_id
@@ -352,13 +353,15 @@ def read_official_ocr(path: str | os.PathLike) -> dict[str, dict[str, list]]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `ocr` (see the module docstring)."""
     parser.add_argument("--root", required=True, type=Path, help="dataset folder holding images/")
-    parser.add_argument("--workers", type=int, default=None, help="OCR processes (default: the usable cores)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds of Tesseract per figure")
-    parser.add_argument("--num-shards", type=int, default=1, help="split the ids into this many independent jobs")
-    parser.add_argument("--shard-index", type=int, default=0, help="the job's shard, 0 .. num-shards - 1")
+    parser.add_argument("--workers", type=at_least(1), default=None, help="OCR processes (default: the usable cores)")
+    parser.add_argument(
+        "--timeout", type=at_least(0, float, exclusive=True), default=DEFAULT_TIMEOUT, help="seconds per figure"
+    )
+    parser.add_argument("--num-shards", type=at_least(1), default=1, help="split the ids into this many jobs")
+    parser.add_argument("--shard-index", type=at_least(0), default=0, help="the job's shard, 0 .. num-shards - 1")
     parser.add_argument(
         "--max-image-pixels",
-        type=int,
+        type=at_least(1),
         default=DEFAULT_MAX_IMAGE_PIXELS,
         help="report images with more pixels instead of OCRing them (decompression-bomb guard)",
     )

@@ -1,9 +1,10 @@
 """Streaming readers of the official PatentDesc-355k files, with validation that reports and goes on.
 
 The release is one JSON object of ~355K entries (several hundred MB once detailed descriptions are counted), so it
-is never loaded whole: `iter_records` parses it incrementally with `ijson` and yields one validated `Record` at a
-time. Every entry that cannot be used is written to a report (`ReportWriter`: image id + reason) and skipped; the
-run goes on. What is checked:
+is never loaded whole: `iter_records` streams it entry by entry (`jsonstream.iter_object_entries`: each entry
+parsed on its own, so `NaN`, a 2^64 or a deeply nested field fails that entry only) and yields one validated
+`Record` at a time. Every entry that cannot be used is written to a report (`ReportWriter`: image id + reason) and
+skipped; the run goes on. Files may be UTF-8 (with or without a BOM) or UTF-16. What is checked:
 
 - the image id: `<publication>__<figure>`, no path separator, no `..` (it becomes a file name);
 - the entry: an object with the string fields `image_url`, `brief_description` and `detailed_description`;
@@ -11,8 +12,11 @@ run goes on. What is checked:
 - duplicate ids: the first occurrence is kept and later ones are reported (`json.load` would keep the last one,
   silently);
 - split lists (`data_splits/` or `splits/`, one id a line): malformed ids, and ids listed twice;
-- the official `ocr.json` (`{"<id>.png": {"input_ids", "attention_mask", "bbox"}}`) and the OCR cache
-  (`ocr/ocr_cache*.jsonl`, one `{"image_id", "words", "boxes", "width", "height"}` a line): malformed entries.
+- the official `ocr.json` (`{"<id>.png": {"input_ids", "attention_mask", "bbox"}}`): token ids are integers of the
+  OCR tokenizer's vocabulary (0 <= id < `OCR_VOCAB_SIZE`), the mask as long as the ids and of 0/1, one box of four
+  integers in 0-1000 per token;
+- the OCR cache (`ocr/ocr_cache*.jsonl`, one `{"image_id", "words", "boxes", "width", "height"}` a line): malformed
+  entries, integer (not float or boolean) boxes.
 
 Sets and maps keyed by image id that must live for a whole run (ids seen, split of each id, OCR of each id) are
 `DiskMap`s, small SQLite files, so memory stays flat from 35K to 355K entries.
@@ -20,22 +24,21 @@ Sets and maps keyed by image id that must live for a whole run (ids seen, split 
 
 from __future__ import annotations
 
-import codecs
 import json
 import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import ijson
+from typing import Any
 
 from .ids import InvalidImageIdError, figure_of, patent_id_of, validate_image_id
+from .jsonstream import NOT_UTF8, BadEntry, iter_object_entries, open_text, sniff_encoding
 from .reports import ReportWriter
 
 __all__ = [
     "DESCRIPTION_FIELDS",
+    "OCR_VOCAB_SIZE",
     "REQUIRED_FIELDS",
     "DiskMap",
     "InvalidRecordError",
@@ -52,11 +55,8 @@ __all__ = [
 DESCRIPTION_FIELDS = {"brief": "brief_description", "detailed": "detailed_description"}
 REQUIRED_FIELDS = ("image_url", "brief_description", "detailed_description")
 SPLIT_DIR_NAMES = ("data_splits", "splits")  # the SPEC's name, then the original code's
-
-# Bytes that are not UTF-8 decode to this Unicode noncharacter, which valid text never contains; an entry holding
-# it is rejected with a clear reason instead of the whole parse stopping at the first bad byte.
-_NOT_UTF8 = "\ufdd0"
-codecs.register_error("patentdesc-mark-invalid", lambda error: (_NOT_UTF8, error.end))
+OCR_VOCAB_SIZE = 50265  # tokens of LayoutLMv3-base's tokenizer, whose ids the official ocr.json holds
+_NOT_UTF8 = NOT_UTF8  # what bytes that are not valid text decode to (see `jsonstream`)
 
 
 class InvalidRecordError(ValueError):
@@ -121,22 +121,6 @@ class DiskMap:
         self._connection.close()
 
 
-class _MarkInvalidUtf8:
-    """A binary reader that passes UTF-8 through and turns every invalid byte sequence into `_NOT_UTF8`."""
-
-    def __init__(self, handle: BinaryIO, chunk_size: int = 1 << 20):
-        self._handle = handle
-        self._chunk_size = chunk_size
-        self._decoder = codecs.getincrementaldecoder("utf-8")("patentdesc-mark-invalid")
-
-    def read(self, size: int = -1) -> bytes:
-        while True:  # an empty result means end of file to the parser, so never return b"" before it
-            raw = self._handle.read(self._chunk_size if size is None or size < 0 else size)
-            text = self._decoder.decode(raw, final=not raw)
-            if text or not raw:
-                return text.encode("utf-8")
-
-
 def _report(report: ReportWriter | None, image_id: str | None, reason: str) -> None:
     if report is not None:
         report.add(image_id, reason)
@@ -192,26 +176,25 @@ def iter_records(
 
     `seen` (a `set` or a `DiskMap`, default a new `set`) collects the ids read, to reject duplicates; pass a
     `DiskMap` for the full file to keep memory flat. A file that stops being JSON midway (truncated, say) raises
-    `ValueError` after the entries before the damage were yielded.
+    `ValueError` after the entries before the damage were yielded; one that is not a JSON object (a list, say)
+    raises it before any.
     """
     seen = set() if seen is None else seen
-    count = 0
-    with open(json_path, "rb") as handle:
+    for item in iter_object_entries(open_text(json_path), str(json_path)):
+        if isinstance(item, BadEntry):
+            _report(report, item.key, str(item))
+            continue
+        image_id, entry = item
         try:
-            for image_id, entry in ijson.kvitems(_MarkInvalidUtf8(handle), "", use_float=True):
-                count += 1
-                try:
-                    record = validate_entry(image_id, entry)
-                except InvalidRecordError as error:
-                    _report(report, image_id, str(error))
-                    continue
-                if image_id in seen:
-                    _report(report, image_id, "duplicate image id: an earlier entry with this id is kept")
-                    continue
-                seen.add(image_id)
-                yield record
-        except ijson.JSONError as error:
-            raise ValueError(f"{json_path} is not valid JSON after {count} entries: {error}") from error
+            record = validate_entry(image_id, entry)
+        except InvalidRecordError as error:
+            _report(report, image_id, str(error))
+            continue
+        if image_id in seen:
+            _report(report, image_id, "duplicate image id: an earlier entry with this id is kept")
+            continue
+        seen.add(image_id)
+        yield record
 
 
 def find_split_dir(root: str | os.PathLike) -> Path | None:
@@ -224,9 +207,12 @@ def find_split_dir(root: str | os.PathLike) -> Path | None:
 
 
 def iter_split_file(path: str | os.PathLike, report: ReportWriter | None = None) -> Iterator[str]:
-    """The valid image ids of one split list (one id a line, blank lines ignored), in order; bad lines reported."""
+    """The valid image ids of one split list (one id a line, blank lines ignored), in order; bad lines reported.
+    UTF-8 with or without a BOM, or UTF-16 (`jsonstream.sniff_encoding`)."""
     path = Path(path)
-    with open(path, encoding="utf-8", errors="patentdesc-mark-invalid") as handle:
+    with open(path, "rb") as handle:
+        encoding = sniff_encoding(handle.read(4))
+    with open(path, encoding=encoding, errors="patentdesc-mark-invalid") as handle:
         for number, line in enumerate(handle, start=1):
             image_id = line.strip()
             if not image_id:
@@ -243,23 +229,67 @@ def iter_official_ocr(
     ocr_json_path: str | os.PathLike, report: ReportWriter | None = None
 ) -> Iterator[tuple[str, list[int], list[list[int]]]]:
     """Streams the official `ocr.json` as `(image_id, token ids, boxes)`, unpadded and truncated to 512 tokens
-    like the original (`processing.ocr.ocr_tokens_from_official`); malformed entries are reported."""
+    like the original (`processing.ocr.ocr_tokens_from_official`); malformed entries (`_check_official_entry`) are
+    reported by id."""
     from processing.ocr import ocr_tokens_from_official  # imports transformers: only when OCR is read
 
-    with open(ocr_json_path, "rb") as handle:
-        for key, entry in ijson.kvitems(_MarkInvalidUtf8(handle), "", use_float=True):
-            image_id = key[: -len(".png")] if key.endswith(".png") else key
-            try:
-                validate_image_id(image_id)
-                if _has_invalid_utf8(entry):
-                    raise ValueError("the entry contains bytes that are not UTF-8")
-                ids, boxes = ocr_tokens_from_official(entry)
-                if not all(isinstance(token, int) for token in ids):
-                    raise ValueError("'input_ids' must be integers")
-            except (ValueError, TypeError, IndexError) as error:
-                _report(report, image_id, f"ocr.json entry {key!r}: {error}")
-                continue
-            yield image_id, ids, boxes
+    for item in iter_object_entries(open_text(ocr_json_path), str(ocr_json_path)):
+        key, entry = (item.key, None) if isinstance(item, BadEntry) else item
+        image_id = key[: -len(".png")] if isinstance(key, str) and key.endswith(".png") else key
+        try:
+            if isinstance(item, BadEntry):
+                raise item
+            validate_image_id(image_id)
+            if _has_invalid_utf8(entry):
+                raise ValueError("the entry contains bytes that are not UTF-8")
+            _check_official_entry(entry)
+            ids, boxes = ocr_tokens_from_official(entry)
+        except (ValueError, TypeError, IndexError) as error:
+            _report(report, image_id, f"ocr.json entry {key!r}: {error}")
+            continue
+        yield image_id, ids, boxes
+
+
+def _check_official_entry(entry: Any, vocab_size: int = OCR_VOCAB_SIZE) -> None:
+    """Raises `ValueError` naming the first value of an ocr.json entry that is not as the official file has them:
+    `input_ids` integers in 0 .. vocab_size - 1, `attention_mask` (optional) as long and of 0/1, `bbox` one box of
+    four integers in 0-1000 per token; each a list, or a batch of one list (`[[...]]`)."""
+    if not isinstance(entry, dict) or "input_ids" not in entry or "bbox" not in entry:
+        raise ValueError("the entry must be an object with 'input_ids' and 'bbox' (and optionally 'attention_mask')")
+    ids, mask, boxes = (_unbatched(entry, field) for field in ("input_ids", "attention_mask", "bbox"))
+    for index, token in enumerate(ids):
+        if type(token) is not int or not 0 <= token < vocab_size:
+            raise ValueError(f"input_ids[{index}] = {token!r} is not a token id (an integer 0 <= id < {vocab_size})")
+    if mask is not None:
+        if len(mask) != len(ids):
+            raise ValueError(f"attention_mask has {len(mask)} values but input_ids {len(ids)}: they must pair up")
+        if any(type(keep) is not int or keep not in (0, 1) for keep in mask):
+            raise ValueError("attention_mask values must be the integers 0 or 1")
+    if len(boxes) != len(ids):
+        raise ValueError(f"bbox has {len(boxes)} boxes but input_ids {len(ids)} tokens: they must pair up")
+    for index, box in enumerate(boxes):
+        if not isinstance(box, list) or len(box) != 4 or any(type(v) is not int or not 0 <= v <= 1000 for v in box):
+            raise ValueError(f"bbox[{index}] = {box!r} is not a box of four integers in 0-1000")
+
+
+def _unbatched(entry: dict, field: str) -> list | None:
+    """`entry[field]` as one flat list: a list, or the only list of a batch of one; None for a missing mask."""
+    value = entry.get(field)
+    if value is None and field == "attention_mask":
+        return None
+    if not isinstance(value, list):
+        raise ValueError(f"{field!r} must be a list, got a {type(value).__name__}")
+    if field == "bbox" and value and isinstance(value[0], list) and value[0] and isinstance(value[0][0], list):
+        value = _only(value, field)
+    elif field != "bbox" and value and isinstance(value[0], list):
+        value = _only(value, field)
+    return value
+
+
+def _only(batch: list, field: str) -> list:
+    if len(batch) != 1:
+        raise ValueError(f"{field!r} holds a batch of {len(batch)}; the official file has batches of one")
+    return batch[0]
 
 
 def _validate_ocr_line(entry: Any) -> tuple[str, list[str], list[list[int]]]:
@@ -272,7 +302,7 @@ def _validate_ocr_line(entry: Any) -> tuple[str, list[str], list[list[int]]]:
     if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
         raise ValueError("'words' must be a list of strings")
     if not isinstance(boxes, list) or not all(
-        isinstance(box, list) and all(isinstance(v, int) for v in box) for box in boxes
+        isinstance(box, list) and all(type(v) is int for v in box) for box in boxes
     ):
         raise ValueError("'boxes' must be a list of [x0, y0, x1, y1] integer boxes")
     if len(words) != len(boxes):

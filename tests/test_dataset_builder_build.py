@@ -389,3 +389,23 @@ def test_the_dataset_and_the_llava_export_are_readable_with_the_usual_umask(tmp_
     modes = {path.name: oct(path.stat().st_mode & 0o777) for path in written if not path.name.startswith(".")}
     assert modes == {path.name: "0o755" if path.is_dir() else "0o644" for path in written if path.name in modes}
     assert {"brief_train", "patentdesc-355k", "README.md", "train-00000-of-00001.parquet"} <= set(modes)
+
+
+def test_bad_ocr_json_values_are_reported_by_id_and_the_build_goes_on(tmp_path):
+    root = _figures_root(tmp_path / "DATASET", 3)
+    boxes = [[[0, 0, 0, 0]] * 3]
+    official = {
+        "US1000000B2__1.png": {"input_ids": [[0, 7, 2]], "attention_mask": [[1, 1, 1]], "bbox": boxes},
+        "US1000000B2__2.png": {"input_ids": [[0, 2**31, 2]], "attention_mask": [[1, 1, 1]], "bbox": boxes},
+        "US1000000B2__3.png": {"input_ids": [[0, -1, 2]], "attention_mask": [[1, 1, 1]], "bbox": boxes},
+    }
+    (root / "ocr.json").write_text(json.dumps(official))
+    summary = build_patentdesc_dataset(root, options=ALL_TRAIN, progress=False)
+    assert summary.num_examples == {"brief": {"train": 3}, "detailed": {"train": 3}}
+    reasons = {line["image_id"]: line["reason"] for line in read_report(root / "reports" / "rejected.jsonl")}
+    assert set(reasons) == {"US1000000B2__2", "US1000000B2__3"}
+    assert "input_ids[1] = 2147483648 is not a token id" in reasons["US1000000B2__2"]
+    brief = load_dataset(str(root / "patentdesc-355k"), "brief", cache_dir=str(tmp_path / "cache"))["train"]
+    assert dict(zip(brief["image_id"], brief["ocr_input_ids"])) == {
+        "US1000000B2__1": [0, 7, 2], "US1000000B2__2": None, "US1000000B2__3": None
+    }  # fmt: skip

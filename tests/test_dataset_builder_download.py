@@ -19,6 +19,7 @@ from helpers_damaged import damaged_images, encoded
 from helpers_http import FigureServer, Reply
 from PIL import Image
 
+from dataset_builder.cli import main
 from dataset_builder.download import add_arguments, download_images, run, shard_of
 from dataset_builder.files import AlreadyRunningError
 from dataset_builder.reports import read_report
@@ -401,3 +402,27 @@ def test_a_second_download_of_the_same_shard_stops_at_once_with_a_clear_message(
         assert set(server.counts.values()) == {1}  # the refused run sent no request
     _assert_valid_pngs(images, set(ids))
     assert not report.exists()
+
+
+def test_a_truncated_json_downloads_the_entries_before_the_cut_and_build_refuses_it(tmp_path, capsys):
+    with FigureServer() as server:
+        items = _serve_figures(server, _ids(4))
+        entries = {i: {"image_url": url, "brief_description": "b", "detailed_description": "d"} for i, url in items}
+        text = json.dumps(entries)
+        (tmp_path / "PatentDesc-355k.json").write_text(text[: text.rindex('"US20250204297A1__4"') + 30])  # cut in #4
+        status = main(["download", "--root", str(tmp_path), "--per-host-rate", "0"])
+    assert status == 1
+    message = "PatentDesc-355k.json is not valid JSON after 3 entries: expected the end of the value of"
+    assert message in capsys.readouterr().err
+    _assert_valid_pngs(tmp_path / "images", set(_ids(3)))
+    assert main(["build", "--root", str(tmp_path), "--allow-missing-ocr"]) == 2  # the same words, and no dataset
+    assert message in capsys.readouterr().err and not (tmp_path / "patentdesc-355k").exists()
+
+
+def test_a_top_level_list_is_refused_by_download_and_build_in_one_line(tmp_path, capsys):
+    (tmp_path / "PatentDesc-355k.json").write_text(json.dumps([{"image_url": "http://127.0.0.1:9/x.png"}]))
+    for command in ("download", "build"):
+        assert main([command, "--root", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"{command}: ") and "is a JSON array: it must be one JSON object" in err
+        assert err.count("\n") == 1  # one line, no traceback

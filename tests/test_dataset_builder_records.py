@@ -4,11 +4,16 @@ rejected item reported (id + reason) while the rest is read; splits by patent.""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from dataset_builder.ids import InvalidImageIdError, validate_image_id
+from dataset_builder.jsonstream import BrokenFileError
 from dataset_builder.records import (
+    OCR_VOCAB_SIZE,
     DiskMap,
     iter_ocr_cache,
     iter_official_ocr,
@@ -17,6 +22,8 @@ from dataset_builder.records import (
 )
 from dataset_builder.reports import ReportWriter, read_report
 from dataset_builder.splits import SPLITS, SplitAssigner, parse_ratios, split_of_patent
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _entry(brief: str = "A brief.", detailed: str = "A detailed one.") -> dict:
@@ -165,3 +172,137 @@ def test_ocr_cache_lines_are_validated_and_a_half_written_line_is_reported(tmp_p
     reasons = [line["reason"] for line in lines]
     assert len(reasons) == 4 and all("ocr_cache.jsonl line" in reason for reason in reasons)
     assert "2 words but 1 boxes" in reasons[0] and "list of strings" in reasons[1] and "line 5" in reasons[3]
+
+
+def _read(path: Path, tmp_path: Path) -> tuple[list[str], dict[str | None, list[str]]]:
+    with ReportWriter(tmp_path / "rejected.jsonl", "build") as report:
+        ids = [record.image_id for record in iter_records(path, report)]
+    return ids, _reasons(tmp_path / "rejected.jsonl")
+
+
+def test_nan_infinity_and_huge_numbers_fail_their_entry_only(tmp_path):
+    """Python's json writes NaN and Infinity and reads any integer; each such entry is judged alone."""
+    entries = {
+        "US1111111B2__1": _entry(),
+        "US1111111B2__2": {**_entry(), "score": float("nan")},  # NaN in a field nothing uses: still not JSON
+        "US1111111B2__3": {**_entry(), "brief_description": float("inf")},
+        "US1111111B2__4": {**_entry(), "extra": [-float("inf")]},
+        "US1111111B2__5": {**_entry(), "brief_description": 2**64},
+        "US1111111B2__6": {**_entry(), "views": 2**64},  # valid JSON in an unused field: kept
+        "US1111111B2__7": _entry(),
+    }
+    path = tmp_path / "PatentDesc-355k.json"
+    path.write_text(json.dumps(entries))
+    ids, reasons = _read(path, tmp_path)
+    assert ids == ["US1111111B2__1", "US1111111B2__6", "US1111111B2__7"]
+    for key, constant in (("US1111111B2__2", "NaN"), ("US1111111B2__3", "Infinity"), ("US1111111B2__4", "-Infinity")):
+        assert reasons[key] == [f"the entry is not valid JSON: {constant} is not a JSON number (Python's json writes "
+                                "it, no JSON reader accepts it)"]  # fmt: skip
+    assert "'brief_description' is a number" in reasons["US1111111B2__5"][0]
+
+
+_DEEP_CHILD = """
+import resource, sys
+from dataset_builder.records import iter_records
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ids = [record.image_id for record in iter_records(sys.argv[1])]
+print(ids, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_a_deeply_nested_unused_field_fails_its_entry_with_flat_memory(tmp_path):
+    """A 200 KB entry nested 100,000 deep (the old streaming parse was OOM-killed at 19.5 GB on it) is rejected
+    by id; the process's peak memory grows by less than 100 MB; the entries around it are read."""
+    depth = 100_000
+    deep = json.dumps({**_entry(), "x": "@"})[:-1].replace('"@"', "[" * depth + "]" * depth) + "}"
+    good = json.dumps(_entry())
+    path = tmp_path / "PatentDesc-355k.json"
+    path.write_text(f'{{"US1111111B2__1": {good}, "US1111111B2__2": {deep}, "US1111111B2__3": {good}}}')
+    assert path.stat().st_size > 200_000
+    result = subprocess.run(
+        [sys.executable, "-c", _DEEP_CHILD, str(path)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    ids, growth_mb = result.stdout.rsplit(" ", 1)
+    assert ids == "['US1111111B2__1', 'US1111111B2__3']" and int(growth_mb) < 100
+    _, reasons = _read(path, tmp_path)
+    assert reasons["US1111111B2__2"] == ["the entry is nested too deeply for a JSON parser"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le"])
+def test_json_and_split_lists_with_a_bom_or_in_utf16_are_read_whole(tmp_path, encoding):
+    entries = {"US1111111B2__1": _entry("Première vue."), "US1111111B2__2": _entry()}
+    path = tmp_path / "PatentDesc-355k.json"
+    path.write_text(json.dumps(entries, ensure_ascii=False), encoding=encoding)
+    ids, reasons = _read(path, tmp_path)
+    assert ids == ["US1111111B2__1", "US1111111B2__2"] and not reasons
+    assert next(iter_records(path)).brief_description == "Première vue."
+    split = tmp_path / "train.txt"
+    split.write_text("US1111111B2__1\nUS1111111B2__2\n", encoding=encoding)
+    assert list(iter_split_file(split)) == ["US1111111B2__1", "US1111111B2__2"]  # the first id is not lost
+
+
+def test_a_top_level_list_is_refused_with_one_clear_line(tmp_path):
+    path = tmp_path / "PatentDesc-355k.json"
+    path.write_text(json.dumps([{"image_id": "US1111111B2__1", **_entry()}]))
+    with pytest.raises(BrokenFileError, match=r"PatentDesc-355k.json is a JSON array: it must be one JSON object"):
+        list(iter_records(path))
+
+
+def test_ids_with_a_trailing_newline_are_rejected(tmp_path):
+    for bad in ("US1111111B2__1\n", "US1111111B2__1\r\n", "US1111111B2__1 ", "\nUS1111111B2__1"):
+        with pytest.raises(InvalidImageIdError):
+            validate_image_id(bad)
+    path = tmp_path / "PatentDesc-355k.json"
+    path.write_text(json.dumps({"US1111111B2__1": _entry(), "US1111111B2__1\n": _entry()}))
+    ids, reasons = _read(path, tmp_path)
+    assert ids == ["US1111111B2__1"] and "is not of the form" in reasons["US1111111B2__1\n"][0]
+
+
+def test_official_ocr_values_are_checked_and_bad_entries_reported_by_id(tmp_path):
+    def entry(ids, mask=None, boxes=None):
+        value = {"input_ids": [ids], "bbox": [boxes if boxes is not None else [[0, 0, 0, 0]] * len(ids)]}
+        return value if mask is None else {**value, "attention_mask": [mask]}
+
+    entries = {
+        "US1111111B2__1.png": entry([0, 7, 2], [1, 1, 1]),
+        "US1111111B2__2.png": entry([0, 2**31, 2]),  # stopped build with a pyarrow overflow
+        "US1111111B2__3.png": entry([0, -5, 2]),  # crashed training hours later
+        "US1111111B2__4.png": entry([0, OCR_VOCAB_SIZE, 2]),  # past the OCR tokenizer's vocabulary
+        "US1111111B2__5.png": entry([0, 7.0, 2]),
+        "US1111111B2__6.png": entry([0, True, 2]),
+        "US1111111B2__7.png": entry([0, 7, 2], [1, 1]),  # mask shorter than the ids
+        "US1111111B2__8.png": entry([0, 7, 2], [1, 2, 1]),
+        "US1111111B2__9.png": entry([0, 7], boxes=[[0, 0, 0, 0], [0.5, 0, 1, 1]]),  # float box
+        "US1111111B2__10.png": entry([0, 7], boxes=[[0, 0, 0, 0]]),  # one box for two tokens
+        "US1111111B2__11.png": {"input_ids": [[0, 2], [0, 2]], "bbox": [[[0] * 4] * 2] * 2},  # a batch of two
+        "US1111111B2__12.png": entry([0, 2**64]),
+        "US1111111B2__13.png": entry([0, 7, 2], [1, 1, 0]),
+    }
+    path = tmp_path / "ocr.json"
+    path.write_text(json.dumps(entries))
+    with ReportWriter(tmp_path / "rejected.jsonl", "build") as report:
+        rows = {image_id: ids for image_id, ids, _ in iter_official_ocr(path, report)}
+    assert rows == {"US1111111B2__1": [0, 7, 2], "US1111111B2__13": [0, 7]}
+    reasons = {key: texts[0] for key, texts in _reasons(tmp_path / "rejected.jsonl").items()}
+    assert len(reasons) == 11
+    for k in (2, 3, 4, 5, 6, 12):
+        assert f"input_ids[1] = {entries[f'US1111111B2__{k}.png']['input_ids'][0][1]!r} is not a token id" in (
+            reasons[f"US1111111B2__{k}"]
+        )
+    assert "attention_mask has 2 values but input_ids 3" in reasons["US1111111B2__7"]
+    assert "attention_mask values must be the integers 0 or 1" in reasons["US1111111B2__8"]
+    assert "bbox[1] = [0.5, 0, 1, 1] is not a box of four integers in 0-1000" in reasons["US1111111B2__9"]
+    assert "bbox has 1 boxes but input_ids 2 tokens" in reasons["US1111111B2__10"]
+    assert "holds a batch of 2" in reasons["US1111111B2__11"]
+    assert all(reason.startswith(f"ocr.json entry '{key}.png': ") for key, reason in reasons.items())
+
+
+def test_ocr_cache_boxes_must_be_integers(tmp_path):
+    good = {"image_id": "US1111111B2__1", "words": ["FIG"], "boxes": [[1, 2, 3, 4]]}
+    lines = [good, {**good, "image_id": "US1111111B2__2", "boxes": [[1.5, 2, 3, 4]]},
+             {**good, "image_id": "US1111111B2__3", "boxes": [[True, 2, 3, 4]]}]  # fmt: skip
+    (tmp_path / "ocr_cache.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with ReportWriter(tmp_path / "rejected.jsonl", "build") as report:
+        assert [row[0] for row in iter_ocr_cache([tmp_path / "ocr_cache.jsonl"], report)] == ["US1111111B2__1"]
+    assert set(_reasons(tmp_path / "rejected.jsonl")) == {"US1111111B2__2", "US1111111B2__3"}
