@@ -1,10 +1,11 @@
 """Streams the entries of one huge JSON object (`{"key": value, ...}`), each value parsed on its own.
 
 The official files (`PatentDesc-355k.json`, `ocr.json`) are single objects of ~355K entries, too big to load whole.
-`iter_object_entries` finds where each top-level value starts and ends (strings, brackets and braces only, with
-regular expressions; no parse tree, no per-event prefix strings, so memory and time are linear in the file and
-flat in an entry's nesting depth), then parses that value alone with `json.loads`. So whatever is wrong inside one
-entry fails that entry only, reported by its key, and the entries after it are still read:
+`iter_object_entries` reads it a chunk at a time and parses one top-level value at a time: first in place with
+`json`'s C decoder; when that fails (a value cut by the end of the chunk, or a bad one) a scanner that looks only
+at strings and brackets (regular expressions, no parse tree, no per-event prefix strings: linear time and memory,
+flat in the nesting depth) finds where the value ends, and that text alone is parsed. So whatever is wrong inside
+one entry fails that entry only, reported by its key, and the entries after it are still read:
 
 - `NaN`, `Infinity`, `-Infinity` (Python's `json` writes them, JSON has none): the entry is rejected;
 - numbers of any size (2^64, say) are read exactly, as Python ints (the readers check their range);
@@ -13,9 +14,9 @@ entry fails that entry only, reported by its key, and the entries after it are s
 - invalid syntax inside a value, bytes that are not UTF-8 (marked with `NOT_UTF8` in the strings).
 
 What breaks the object itself (a truncated file, text after the final `}`, a missing `:` or `,` between entries)
-raises `BrokenFileError` (a `ValueError`) naming the place, after every complete entry before it was yielded. The encoding comes from
-the byte-order mark: UTF-8 (with or without one) or UTF-16, as `sniff_encoding` says. A file whose top level is not
-an object (an array, say) raises `BrokenFileError` saying so before any entry.
+raises `BrokenFileError` (a `ValueError`) naming the place, after every complete entry before it was yielded.
+The encoding comes from the byte-order mark: UTF-8 (with or without one) or UTF-16, as `sniff_encoding` says. A
+file whose top level is not an object (an array, say) raises `BrokenFileError` saying so before any entry.
 """
 
 from __future__ import annotations
@@ -187,7 +188,9 @@ def iter_object_entries(chunks: Iterator[str], name: str) -> Iterator[tuple[str,
 def _broken(name: str, count: int, scan: _Scanner, expected: str) -> BrokenFileError:
     found = scan.buf[scan.pos : scan.pos + 20]
     what = f"found {found!r}" if found else "the file ends"
-    return BrokenFileError(f"{name} is not valid JSON after {count} entries: expected {expected} at {scan.where()}, {what}")
+    return BrokenFileError(
+        f"{name} is not valid JSON after {count} entries: expected {expected} at {scan.where()}, {what}"
+    )
 
 
 def _read_key(scan: _Scanner, name: str, count: int) -> str:

@@ -372,7 +372,8 @@ def test_a_sigkilled_build_leaves_no_dataset_and_the_next_build_removes_its_left
 def test_a_second_build_of_the_same_output_stops_at_once(tmp_path):
     root = _figures_root(tmp_path / "DATASET", 2)
     with held_lock(root / ".patentdesc-355k.lock") as holder:
-        with pytest.raises(AlreadyRunningError, match=rf"a build of {root / 'patentdesc-355k'} is already running \(pid {holder} "):
+        message = rf"a build of {root / 'patentdesc-355k'} is already running \(pid {holder} "
+        with pytest.raises(AlreadyRunningError, match=message):
             build_patentdesc_dataset(root, options=ALL_TRAIN, progress=False)
     assert not (root / "patentdesc-355k").exists() and not list(root.glob(".patentdesc-355k.tmp-*"))
 

@@ -259,7 +259,8 @@ def test_a_second_ocr_run_on_the_same_cache_stops_at_once(tmp_path):
     cache = tmp_path / "ocr" / "ocr_cache.jsonl"
     cache.parent.mkdir()
     with held_lock(cache.with_name(".ocr_cache.jsonl.lock")) as holder:
-        with pytest.raises(AlreadyRunningError, match=rf"an ocr run writing {cache} is already running \(pid {holder} "):
+        message = rf"an ocr run writing {cache} is already running \(pid {holder} "
+        with pytest.raises(AlreadyRunningError, match=message):
             run_ocr([SMALLEST], IMAGES, cache, tmp_path / "failures.jsonl")
     assert not cache.exists()
     assert run_ocr([SMALLEST], IMAGES, cache, tmp_path / "failures.jsonl").processed == 1  # the holder is gone
