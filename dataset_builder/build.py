@@ -57,11 +57,10 @@ from processing.images import load_image
 
 from .features import CONFIGS, patentdesc_features
 from .cli import at_least
-from .download import frames_note
 from .files import atomic_directory, remove_stale_temporaries, run_lock
 from .pool import ResilientPool, WorkerDiedError
 from .records import DiskMap, Record, find_split_dir, iter_ocr_cache, iter_official_ocr, iter_records
-from .reports import ReportWriter
+from .reports import ReportWriter, frames_note
 from .splits import DEFAULT_RATIOS, SPLITS, SplitAssigner, parse_ratios
 
 __all__ = [

@@ -60,7 +60,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
@@ -71,7 +71,7 @@ from .files import TEMP_MARK, atomic_write, run_lock
 from .ids import InvalidImageIdError, validate_image_id
 from .jsonstream import BrokenFileError
 from .records import iter_records
-from .reports import ReportWriter
+from .reports import ReportWriter, frames_note
 
 __all__ = [
     "DATASET_JSON",
@@ -79,7 +79,6 @@ __all__ = [
     "add_arguments",
     "checked_png",
     "download_images",
-    "frames_note",
     "run",
     "shard_of",
     "sharded_name",
@@ -365,13 +364,6 @@ def _get(opener: urllib.request.OpenerDirector, url: str, timeout: float, max_by
         raise _DownloadError(f"connection error: {type(error).__name__}: {error}", permanent=False) from None
     except ValueError as error:  # a Location header that is not a URL, say
         raise _DownloadError(f"invalid URL: {error}", permanent=True) from None
-
-
-def frames_note(image: Image.Image) -> str | None:
-    """For an animated or multi-page image (GIF, APNG, multi-page TIFF, ...), the report's note that only its first
-    frame is kept; None for a single image."""
-    frames = getattr(image, "n_frames", 1)
-    return f"{image.format} image with {frames} frames: only the first frame is kept" if frames > 1 else None
 
 
 def checked_png(body: bytes, max_pixels: int | None) -> tuple[bytes, str | None]:

@@ -1,7 +1,8 @@
 """Reports of rejected or failed items: JSON Lines, one `{"image_id", "stage", "reason"}` object per line.
 
 A long run never stops for one bad item: it writes a line here and goes on. Lines are flushed as written, so a
-crash loses nothing already reported.
+crash loses nothing already reported. `frames_note` is the one reason written for a figure that is kept changed: an animated or
+multi-page image of which only the first frame is kept.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ReportWriter", "read_report"]
+from PIL import Image
+
+__all__ = ["ReportWriter", "frames_note", "read_report"]
 
 
 class ReportWriter:
@@ -67,3 +70,10 @@ def read_report(path: str | os.PathLike) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
     return lines
+
+
+def frames_note(image: Image.Image) -> str | None:
+    """For an animated or multi-page image (GIF, APNG, multi-page TIFF, ...), the report's note that only its first
+    frame is kept; None for a single image."""
+    frames = getattr(image, "n_frames", 1)
+    return f"{image.format} image with {frames} frames: only the first frame is kept" if frames > 1 else None

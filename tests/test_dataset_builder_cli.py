@@ -106,3 +106,32 @@ def test_build_and_export_from_the_command_line(root, capsys):
     assert len(json.loads((root / "llava_json" / "detailed_train").read_text())) == 2
     with pytest.raises(SystemExit):
         main(["build", "--root", str(root), "--ratios", "0.5,0.6,0.1"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["build", "--workers", "0"], "argument --workers: 0 is not an integer >= 1"),
+        (["build", "--max-shard-mb", "0"], "argument --max-shard-mb: 0 is not an integer >= 1"),
+        (["download", "--workers", "0"], "argument --workers: 0 is not an integer >= 1"),
+        (["download", "--timeout", "0"], "argument --timeout: 0 is not a number > 0"),
+        (["download", "--retries", "-1"], "argument --retries: -1 is not an integer >= 0"),
+        (["download", "--num-shards", "0"], "argument --num-shards: 0 is not an integer >= 1"),
+        (["ocr", "--workers", "0"], "argument --workers: 0 is not an integer >= 1"),
+        (["ocr", "--timeout", "nan"], "argument --timeout: nan is not a number > 0"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_in_one_line(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--root", str(tmp_path)])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.strip().endswith(message)
+
+
+def test_export_llava_removes_a_killed_exports_temporaries(root):
+    llava = root / "llava_json"
+    (llava / ".work.tmp-0123456789ab").mkdir(parents=True)
+    (llava / ".brief_train.tmp-0123456789ab").write_text('[{"id": "half')
+    assert main(["export-llava", "--root", str(root)]) == 0
+    assert sorted(path.name for path in llava.iterdir()) == [
+        ".export-llava.lock", "brief_train", "brief_val", "detailed_train", "detailed_val"
+    ]  # fmt: skip

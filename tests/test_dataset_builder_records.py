@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from dataset_builder.ids import InvalidImageIdError, validate_image_id
-from dataset_builder.jsonstream import BrokenFileError
+from dataset_builder import jsonstream
+from dataset_builder.jsonstream import BrokenFileError, iter_object_entries
 from dataset_builder.records import (
     OCR_VOCAB_SIZE,
     DiskMap,
@@ -306,3 +307,30 @@ def test_ocr_cache_boxes_must_be_integers(tmp_path):
     with ReportWriter(tmp_path / "rejected.jsonl", "build") as report:
         assert [row[0] for row in iter_ocr_cache([tmp_path / "ocr_cache.jsonl"], report)] == ["US1111111B2__1"]
     assert set(_reasons(tmp_path / "rejected.jsonl")) == {"US1111111B2__2", "US1111111B2__3"}
+
+
+def _entries(text: str, chunk: int) -> list:
+    chunks = iter([text[i : i + chunk] for i in range(0, len(text), chunk)])
+    return [item if isinstance(item, tuple) else ("bad", item.key, str(item)) for item in
+            iter_object_entries(chunks, "f.json")]  # fmt: skip
+
+
+def test_the_stream_reader_gives_json_loads_results_at_any_chunk_boundary():
+    value = {
+        "US1111111B2__1": {"a": 'quote " and backslash \\ and } ] { [ inside', "n": [1, -2.5e3, None, True, {}]},
+        "k\u00e9y \\\" 2": ["\u2603", 12345678901234567890, {"deep": [[[[["x"]]]]]}],
+        "US1111111B2__3": 7,
+        "US1111111B2__4": "",
+    }
+    text = json.dumps(value, indent=1)
+    for chunk in (1, 2, 3, 7, 64, 1 << 20):
+        assert _entries(text, chunk) == list(value.items()), chunk
+
+
+def test_an_entry_over_the_size_cap_is_rejected_without_being_kept(monkeypatch):
+    monkeypatch.setattr(jsonstream, "MAX_ENTRY_CHARS", 1000)
+    monkeypatch.setattr(jsonstream, "CHUNK_BYTES", 100)
+    text = json.dumps({"a": 1, "b": {"text": "x" * 5000, "list": list(range(1000))}, "c": 3})
+    assert _entries(text, 100) == [
+        ("a", 1), ("bad", "b", "the entry is over 1,000 characters: skipped unread"), ("c", 3)
+    ]  # fmt: skip
