@@ -1,8 +1,8 @@
 """Reports of rejected or failed items: JSON Lines, one `{"image_id", "stage", "reason"}` object per line.
 
 A long run never stops for one bad item: it writes a line here and goes on. Lines are flushed as written, so a
-crash loses nothing already reported. `frames_note` is the one reason written for a figure that is kept changed: an animated or
-multi-page image of which only the first frame is kept.
+crash loses nothing already reported. `frames_note` is the reason written for a figure kept with a change: an
+animated or multi-page image of which only the first frame is kept.
 """
 
 from __future__ import annotations
