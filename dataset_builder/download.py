@@ -46,7 +46,6 @@ import email.utils
 import hashlib
 import http.client
 import io
-import json
 import os
 import random
 import socket
@@ -71,7 +70,7 @@ from .files import TEMP_MARK, atomic_write, run_lock
 from .ids import InvalidImageIdError, validate_image_id
 from .jsonstream import BrokenFileError
 from .records import iter_records
-from .reports import ReportWriter, frames_note
+from .reports import ReportWriter, frames_note, permanent_failures
 
 __all__ = [
     "DATASET_JSON",
@@ -406,21 +405,6 @@ def _is_complete_png(path: Path) -> bool:
         return False
 
 
-def _read_permanent_failures(report_path: Path) -> set[str]:
-    """Ids with a permanent failure in an earlier run's report (a half-written last line is ignored)."""
-    failed: set[str] = set()
-    if report_path.exists():
-        with open(report_path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(entry, dict) and entry.get("permanent") is True:
-                    failed.add(entry.get("image_id"))
-    return failed
-
-
 class _Downloader:
     """The per-item work of `download_images`, shared by its threads."""
 
@@ -537,7 +521,7 @@ def _download_locked(
 ) -> DownloadSummary:
     """`download_images` once it holds the shard's lock."""
     summary = DownloadSummary()
-    previously_failed = set() if retry_failed else _read_permanent_failures(report_path)
+    previously_failed = set() if retry_failed else permanent_failures(report_path)
 
     # 1) one scan of images/: complete-looking files, and this shard's stale temporaries (a killed run's) deleted
     present: set[str] = set()

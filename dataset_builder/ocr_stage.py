@@ -64,7 +64,7 @@ from .files import atomic_write, remove_stale_temporaries, run_lock
 from .ids import InvalidImageIdError, validate_image_id
 from .pool import ResilientPool, WorkerDiedError
 from .records import iter_official_ocr
-from .reports import ReportWriter
+from .reports import ReportWriter, permanent_failures
 
 try:  # transformers >= 5 (the PIL backend); the same import as processing.ocr
     from transformers.models.layoutlmv3.image_processing_pil_layoutlmv3 import normalize_box
@@ -271,9 +271,7 @@ def _run_ocr_locked(
 ) -> OcrSummary:
     """`run_ocr` once it holds the lock of its cache file."""
     cached = {entry["image_id"] for path in _cache_files(cache_path.parent) for entry in _iter_jsonl(path)}
-    failed_before = set()
-    if not retry_failed:
-        failed_before = {entry["image_id"] for entry in _iter_jsonl(report_path) if entry.get("permanent") is True}
+    failed_before = set() if retry_failed else permanent_failures(report_path)
     summary = OcrSummary()
 
     with ReportWriter(report_path, "ocr") as report:

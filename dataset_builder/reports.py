@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-__all__ = ["ReportWriter", "frames_note", "read_report"]
+__all__ = ["ReportWriter", "frames_note", "permanent_failures", "read_report"]
 
 
 class ReportWriter:
@@ -70,6 +70,11 @@ def read_report(path: str | os.PathLike) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
     return lines
+
+
+def permanent_failures(path: str | os.PathLike) -> set[str]:
+    """The ids of a report's lines with `"permanent": true`: the failures a plain rerun does not try again."""
+    return {line["image_id"] for line in read_report(path) if isinstance(line, dict) and line.get("permanent") is True}
 
 
 def frames_note(image: Image.Image) -> str | None:

@@ -219,25 +219,31 @@ download_images(items, Path(sys.argv[2]), Path(sys.argv[3]), workers=2, per_host
 """
 
 
+def _child_download(items: list, images: Path, report: Path, started) -> subprocess.Popen:
+    """`download_images(items, images, report)` in a real child process, returned once `started()` is true."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, json.dumps(items), str(images), str(report)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 90  # the child first imports torch and transformers
+    while not started():
+        if child.poll() is not None or time.monotonic() > deadline:
+            child.kill()
+            raise AssertionError("the child ended or stalled")
+        time.sleep(0.05)
+    return child
+
+
 def test_resumes_after_sigkill(tmp_path):
     """SIGKILL a download mid-run, rerun: all fetched, no complete file fetched twice, nothing partial left."""
     ids, images, report = _ids(16), tmp_path / "images", tmp_path / "failures.jsonl"
     with FigureServer(delay=0.25) as server:
         items = _serve_figures(server, ids)
-        child = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, json.dumps(items), str(images), str(report)],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 90  # the child first imports torch and transformers
-            while len(list(images.glob("*.png"))) < 4:
-                assert child.poll() is None and time.monotonic() < deadline, "the child ended or stalled"
-                time.sleep(0.05)
-        finally:
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait()
+        child = _child_download(items, images, report, started=lambda: len(list(images.glob("*.png"))) >= 4)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
         done_before = {p.name[: -len(".png")] for p in images.glob("*.png")}
         assert 4 <= len(done_before) < 16
         for path in images.glob("*.png"):  # every file left by the killed run is complete
@@ -382,17 +388,8 @@ def test_a_second_download_of_the_same_shard_stops_at_once_with_a_clear_message(
     ids, images, report = _ids(6), tmp_path / "images", tmp_path / "failures.jsonl"
     with FigureServer(delay=0.5) as server:
         items = _serve_figures(server, ids)
-        child = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, json.dumps(items), str(images), str(report)],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        child = _child_download(items, images, report, started=lambda: bool(server.counts))
         try:
-            deadline = time.monotonic() + 90  # the child first imports torch and transformers
-            while not server.counts:
-                assert child.poll() is None and time.monotonic() < deadline, "the child ended or stalled"
-                time.sleep(0.05)
             with pytest.raises(AlreadyRunningError, match=rf"into {images} is already running \(pid {child.pid} "):
                 download_images(items, images, report, **FAST)
             assert child.wait(timeout=60) == 0
