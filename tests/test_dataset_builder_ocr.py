@@ -264,3 +264,15 @@ def test_a_second_ocr_run_on_the_same_cache_stops_at_once(tmp_path):
             run_ocr([SMALLEST], IMAGES, cache, tmp_path / "failures.jsonl")
     assert not cache.exists()
     assert run_ocr([SMALLEST], IMAGES, cache, tmp_path / "failures.jsonl").processed == 1  # the holder is gone
+
+
+def test_a_file_name_with_a_newline_is_reported_not_ocred(tmp_path):
+    (tmp_path / "images").mkdir()
+    shutil.copy(IMAGES / f"{SMALLEST}.png", tmp_path / "images" / f"{SMALLEST}\n.png")  # `$` would accept it
+    shutil.copy(IMAGES / f"{SMALLEST}.png", tmp_path / "images")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run(parser.parse_args(["--root", str(tmp_path), "--workers", "1"])) == 0
+    assert list(read_ocr_cache(tmp_path / "ocr" / "ocr_cache.jsonl")) == [SMALLEST]
+    (line,) = read_report(tmp_path / "reports" / "ocr_failures.jsonl")
+    assert line["image_id"] == f"{SMALLEST}\n" and "is not of the form" in line["reason"]
