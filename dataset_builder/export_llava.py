@@ -70,7 +70,7 @@ def export_llava(
     names = {(config, split): f"{config}_{SPLIT_FILE_STEMS[split]}" for config in CONFIGS for split in EXPORT_SPLITS}
     counts = dict.fromkeys(names.values(), 0)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(run_lock(output / ".export-llava.lock", f"an export-llava into {output}"))
+        stack.enter_context(run_lock(output.with_name(f".{output.name}.lock"), f"an export-llava into {output}"))
         for name in [*names.values(), "work"]:
             remove_stale_temporaries(output / name)
         report_path.unlink(missing_ok=True)
