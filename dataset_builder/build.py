@@ -244,13 +244,11 @@ def iter_examples(
         pool = ResilientPool(options.workers) if options.workers > 1 else None
         try:
             for batch in _batched(candidates(), 32 * options.workers):
-                paths = [layout.images_dir / f"{record.image_id}.png" for record, _, _ in batch]
-                tasks = [(k, (path, options.max_image_pixels)) for k, path in enumerate(paths)]
+                arguments = [(layout.images_dir / f"{r.image_id}.png", options.max_image_pixels) for r, _, _ in batch]
                 if pool is None:
-                    prepared = [prepare_image(*arguments) for _, arguments in tasks]
-                else:
-                    done = dict(pool.map_unordered(prepare_image, tasks))
-                    prepared = [_prepared(done[k]) for k in range(len(batch))]
+                    prepared = (prepare_image(*args) for args in arguments)
+                else:  # rows go out while the workers check the rest of the batch
+                    prepared = map(_prepared, pool.map_in_order(prepare_image, arguments))
                 for (record, split, kept), image in zip(batch, prepared):
                     row = _row(record, image, tesseract, official, options, report)
                     for config in kept if row is not None else ():

@@ -78,6 +78,17 @@ class ResilientPool:
                     yield task[0], self._run_alone(function, task)
                 self._pool = self._new_pool(self.workers)
 
+    def map_in_order(self, function: Callable[..., Any], arguments: Iterable[tuple]) -> Iterator[Any]:
+        """`function(*args)` for each `args` of `arguments`, yielded in their order, each as soon as it and all
+        before it are done (results that finish early wait: pass a bounded batch)."""
+        waiting: dict[int, Any] = {}
+        next_index = 0
+        for index, result in self.map_unordered(function, enumerate(arguments)):
+            waiting[index] = result
+            while next_index in waiting:
+                yield waiting.pop(next_index)
+                next_index += 1
+
     def _run_alone(self, function: Callable[..., Any], task: Task) -> Any:
         with self._new_pool(1) as alone:
             try:
