@@ -353,11 +353,11 @@ build_patentdesc_dataset(sys.argv[1], options=BuildOptions(workers=1), progress=
 
 
 def test_a_sigkilled_build_leaves_no_dataset_and_the_next_build_removes_its_leftovers(tmp_path):
-    root = _figures_root(tmp_path / "DATASET", 150)
+    root = _figures_root(tmp_path / "DATASET", 120)
     child = subprocess.Popen([sys.executable, "-c", _BUILD, str(root)], cwd=REPO, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 90  # the child first imports datasets and transformers
-        while not list(root.glob(".patentdesc-355k.tmp-*/*/*.parquet")):  # mid-build: a shard being written
+        while not list(root.glob(".patentdesc-355k.tmp-*/.patentdesc-work-*/seen.sqlite")):  # reading the JSON
             assert child.poll() is None and time.monotonic() < deadline, "the child ended or stalled"
             time.sleep(0.01)
     finally:
@@ -366,7 +366,7 @@ def test_a_sigkilled_build_leaves_no_dataset_and_the_next_build_removes_its_left
     assert list(root.glob(".patentdesc-355k.tmp-*")) and not (root / "patentdesc-355k").exists()
     build_patentdesc_dataset(root, options=ALL_TRAIN, progress=False)
     assert not list(root.glob(".patentdesc-355k.tmp-*"))
-    assert load_dataset(str(root / "patentdesc-355k"), "brief", cache_dir=str(tmp_path / "c"))["train"].num_rows == 150
+    assert load_dataset(str(root / "patentdesc-355k"), "brief", cache_dir=str(tmp_path / "c"))["train"].num_rows == 120
 
 
 def test_a_second_build_of_the_same_output_stops_at_once(tmp_path):
