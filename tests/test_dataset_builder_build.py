@@ -352,6 +352,7 @@ build_patentdesc_dataset(sys.argv[1], options=BuildOptions(workers=1), progress=
 """
 
 
+@pytest.mark.slow  # 19-23 s on 2 busy cores: the child imports datasets and transformers before it builds
 def test_a_sigkilled_build_leaves_no_dataset_and_the_next_build_removes_its_leftovers(tmp_path):
     root = _figures_root(tmp_path / "DATASET", 120)
     child = subprocess.Popen([sys.executable, "-c", _BUILD, str(root)], cwd=REPO, stderr=subprocess.DEVNULL)
