@@ -37,6 +37,8 @@ What it guarantees:
   versions). Jobs with different `--shard-index` never touch the same file; each writes its own report,
   `reports/download_failures-{k:05d}-of-{n:05d}.jsonl`. Entries of the JSON that fail validation (bad id, missing
   fields, duplicates) are reported by shard 0 only.
+- A JSON that breaks off (truncated, say) still gives the complete entries before the break: they are downloaded,
+  then `download` names the break and exits with status 1 (`build` refuses such a file with the same words).
 """
 
 from __future__ import annotations
