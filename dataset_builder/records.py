@@ -56,7 +56,6 @@ DESCRIPTION_FIELDS = {"brief": "brief_description", "detailed": "detailed_descri
 REQUIRED_FIELDS = ("image_url", "brief_description", "detailed_description")
 SPLIT_DIR_NAMES = ("data_splits", "splits")  # the SPEC's name, then the original code's
 OCR_VOCAB_SIZE = 50265  # tokens of LayoutLMv3-base's tokenizer, whose ids the official ocr.json holds
-_NOT_UTF8 = NOT_UTF8  # what bytes that are not valid text decode to (see `jsonstream`)
 
 
 class InvalidRecordError(ValueError):
@@ -128,7 +127,7 @@ def _report(report: ReportWriter | None, image_id: str | None, reason: str) -> N
 
 def _has_invalid_utf8(value: Any) -> bool:
     if isinstance(value, str):
-        return _NOT_UTF8 in value
+        return NOT_UTF8 in value
     if isinstance(value, dict):
         return any(_has_invalid_utf8(k) or _has_invalid_utf8(v) for k, v in value.items())
     if isinstance(value, list):
@@ -138,7 +137,7 @@ def _has_invalid_utf8(value: Any) -> bool:
 
 def validate_entry(image_id: str, entry: Any) -> Record:
     """One `(key, value)` pair of PatentDesc-355k.json -> `Record`, or `InvalidRecordError` saying what is wrong."""
-    if _NOT_UTF8 in image_id:
+    if NOT_UTF8 in image_id:
         raise InvalidRecordError(f"the image id {image_id!r} contains bytes that are not UTF-8")
     try:
         validate_image_id(image_id)
@@ -152,7 +151,7 @@ def validate_entry(image_id: str, entry: Any) -> Record:
     for field in REQUIRED_FIELDS:
         if not isinstance(entry[field], str):
             raise InvalidRecordError(f"field {field!r} is a {_json_type(entry[field])}, expected a string")
-        if _NOT_UTF8 in entry[field]:
+        if NOT_UTF8 in entry[field]:
             raise InvalidRecordError(f"field {field!r} contains bytes that are not UTF-8")
     return Record(
         image_id=image_id,
@@ -218,7 +217,7 @@ def iter_split_file(path: str | os.PathLike, report: ReportWriter | None = None)
             if not image_id:
                 continue
             try:
-                if _NOT_UTF8 in image_id:
+                if NOT_UTF8 in image_id:
                     raise InvalidImageIdError("the line contains bytes that are not UTF-8")
                 yield validate_image_id(image_id)
             except InvalidImageIdError as error:
@@ -323,7 +322,7 @@ def iter_ocr_cache(
                     continue
                 entry = None
                 try:
-                    if _NOT_UTF8 in line:
+                    if NOT_UTF8 in line:
                         raise ValueError("the line contains bytes that are not UTF-8")
                     entry = json.loads(line)
                     yield _validate_ocr_line(entry)
