@@ -17,20 +17,21 @@ the OCR cache of the `ocr` step (`ocr/ocr_cache*.jsonl`) and, when present, the 
 `load_dataset("patentdesc-355k", "brief")` (from the parent folder), `load_dataset("/abs/path/to/
 patentdesc-355k", "detailed")` and `streaming=True` work, and the folder can be pushed to the Hub as it is.
 
-Each figure becomes one row per config whose description (stripped) is not empty, as in the original dataset
-class; a figure with both empty is left out. Images are checked with `processing.images.load_image` (pixel cap
-against decompression bombs, full decode against truncation). PNGs in mode 1, L or RGB are embedded byte for byte
-(patent drawings are mostly 1-bit: re-encoding as RGB would triple them for nothing); anything else (palette,
-alpha, 16-bit, CMYK, a JPEG or TIFF named `.png`, an animated or multi-page image: its first frame) is converted
-to 8-bit RGB as the processor would, re-encoded as PNG, and reported with `"action": "converted"`. A damaged file
-is reported with its name and whatever its decoder raised, and the run goes on. A figure needs an OCR result (Tesseract words from the cache or
-token ids from `ocr.json`) unless `--allow-missing-ocr`, which writes null OCR columns instead.
+Each figure becomes one row per config whose description (stripped) is not empty, as in the original dataset class;
+a figure with both empty is left out. Images are checked with `processing.images.load_image` (pixel cap against
+decompression bombs, full decode against truncation). PNGs in mode 1, L or RGB are embedded byte for byte (patent
+drawings are mostly 1-bit: re-encoding as RGB would triple them for nothing); anything else (palette, alpha, 16-bit,
+CMYK, a JPEG or TIFF named `.png`, an animated or multi-page image: its first frame) is converted to 8-bit RGB as
+the processor would, re-encoded as PNG, and reported with `"action": "converted"`. A damaged file is reported with
+its name and whatever its decoder raised, and the run goes on. A figure needs an OCR result (Tesseract words from
+the cache or token ids from `ocr.json`) unless `--allow-missing-ocr`, which writes null OCR columns instead.
 
-Memory stays flat at any size: the JSON is streamed, per-id bookkeeping lives in SQLite files, rows are written
-in row groups of ~100 figures (8 MiB) and shards are closed at `--max-shard-mb`. Images are checked by `--workers`
-processes; one killed by a signal (the out-of-memory killer, say) fails no figure (`pool.ResilientPool`). The whole folder is written under a temporary name and renamed into place at the end, so a crash never
-leaves a half-written dataset (a rerun starts again, deleting what the killed run left; the `download` and `ocr`
-steps are the resumable ones). Two builds of one output at once: the second stops with a clear message.
+Memory stays flat at any size: the JSON is streamed, per-id bookkeeping lives in SQLite files, rows are written in
+row groups of ~100 figures (8 MiB) and shards are closed at `--max-shard-mb`. Images are checked by `--workers`
+processes; one killed by a signal (the out-of-memory killer, say) fails no figure (`pool.ResilientPool`). The whole
+folder is written under a temporary name and renamed into place at the end, so a crash never leaves a half-written
+dataset (a rerun starts again, deleting what the killed run left; the `download` and `ocr` steps are the resumable
+ones). Two builds of one output at once: the second stops with a clear message.
 """
 
 from __future__ import annotations
