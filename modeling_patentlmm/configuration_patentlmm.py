@@ -16,13 +16,19 @@ except ImportError:  # transformers 4.x
 
 __all__ = ["PatentLMMConfig", "PATENTMME_LARGE"]
 
-# PatentMME is LayoutLMv3-large pretrained on patent figures at 384 px with 16 px patches
-# (24 x 24 = 576 patches). These are the values its checkpoint was trained with.
+# PatentMME is LayoutLMv3-large (microsoft/layoutlmv3-large's config) pretrained on patent figures at 384 px with
+# 16 px patches (24 x 24 = 576 patches), the values the original sets on that config (`PatentMME/model.py:19-21`,
+# `llava/model/multimodal_encoder/patentmme_enocder.py:32-33`). Where LayoutLMv3-large differs from
+# `LayoutLMv3Config()`'s (base) defaults, the value is spelled out: its layout embeddings are 4 * 171 + 2 * 170 = 1024
+# wide (the hidden size, as LayoutLMv3's embeddings require) and it has one token type, like RoBERTa.
 PATENTMME_LARGE: dict[str, Any] = {
     "hidden_size": 1024,
     "num_hidden_layers": 24,
     "num_attention_heads": 16,
     "intermediate_size": 4096,
+    "coordinate_size": 171,
+    "shape_size": 170,
+    "type_vocab_size": 1,
     "input_size": 384,
     "patch_size": 16,
     "vocab_size": 50265,
@@ -50,8 +56,14 @@ class PatentLMMConfig(PreTrainedConfig):
             whose vocabulary has one extra row for `<image>` (32,001).
         projector_type (`str`, *optional*, defaults to `"mlp2x_gelu"`):
             `"mlp2x_gelu"` (Linear, GELU, Linear) or `"linear"`.
-        vision_feature_layer (`int`, *optional*, defaults to -2):
-            Index into the encoder's `hidden_states` whose output feeds the projector.
+        vision_feature_layer (`int`, *optional*, defaults to -1):
+            Which output of the encoder feeds the projector, as an index into transformers' `LayoutLMv3Model`
+            `hidden_states` (`0`: the embeddings, `k`: layer k, `-1`: the last layer, `-2`: the one before).
+            The original asks for `hidden_states[-2]` (`patentmme_enocder.py:48`), but its vendored LayoutLMv3
+            returns the encoder's whole output object as `hidden_states` (`modelling_layoutv3.py:1011-1028`), whose
+            index -2 is the *last* layer's output: the official weights were trained on it, so the original is -1
+            here (`convert-original` writes -1). New models default to -1 as well, so that training with this package
+            follows the paper's recipe and its checkpoints stay interchangeable with converted ones.
         vision_feature_select_strategy (`str`, *optional*, defaults to `"patch"`):
             `"patch"` drops the first encoder position (T_ocr - 1 + 577 features, the original's choice);
             `"cls_patch"` keeps all of them (T_ocr + 577 features).
@@ -71,7 +83,7 @@ class PatentLMMConfig(PreTrainedConfig):
         vision_config: dict | LayoutLMv3Config | None = None,
         text_config: dict | PreTrainedConfig | None = None,
         projector_type: str = "mlp2x_gelu",
-        vision_feature_layer: int = -2,
+        vision_feature_layer: int = -1,
         vision_feature_select_strategy: str = "patch",
         image_token_id: int = 32000,
         max_ocr_tokens: int = 512,
@@ -105,6 +117,13 @@ class PatentLMMConfig(PreTrainedConfig):
             raise ValueError(
                 f"vision_feature_layer={vision_feature_layer} is out of range for an encoder with "
                 f"{vision_config.num_hidden_layers} layers ({num_encoder_outputs} hidden states)."
+            )
+        layout_width = 4 * vision_config.coordinate_size + 2 * vision_config.shape_size
+        if layout_width != vision_config.hidden_size:
+            raise ValueError(
+                f"vision_config: 4 * coordinate_size + 2 * shape_size = 4 * {vision_config.coordinate_size} + 2 * "
+                f"{vision_config.shape_size} = {layout_width} must equal hidden_size={vision_config.hidden_size} "
+                "(LayoutLMv3 concatenates the box embeddings to the token embedding's width; LayoutLMv3-large: 171/170)."
             )
         if vision_config.input_size % vision_config.patch_size != 0:
             raise ValueError(

@@ -2,16 +2,24 @@
 
 Inputs (SPEC §5), all read with `torch.load(..., weights_only=True)`:
 - PatentMME, a PyTorch Lightning `last.ckpt`: `["state_dict"]` holds the LayoutLMv3 encoder under `model.`;
-  every other tensor there (the pretraining heads) is ignored and reported at INFO level. Required for stage 1;
-  optional for stage 2, whose checkpoint carries a copy of the (frozen) encoder that it then replaces.
+  every other tensor there (the pretraining heads) is ignored and reported at INFO level. Required for stage 1.
+  Optional for stage 2: its checkpoint carries the copy of the (frozen) encoder that the original ran, and that copy
+  wins, as in the original, which loads PatentMME and then the stage-2 `module` state dict over it
+  (`finetuned_inference.py:98-116`); PatentMME then only supplies encoder tensors the checkpoint lacks.
 - Either a stage-2 DeepSpeed `mp_rank_00_model_states.pt` (`["module"]`: a PEFT-wrapped LLaVA-LLaMA with LoRA on
   the decoder, the `mm_projector`, a copy of the encoder, the embeddings and the LM head), or a stage-1
-  `mm_projector.bin` (`model.mm_projector.*` only; the decoder is then the base LLM's).
+  `mm_projector.bin`, in either layout the original writes: `model.mm_projector.*` (`scripts/extract_mm_projector.py`)
+  or `base_model.model.model.mm_projector.*` (its stage-1 training, run with `--lora_enable True`); the decoder is
+  then the base LLM's.
 - The base LLM folder (Hugging Face LLaMA/Vicuna): its config and tokenizer, and for stage 1 its weights.
 - A LayoutLMv3 tokenizer for the OCR words (a folder or a Hub id such as `microsoft/layoutlmv3-large`).
 
 Output: `PatentLMMForConditionalGeneration.save_pretrained` + `PatentLMMProcessor.save_pretrained` (safetensors only),
-loadable with `AutoModelForImageTextToText` / `AutoProcessor` and `trust_remote_code=True`. The original marked the
+loadable with `AutoModelForImageTextToText` / `AutoProcessor` and `trust_remote_code=True`, in float32 by default:
+the original inference ran the model in float32 (`finetuned_inference.py:83`; its bf16 casts, :93 and :104, are
+commented out), so float32 reproduces its outputs; `--dtype bfloat16` halves the size (the training dtype; greedy
+text may then part from the original's after some tokens). The encoder feeds the projector from its last layer
+(`vision_feature_layer=-1`, see `PatentLMMConfig`), the layer the original actually used. The original marked the
 image with a -200 sentinel id; here `<image>` is added to the decoder tokenizer (when absent) and the embeddings and
 the LM head grow to cover it (new rows = the mean of the old ones; generation suppresses the token).
 LoRA is merged, `W += (alpha / r) B A`, or with `--keep-adapter` written next to the unmerged weights as a PEFT
@@ -60,12 +68,17 @@ __all__ = ["DEFAULT_LORA_ALPHA", "add_arguments", "convert_original", "run"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_LORA_ALPHA = 256.0  # the original stage-2 training: LoRA r 128, alpha 256
+DEFAULT_DTYPE = "float32"  # what the original inference ran (see the module docstring)
+# The encoder output the original fed the projector: its `hidden_states[-2]` (patentmme_enocder.py:48) indexes the
+# vendored LayoutLMv3's output object, whose -2 is the last layer (modelling_layoutv3.py:1011-1028); in transformers'
+# `hidden_states` that is -1.
+ORIGINAL_VISION_FEATURE_LAYER = -1
 ORIGINAL_LORA_DROPOUT = 0.05  # LLaVA-1.5's LoRA dropout; only matters if the kept adapter is trained further
 ORIGINAL_MAX_NEW_TOKENS = 512  # the original inference script: greedy decoding, at most 512 new tokens
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 MAX_LISTED_KEYS = 20
 
-PEFT_PREFIX = "base_model.model."  # PEFT's wrapper around LLaVA's LlavaLlamaForCausalLM
+PEFT_PREFIX = "base_model.model."  # PEFT's wrapper around LLaVA's LlavaLlamaForCausalLM (also in stage-1 projectors)
 # Original name prefix -> PatentLMM name prefix; the first match wins. LLaVA's "mlp2x_gelu" projector is
 # nn.Sequential(Linear, GELU, Linear) (indices 0 and 2); its "linear" projector is a bare nn.Linear.
 RENAMES = (
@@ -115,7 +128,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="PATH",
         help="PatentMME PyTorch Lightning checkpoint (last.ckpt), the encoder. Required with --projector; with "
-        "--checkpoint it replaces the checkpoint's own copy of the encoder.",
+        "--checkpoint the checkpoint's own copy of the encoder wins (as in the original) and PatentMME only fills "
+        "in encoder tensors the checkpoint lacks.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -128,7 +142,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--projector",
         type=Path,
         metavar="PATH",
-        help="stage-1 mm_projector.bin; the decoder's weights then come from --base-llm.",
+        help="stage-1 mm_projector.bin (model.mm_projector.* or base_model.model.model.mm_projector.* keys); the "
+        "decoder's weights then come from --base-llm.",
     )
     parser.add_argument(
         "--base-llm",
@@ -159,13 +174,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--vision-config",
         type=Path,
         metavar="JSON_FILE",
-        help="LayoutLMv3 config (JSON) of the encoder, when it is not PatentMME-large (1024 wide, 24 layers, 384 px).",
+        help="LayoutLMv3 config (JSON) of the encoder; default: PatentMME-large (LayoutLMv3-large at 384 px).",
     )
     parser.add_argument(
         "--dtype",
         choices=["auto", *DTYPES],
-        default="auto",
-        help="dtype of the saved weights; auto (default) keeps the decoder embeddings' dtype of the checkpoints.",
+        default=DEFAULT_DTYPE,
+        help="dtype of the saved weights (default: %(default)s, which reproduces the original inference; bfloat16 "
+        "halves the size; auto keeps the checkpoints' dtype, bfloat16 for the official ones).",
     )
 
 
@@ -204,7 +220,7 @@ def convert_original(
     keep_adapter: bool = False,
     lora_alpha: float = DEFAULT_LORA_ALPHA,
     vision_config: str | os.PathLike | None = None,
-    dtype: str = "auto",
+    dtype: str = DEFAULT_DTYPE,
 ) -> Path:
     """Converts the original checkpoints (see the module docstring) and returns the output folder.
 
@@ -368,10 +384,10 @@ def _read_llava(state: dict[str, torch.Tensor]) -> OriginalWeights:
 
 
 def _read_stage1(projector: dict[str, torch.Tensor], base_llm: str | os.PathLike) -> OriginalWeights:
-    """The stage-1 projector plus the base LLM's decoder and LM head."""
+    """The stage-1 projector (either layout, see the module docstring) plus the base LLM's decoder and LM head."""
     original = OriginalWeights()
     for source, tensor in projector.items():
-        target = _rename(source)
+        target = _rename(source.removeprefix(PEFT_PREFIX))
         if target is None or not target.startswith(PROJECTOR_PREFIX):
             original.unknown.append(source)
         else:
@@ -390,23 +406,29 @@ def _read_stage1(projector: dict[str, torch.Tensor], base_llm: str | os.PathLike
 def _use_patentmme_encoder(
     original: OriginalWeights, lightning_state: dict[str, torch.Tensor], encoder_config: LayoutLMv3Config
 ) -> None:
-    """Takes the encoder from PatentMME's `model.*` tensors (replacing any copy in `original`); ignores the rest."""
+    """Adds PatentMME's encoder tensors (`model.*`) that `original` lacks; ignores the rest.
+
+    A stage-2 checkpoint's copy of the encoder wins: the original loads PatentMME (`patentmme_enocder.py:38-40`) and
+    then the whole stage-2 state dict over it (`finetuned_inference.py:116`). The copy is not PatentMME bit for bit
+    (the training held the frozen encoder in bf16, `llava/train/train.py:927`), so this precedence matters.
+    """
     with torch.device("meta"):
         encoder = LayoutLMv3Model(encoder_config)
     encoder_names = set(encoder.state_dict()) | {name for name, _ in encoder.named_buffers()}
-    copies = [name for name in original.weights if name.startswith(VISION_PREFIX)]
-    for name in copies:
-        del original.weights[name], original.origin[name]
-    if copies:
-        logger.info("Using PatentMME's encoder instead of the checkpoint's copy (%d tensors).", len(copies))
-
-    ignored = []
+    ignored, kept_copies = [], 0
     for source, tensor in lightning_state.items():
         name = source.removeprefix("model.")
-        if source.startswith("model.") and name in encoder_names:
-            original.add(VISION_PREFIX + name, source, tensor)
-        else:
+        if not (source.startswith("model.") and name in encoder_names):
             ignored.append(source)
+        elif VISION_PREFIX + name in original.weights:
+            kept_copies += 1
+        else:
+            original.add(VISION_PREFIX + name, source, tensor)
+    if kept_copies:
+        logger.info(
+            "Kept the checkpoint's copy of the encoder for %d tensors that PatentMME also has (as the original does).",
+            kept_copies,
+        )
     if ignored:
         logger.info(
             "Ignoring %d PatentMME tensors outside the encoder (pretraining heads): %s", len(ignored), _preview(ignored)
@@ -461,6 +483,7 @@ def _build_config(
         vision_config=encoder_config,
         text_config=text_config,
         projector_type="mlp2x_gelu" if f"{PROJECTOR_PREFIX}linear_2.weight" in weights else "linear",
+        vision_feature_layer=ORIGINAL_VISION_FEATURE_LAYER,
         image_token_id=tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN),
         max_ocr_tokens=min(DEFAULT_MAX_OCR_TOKENS, encoder_config.max_position_embeddings - 2),
         bos_token_id=tokenizer.bos_token_id,
@@ -525,7 +548,11 @@ def _fit_report(unknown: list[str], missing: list[str], mismatched: list[str]) -
             lines.append("  (the encoder comes from --patentmme, or from the DeepSpeed checkpoint's copy)")
     if mismatched:
         lines.append(f"- {len(mismatched)} shape mismatch(es), checkpoint vs PatentLMM: {_preview(mismatched)}")
-        lines.append("  (an encoder other than PatentMME-large needs --vision-config)")
+        if any(item.startswith(VISION_PREFIX) for item in mismatched):
+            lines.append(
+                "  (the encoder's shapes come from --vision-config, by default PatentMME-large = LayoutLMv3-large "
+                "at 384 px: pass the LayoutLMv3 config the encoder was trained with)"
+            )
     return "\n".join(lines)
 
 
@@ -551,7 +578,11 @@ def _cast(state_dict: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, 
 
 
 def _generation_config(config: PatentLMMConfig) -> GenerationConfig:
-    """The original inference settings (greedy, at most 512 new tokens); `<image>` is never generated."""
+    """Greedy decoding, at most 512 new tokens; `<image>` is never generated.
+
+    The original's `generate(max_length=512)` (`finetuned_inference.py:135`) counted its prompt too (the figure as one
+    token): `describe --prompt-format original_inference` caps the new tokens the same way.
+    """
     return GenerationConfig(
         bos_token_id=config.bos_token_id,
         eos_token_id=config.eos_token_id,

@@ -13,14 +13,20 @@ OCR `figure_numerals` / `figure_labels` (`patentlmm.numerals`), which `patentlmm
 
 How it runs:
 1. figures come from files (id = file stem) or a `datasets` split (`load_dataset(DIR_OR_ID, config, split=...)`,
-   rows with `image_id`, `image`, `description`, and `ocr_words` / `ocr_boxes` used as precomputed OCR when present);
+   rows with `image_id`, `image`, `description`, and as precomputed OCR when present: the official LayoutLMv3 token
+   ids `ocr_input_ids` / `ocr_bbox` (the paper's OCR; preferred), else `ocr_words` / `ocr_boxes`);
 2. a window of `batch_size * SORT_WINDOW_BATCHES` figures is OCR'd (Tesseract, one thread per core, for figures
    without OCR) and sorted by OCR token count, longest first, so that a batch's prompts (which hold
    `OCR tokens - 1 + 577` image features each) have similar lengths and little padding;
-3. each batch is generated greedily (`do_sample=False`, `max_new_tokens` 512 by default, as the original) with the
-   KV cache, image features encoded once on the prefill step; bf16 on GPUs that support it, else fp16, fp32 on CPU;
+3. each batch is generated greedily (`do_sample=False`, `max_new_tokens` 512 by default) with the KV cache, image
+   features encoded once on the prefill step; bf16 on GPUs that support it, else fp16, fp32 on CPU;
 4. each batch's rows are appended to the JSONL and flushed (in input order within the batch), so an interruption
    loses at most one batch; a rerun skips the ids already written for that type (a torn last line is dropped).
+
+`--prompt-format original_inference` runs the original inference script's setup (`finetuned_inference.py`): its
+prompt (:122), figures resized without padding to a square (:127), at most 512 tokens *including* the prompt with
+the figure counted once (:135, `generate(max_length=512)`), and with `--dtype auto` float32 (the model ran unconverted
+in fp32, :83). With a converted official checkpoint and the official OCR, batch size 1 reproduces its tokens.
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ from modeling_patentlmm import PatentLMMForConditionalGeneration
 from processing import PatentLMMProcessor, build_prompt, load_image, tokenize_ocr
 from processing.constants import DESCRIPTION_TYPES
 from processing.images import ImageInput
-from processing.prompts import PROMPT_FORMATS
+from processing.ocr import ocr_tokens_from_official
+from processing.prompts import PROMPT_FORMATS, tokenize_prompt
 
 from .numerals import extract_references
 
@@ -51,6 +58,7 @@ __all__ = [
     "SORT_WINDOW_BATCHES",
     "Figure",
     "add_arguments",
+    "default_max_new_tokens",
     "describe",
     "describe_figures",
     "figures_from_dataset",
@@ -63,18 +71,23 @@ __all__ = [
 ]
 
 DEFAULT_CACHE = "static"
+DEFAULT_MAX_NEW_TOKENS = 512
+ORIGINAL_INFERENCE = "original_inference"  # the prompt format that also takes the original script's other settings
+ORIGINAL_MAX_LENGTH = 512  # finetuned_inference.py:135, generate(max_length=512): prompt tokens included
 SORT_WINDOW_BATCHES = 16  # figures are length-sorted within windows of this many batches (bounded memory)
 
 
 @dataclass(frozen=True)
 class Figure:
-    """One figure to describe; `ocr_words`/`ocr_boxes` (0-1000) are filled by Tesseract when missing."""
+    """One figure to describe. `ocr` holds official LayoutLMv3 tokens (`{"input_ids", "bbox"}`, an `ocr.json` entry)
+    and wins over `ocr_words`/`ocr_boxes` (0-1000), which Tesseract fills in when neither is given."""
 
     image_id: str
     image: ImageInput
     reference: str | None = None
     ocr_words: Sequence[str] | None = None
     ocr_boxes: Sequence[Sequence[int]] | None = None
+    ocr: dict | None = None
 
 
 def load_model_and_processor(
@@ -105,13 +118,16 @@ def figures_from_dataset(dataset: Any, skip_ids: Iterable[str] = ()) -> Iterator
     skip = set(skip_ids)
     keep = [i for i, image_id in enumerate(dataset["image_id"]) if image_id not in skip]
     has_ocr = "ocr_words" in dataset.column_names and "ocr_boxes" in dataset.column_names
+    has_official = "ocr_input_ids" in dataset.column_names and "ocr_bbox" in dataset.column_names
     for row in dataset.select(keep):
+        official = has_official and row["ocr_input_ids"] is not None and row["ocr_bbox"] is not None
         yield Figure(
             image_id=row["image_id"],
             image=row["image"],
             reference=row.get("description"),
             ocr_words=row["ocr_words"] if has_ocr else None,
             ocr_boxes=row["ocr_boxes"] if has_ocr else None,
+            ocr={"input_ids": row["ocr_input_ids"], "bbox": row["ocr_bbox"]} if official else None,
         )
 
 
@@ -153,7 +169,7 @@ def _write_rows(rows: list[dict], jsonl: TextIO | None, stream: TextIO | None) -
 def _with_ocr(processor: PatentLMMProcessor, figures: list[Figure]) -> list[Figure]:
     """Loads each figure's image and runs Tesseract (in threads) for the figures without OCR."""
     loaded = [replace(f, image=load_image(f.image, processor.max_image_pixels)) for f in figures]
-    todo = [i for i, f in enumerate(loaded) if f.ocr_words is None or f.ocr_boxes is None]
+    todo = [i for i, f in enumerate(loaded) if f.ocr is None and (f.ocr_words is None or f.ocr_boxes is None)]
     workers = max(1, min(len(todo), processor.num_ocr_workers or os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
         found = list(pool.map(processor.ocr, [loaded[i].image for i in todo]))
@@ -163,8 +179,27 @@ def _with_ocr(processor: PatentLMMProcessor, figures: list[Figure]) -> list[Figu
 
 
 def _num_ocr_tokens(processor: PatentLMMProcessor, figure: Figure) -> int:
-    ids, _ = tokenize_ocr(processor.ocr_tokenizer, figure.ocr_words, figure.ocr_boxes, processor.max_ocr_tokens)
+    if figure.ocr is not None:
+        ids, _ = ocr_tokens_from_official(figure.ocr, processor.max_ocr_tokens)
+    else:
+        ids, _ = tokenize_ocr(processor.ocr_tokenizer, figure.ocr_words, figure.ocr_boxes, processor.max_ocr_tokens)
     return len(ids)
+
+
+def _ocr_text(processor: PatentLMMProcessor, figure: Figure) -> str:
+    """The figure's OCR as text (for its reference numerals): the words, else the official tokens decoded."""
+    if figure.ocr_words is not None:
+        return " ".join(figure.ocr_words)
+    ids, _ = ocr_tokens_from_official(figure.ocr, processor.max_ocr_tokens)
+    return processor.ocr_tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def default_max_new_tokens(processor: PatentLMMProcessor, prompt: str, prompt_format: str) -> int:
+    """512, or for `original_inference` 512 minus the prompt's tokens (the figure counted once), as the original's
+    `generate(max_length=512)`."""
+    if prompt_format != ORIGINAL_INFERENCE:
+        return DEFAULT_MAX_NEW_TOKENS
+    return ORIGINAL_MAX_LENGTH - len(tokenize_prompt(processor.tokenizer, prompt, processor.image_token))
 
 
 @torch.inference_mode()
@@ -173,21 +208,25 @@ def generate_batch(
     processor: PatentLMMProcessor,
     figures: Sequence[Figure],
     prompt: str,
-    max_new_tokens: int = 512,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     cache_implementation: str | None = DEFAULT_CACHE,
+    pad_to_square: bool | None = None,
 ) -> list[str]:
     """Greedy descriptions of `figures` (with OCR) in one left-padded batch.
 
     `cache_implementation` is `generate`'s: "static" (default) preallocates the KV cache for the prompt plus
     `max_new_tokens` instead of growing it by a copy at every step (1.3-1.7x faster decoding on a CPU, the same
-    tokens); None gives transformers' dynamic cache.
+    tokens); None gives transformers' dynamic cache. `pad_to_square` overrides the processor's.
     """
+    official = [f.ocr is not None for f in figures]
     inputs = processor(
         images=[f.image for f in figures],
         text=[prompt] * len(figures),
-        ocr_words=[list(f.ocr_words) for f in figures],
-        ocr_boxes=[[list(box) for box in f.ocr_boxes] for f in figures],
+        ocr_words=[None if o else list(f.ocr_words) for f, o in zip(figures, official)],
+        ocr_boxes=[None if o else [list(box) for box in f.ocr_boxes] for f, o in zip(figures, official)],
+        ocr=[f.ocr for f in figures] if any(official) else None,
         padding_side="left",
+        pad_to_square=pad_to_square,
     ).to(model.device)
     inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
     generated = model.generate(
@@ -217,22 +256,30 @@ def iter_descriptions(
     figures: Iterable[Figure],
     desc_type: str = "brief",
     prompt_format: str = "vicuna_v1",
-    max_new_tokens: int = 512,
+    max_new_tokens: int | None = None,
     batch_size: int = 8,
     cache_implementation: str | None = DEFAULT_CACHE,
 ) -> Iterator[list[dict]]:
-    """Yields the JSONL rows of each generated batch (length-sorted batches; rows in input order within a batch)."""
+    """Yields the JSONL rows of each generated batch (length-sorted batches; rows in input order within a batch).
+
+    `max_new_tokens` None: `default_max_new_tokens`; `original_inference` also resizes figures without padding.
+    """
     prompt = build_prompt(desc_type, prompt_format)
+    if max_new_tokens is None:
+        max_new_tokens = default_max_new_tokens(processor, prompt, prompt_format)
+    pad_to_square = False if prompt_format == ORIGINAL_INFERENCE else None
     for window in _windows(figures, batch_size * SORT_WINDOW_BATCHES):
         window = _with_ocr(processor, window)
         lengths = [_num_ocr_tokens(processor, f) for f in window]
         order = sorted(range(len(window)), key=lambda i: -lengths[i])  # longest first: memory peaks show up early
         for start in range(0, len(order), batch_size):
             batch = [window[i] for i in sorted(order[start : start + batch_size])]
-            predictions = generate_batch(model, processor, batch, prompt, max_new_tokens, cache_implementation)
+            predictions = generate_batch(
+                model, processor, batch, prompt, max_new_tokens, cache_implementation, pad_to_square
+            )
             rows = []
             for figure, prediction in zip(batch, predictions):
-                found = extract_references(" ".join(figure.ocr_words))
+                found = extract_references(_ocr_text(processor, figure))
                 row = {"image_id": figure.image_id, "type": desc_type, "prediction": prediction}
                 if figure.reference is not None:
                     row["reference"] = figure.reference
@@ -248,7 +295,7 @@ def describe_figures(
     images: Sequence[ImageInput],
     desc_type: str = "brief",
     prompt_format: str = "vicuna_v1",
-    max_new_tokens: int = 512,
+    max_new_tokens: int | None = None,
     batch_size: int = 8,
     progress: bool = False,
 ) -> list[str]:
@@ -272,7 +319,7 @@ def describe(
     output: str | os.PathLike | None = None,
     processor: PatentLMMProcessor | None = None,
     prompt_format: str = "vicuna_v1",
-    max_new_tokens: int = 512,
+    max_new_tokens: int | None = None,
     batch_size: int = 8,
     limit: int | None = None,
     device: str | None = None,
@@ -289,7 +336,11 @@ def describe(
         dataset: a `datasets` folder / Hub id (loaded as `load_dataset(dataset, config or desc_type, split=split)`)
             or a loaded `datasets.Dataset`.
         output: JSONL to append to; ids already there (for `desc_type`) are skipped.
+        prompt_format: `"vicuna_v1"` (default), `"plain"` or `"original_inference"` (the original script's setup, see
+            the module docstring).
+        max_new_tokens: None: 512, or for `original_inference` 512 minus the prompt's tokens.
         limit: describe at most this many new figures (the rest is left for a rerun).
+        dtype: "auto" = bf16 on a GPU that supports it, else fp16 on GPUs, fp32 on CPU; fp32 for `original_inference`.
         stream: where rows go when `output` is None: tab-separated `image_id prediction` lines (None: nowhere).
         cache_implementation: `generate`'s KV cache, "static" (default) or None (dynamic); see `generate_batch`.
 
@@ -301,6 +352,8 @@ def describe(
     if desc_type not in DESCRIPTION_TYPES:
         raise ValueError(f"desc_type must be one of {DESCRIPTION_TYPES}, got {desc_type!r}.")
     if isinstance(model, (str, os.PathLike)):
+        if dtype == "auto" and prompt_format == ORIGINAL_INFERENCE:
+            dtype = "float32"
         model, processor = load_model_and_processor(str(model), device, dtype)
     elif processor is None:
         raise ValueError("A loaded model needs its processor: pass processor=.")
@@ -350,8 +403,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--config", default=None, help="dataset config (default: --type)")
     parser.add_argument("--type", dest="desc_type", choices=DESCRIPTION_TYPES, default="brief")
-    parser.add_argument("--prompt-format", choices=PROMPT_FORMATS, default="vicuna_v1")
-    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument(
+        "--prompt-format",
+        choices=PROMPT_FORMATS,
+        default="vicuna_v1",
+        help="vicuna_v1 (default; the training format), plain, or original_inference: the original inference "
+        "script's prompt and setup (no pad to square, 512 tokens counting the prompt, float32 with --dtype auto)",
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=None, help="default: 512 (original_inference: 512 minus the prompt)"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
         "--cache", choices=["static", "dynamic"], default=DEFAULT_CACHE, help="KV cache of generate (default: static)"

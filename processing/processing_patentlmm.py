@@ -5,9 +5,9 @@ Per figure:
   2. OCR with Tesseract exactly as `LayoutLMv3ImageProcessor(apply_ocr=True)` (or take precomputed words/boxes,
      or precomputed LayoutLMv3 token ids/boxes from the official `ocr.json`),
   3. LayoutLMv3-tokenise the words (<= `max_ocr_tokens`, the last token kept on truncation),
-  4. pad to a square with the normalisation mean, resize to the encoder's size and normalise (LayoutLMv3 image
-     processor),
-  5. expand the prompt's `<image>` to exactly `num_ocr_tokens - 1 + num_image_patches` placeholders, the number of
+  4. pad to a square with the normalisation mean (`pad_to_square`, as the original's training; its inference script
+     does not pad), resize to the encoder's size and normalise (LayoutLMv3 image processor),
+  5. tokenise the prompt with the original's rule (`prompts.tokenize_prompt`) and expand its `<image>` to exactly `num_ocr_tokens - 1 + num_image_patches` placeholders, the number of
      features the model will write there.
 
 It carries two tokenizers: `tokenizer` (the decoder's, LLaMA) and `ocr_tokenizer` (LayoutLMv3), saved in the root
@@ -32,7 +32,7 @@ from transformers.utils import cached_file
 from .constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_OCR_TOKENS, IGNORE_INDEX, OCR_PAD_BOX
 from .images import ImageInput, expand_to_square, load_image
 from .ocr import OcrTokens, ocr_tokens_from_official, run_tesseract, tokenize_ocr
-from .prompts import CHAT_TEMPLATES, unescape_description
+from .prompts import CHAT_TEMPLATES, tokenize_prompt, unescape_description
 
 __all__ = ["PatentLMMProcessor"]
 
@@ -64,6 +64,9 @@ class PatentLMMProcessor(ProcessorMixin):
         tesseract_config (`str`, defaults to `""`): extra Tesseract flags, as in `LayoutLMv3ImageProcessor`.
         max_image_pixels (`int`, defaults to 64,000,000): larger figures raise `ImageTooLargeError`.
         num_ocr_workers (`int`, *optional*): figures of one call OCR'd at once; `None` = one per CPU core.
+        pad_to_square (`bool`, defaults to `True`): pad each figure to a square (fill: the normalisation mean) before
+            resizing, as the original's training did (`image_aspect_ratio pad`); its inference script resized the
+            figure as it was (`finetuned_inference.py:127`). `__call__(..., pad_to_square=False)` overrides it.
     """
 
     attributes = ["image_processor", "tokenizer", "ocr_tokenizer"]  # transformers 4.x reads these three
@@ -85,6 +88,7 @@ class PatentLMMProcessor(ProcessorMixin):
         tesseract_config: str = "",
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         num_ocr_workers: int | None = None,
+        pad_to_square: bool = True,
         **kwargs,
     ):
         if vision_feature_select_strategy not in ("patch", "cls_patch"):
@@ -107,6 +111,7 @@ class PatentLMMProcessor(ProcessorMixin):
         self.tesseract_config = tesseract_config
         self.max_image_pixels = max_image_pixels
         self.num_ocr_workers = num_ocr_workers
+        self.pad_to_square = pad_to_square
         super().__init__(image_processor, tokenizer, ocr_tokenizer, **kwargs)
         self.chat_template = chat_template if chat_template is not None else dict(CHAT_TEMPLATES)
 
@@ -150,10 +155,11 @@ class PatentLMMProcessor(ProcessorMixin):
             for i in range(len(images))
         ]
 
-    def _pixel_values(self, images: list) -> torch.Tensor:
-        fill = tuple(int(255 * mean) for mean in self.image_processor.image_mean)  # LLaVA's expand2square colour
-        squares = [expand_to_square(image, fill) for image in images]
-        return self.image_processor(squares, return_tensors="pt")["pixel_values"]  # (B, 3, S, S)
+    def _pixel_values(self, images: list, pad_to_square: bool) -> torch.Tensor:
+        if pad_to_square:
+            fill = tuple(int(255 * mean) for mean in self.image_processor.image_mean)  # LLaVA's expand2square colour
+            images = [expand_to_square(image, fill) for image in images]
+        return self.image_processor(images, return_tensors="pt")["pixel_values"]  # (B, 3, S, S)
 
     # ------------------------------------------------------------------ main entry point
 
@@ -166,6 +172,7 @@ class PatentLMMProcessor(ProcessorMixin):
         ocr_boxes: Sequence[Sequence[Sequence[int]]] | None = None,
         ocr: dict | Sequence[dict] | None = None,
         padding_side: str | None = None,
+        pad_to_square: bool | None = None,
         return_tensors: str | None = "pt",
         **kwargs,
     ) -> BatchFeature:
@@ -178,6 +185,7 @@ class PatentLMMProcessor(ProcessorMixin):
             ocr_words, ocr_boxes: precomputed OCR per figure (words and 0-1000 boxes); skips Tesseract.
             ocr: precomputed LayoutLMv3 tokens per figure, as values of the official `ocr.json`.
             padding_side: `"left"` or `"right"`; defaults to the decoder tokenizer's.
+            pad_to_square: pad the figures to a square before resizing; defaults to the processor's `pad_to_square`.
 
         Returns:
             `BatchFeature` with
@@ -210,7 +218,8 @@ class PatentLMMProcessor(ProcessorMixin):
             loaded = [load_image(image, self.max_image_pixels) for image in images]
             tokens = self._ocr_tokens(loaded, ocr_words, ocr_boxes, ocr)
             num_features = [self.num_image_features(len(ids)) for ids, _ in tokens]
-            data["pixel_values"] = self._pixel_values(loaded)
+            pad = self.pad_to_square if pad_to_square is None else pad_to_square
+            data["pixel_values"] = self._pixel_values(loaded, pad)
             data.update(self._pad_ocr(tokens))
         if texts is not None:
             data.update(self._encode_text(texts, suffixes, num_features, padding_side))
@@ -243,7 +252,7 @@ class PatentLMMProcessor(ProcessorMixin):
                     f"Prompt {i} contains {count} {self.image_token} tokens but {expected} image(s) were given for "
                     f"it: each sample takes exactly one figure and one {self.image_token} in its prompt."
                 )
-            ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+            ids = tokenize_prompt(self.tokenizer, prompt, self.image_token)
             if num_features:
                 at = ids.index(self.image_token_id)
                 ids = ids[:at] + [self.image_token_id] * num_features[i] + ids[at + 1 :]
@@ -303,6 +312,7 @@ class PatentLMMProcessor(ProcessorMixin):
             "tesseract_config": self.tesseract_config,
             "max_image_pixels": self.max_image_pixels,
             "num_ocr_workers": self.num_ocr_workers,
+            "pad_to_square": self.pad_to_square,
         }
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> list[str]:

@@ -5,9 +5,13 @@
 - `"plain"`: stage-1 format. `<image>` then `<description>\\n`.
 - `"original_inference"`: the prompt of the original inference script,
   `<image>\\nUSER: Write a brief description for this patent image.\\nASSISTANT:`.
+
+Prompts are tokenised with the original's rule (`tokenize_prompt`), in training and at inference alike.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from .constants import DEFAULT_IMAGE_TOKEN, DESCRIPTION_TYPES
 
@@ -20,6 +24,7 @@ __all__ = [
     "build_target",
     "escape_description",
     "instruction",
+    "tokenize_prompt",
     "unescape_description",
 ]
 
@@ -61,6 +66,26 @@ def build_target(description: str, prompt_format: str = "vicuna_v1") -> str:
     if prompt_format in ("vicuna_v1", "original_inference"):
         return description
     raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
+
+
+def tokenize_prompt(tokenizer: Any, prompt: str, image_token: str = DEFAULT_IMAGE_TOKEN) -> list[int]:
+    """Token ids of `prompt` as the original tokenised it, each `image_token` kept as one id (not yet expanded).
+
+    The original's `tokenizer_image_token` (`finetuned_inference.py:28-49`, `llava/mm_utils.py:43-64`, used by its
+    training and inference alike) splits the prompt at `<image>`, tokenises every chunk on its own (special tokens
+    added) and keeps only the first chunk's BOS. A chunk tokenised on its own starts a new SentencePiece word, so the
+    text after the image begins with `▁` (`\\nUSER` -> `▁`, `<0x0A>`, `USER`) whatever the tokenizer's `legacy`
+    setting; tokenising the whole prompt at once would drop that `▁` when `legacy=False`.
+    """
+    image_id = tokenizer.convert_tokens_to_ids(image_token)
+    chunks = [tokenizer(chunk, add_special_tokens=True)["input_ids"] for chunk in prompt.split(image_token)]
+    bos = tokenizer.bos_token_id
+    drop_bos = bos is not None and bool(chunks[0]) and chunks[0][0] == bos
+    ids = list(chunks[0])
+    for chunk in chunks[1:]:
+        ids.append(image_id)
+        ids.extend(chunk[1:] if drop_bos and chunk[:1] == [bos] else chunk)
+    return ids
 
 
 def build_messages(desc_type: str, description: str | None = None) -> list[dict]:

@@ -63,7 +63,7 @@ def test_config_defaults_are_patentmme_and_llama_7b():
     assert (config.vision_config.hidden_size, config.vision_config.num_hidden_layers) == (1024, 24)
     assert (config.vision_config.input_size, config.vision_config.patch_size) == (384, 16)
     assert config.text_config.model_type == "llama" and config.text_config.hidden_size == 4096
-    assert (config.projector_type, config.vision_feature_layer, config.max_ocr_tokens) == ("mlp2x_gelu", -2, 512)
+    assert (config.projector_type, config.vision_feature_layer, config.max_ocr_tokens) == ("mlp2x_gelu", -1, 512)
     assert config.num_image_patches == 577
     assert config.num_image_features(10) == 10 - 1 + 577
     assert PatentLMMConfig(vision_feature_select_strategy="cls_patch").num_image_features(10) == 10 + 577

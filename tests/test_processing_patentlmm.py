@@ -25,7 +25,7 @@ from processing.constants import IGNORE_INDEX, OCR_PAD_BOX
 from processing.images import ImageTooLargeError, expand_to_square, load_image
 from processing.ocr import tokenize_ocr
 from processing.processing_patentlmm import PatentLMMProcessor
-from processing.prompts import CHAT_TEMPLATES, build_messages, build_prompt, escape_description
+from processing.prompts import CHAT_TEMPLATES, build_messages, build_prompt, escape_description, tokenize_prompt
 
 FIG8 = "US20250204297A1__8"  # 1125 x 2618 (portrait), ~12 words
 FIG13 = "US20250204297A1__13"  # 1953 x 1630 (landscape), "Figure 13"
@@ -101,7 +101,7 @@ def test_image_token_expands_to_ocr_length_minus_one_plus_577(tesseract_batch, p
         positions = [i for i, token in enumerate(ids) if token == image_id]
         assert len(positions) == n_ocr - 1 + NUM_PATCHES == processor.num_image_features(n_ocr)
         assert positions == list(range(positions[0], positions[0] + len(positions)))  # one contiguous run
-        plain = processor.tokenizer(prompt)["input_ids"]
+        plain = tokenize_prompt(processor.tokenizer, prompt)  # the original's rule (test_processing_prompts.py)
         assert plain.count(image_id) == 1
         at = plain.index(image_id)
         assert ids == plain[:at] + [image_id] * len(positions) + plain[at + 1 :]
@@ -491,6 +491,7 @@ def test_non_default_settings_survive_save_and_load(processor, tmp_path, paths, 
         tesseract_config="--psm 11",
         max_image_pixels=None,
         num_ocr_workers=3,
+        pad_to_square=False,
     )
     custom.save_pretrained(tmp_path / "custom")
     local, remote = PatentLMMProcessor.from_pretrained(tmp_path / "custom"), _auto_load(tmp_path / "custom")
@@ -505,6 +506,7 @@ def test_non_default_settings_survive_save_and_load(processor, tmp_path, paths, 
             "tesseract_config": "--psm 11",
             "max_image_pixels": None,
             "num_ocr_workers": 3,
+            "pad_to_square": False,
         }
         assert loaded.chat_template == CHAT_TEMPLATES
         out = loaded(images=paths[FIG8], text=build_prompt("brief"), **_precomputed(words_and_boxes, FIG8))

@@ -1,12 +1,14 @@
 """Behaviour of `processing/prompts.py`: the three prompt formats of SPEC §4 (as exact strings), their chat
-templates rendered by the real processor (transformers' `apply_chat_template`), and SPEC §2's description escaping.
+templates rendered by the real processor (transformers' `apply_chat_template`), the original's prompt tokenisation
+(ids checked against an implementation of its rule written here), and SPEC §2's description escaping.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from processing.constants import DESCRIPTION_TYPES
+from processing import PatentLMMProcessor
+from processing.constants import DESCRIPTION_TYPES, IGNORE_INDEX
 from processing.prompts import (
     CHAT_TEMPLATES,
     PROMPT_FORMATS,
@@ -15,6 +17,7 @@ from processing.prompts import (
     build_target,
     escape_description,
     instruction,
+    tokenize_prompt,
     unescape_description,
 )
 
@@ -172,6 +175,123 @@ def test_rendered_prompt_tokenises_to_one_image_token(processor):
         text = _render(processor, build_messages("brief"), prompt_format, add_generation_prompt=True)
         ids = processor.tokenizer(text)["input_ids"]
         assert ids.count(processor.image_token_id) == 1, prompt_format
+
+
+# ---------------------------------------------------------------------------------------------- prompt ids
+
+SENTINEL = -200  # the original's IMAGE_TOKEN_INDEX
+DESCRIPTION = "FIG. 3 is a perspective view of the hinge assembly (12) of FIG. 1."
+
+
+def _original_ids(tokenizer, prompt: str, image_token_id: int) -> list[int]:
+    """The rule of the original's `tokenizer_image_token` (`finetuned_inference.py:28-49`), written from its
+    description: split at `<image>`, tokenise every chunk alone, keep the BOS of the first chunk only (the original
+    strips the first id of every later chunk when the first chunk starts with BOS), a -200 sentinel between chunks;
+    the sentinel then becomes this package's `<image>` id."""
+    chunks = [tokenizer(chunk).input_ids for chunk in prompt.split("<image>")]
+    skip = 1 if chunks[0] and chunks[0][0] == tokenizer.bos_token_id else 0
+    ids = chunks[0]
+    for chunk in chunks[1:]:
+        ids = ids + [SENTINEL] + chunk[skip:]
+    return [image_token_id if token == SENTINEL else token for token in ids]
+
+
+def _collapse_image_run(ids: list[int], image_token_id: int) -> list[int]:
+    """Prompt ids with the expanded placeholders folded back into one `<image>`."""
+    return [t for i, t in enumerate(ids) if t != image_token_id or i == 0 or ids[i - 1] != image_token_id]
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["legacy", "non-legacy"])
+def sentencepiece_processor(request, tiny, tmp_path_factory):
+    """The tiny processor with its decoder tokenizer loaded under SentencePiece's `legacy` setting (in memory: a
+    saved tokenizer reloads with transformers' current default)."""
+    import shutil
+
+    from transformers import LlamaTokenizerFast
+
+    from patentlmm.components import prepare_decoder_tokenizer
+    from patentlmm.tiny import _package_file
+
+    folder = tmp_path_factory.mktemp("sentencepiece")
+    shutil.copy(_package_file("mistral_common", "data/tokenizer.model.v1"), folder / "tokenizer.model")
+    tokenizer = LlamaTokenizerFast.from_pretrained(
+        folder, legacy=request.param, add_bos_token=True, add_eos_token=False
+    )
+    prepare_decoder_tokenizer(tokenizer)
+    tiny_processor = tiny[1]
+    return PatentLMMProcessor(
+        tiny_processor.image_processor,
+        tokenizer,
+        tiny_processor.ocr_tokenizer,
+        num_image_patches=tiny_processor.num_image_patches,
+        max_ocr_tokens=tiny_processor.max_ocr_tokens,
+    )
+
+
+@pytest.mark.parametrize(("desc_type", "prompt_format"), CASES, ids=CASE_IDS)
+def test_prompt_ids_follow_the_original_rule(sentencepiece_processor, figures, desc_type, prompt_format):
+    processor = sentencepiece_processor
+    prompt = build_prompt(desc_type, prompt_format)
+    expected = _original_ids(processor.tokenizer, prompt, processor.image_token_id)
+    assert tokenize_prompt(processor.tokenizer, prompt) == expected
+    figure = next(iter(figures.values()))["path"]
+    inputs = processor(images=figure, text=prompt, ocr_words=[["FIG.", "3"]], ocr_boxes=[[[1, 1, 9, 9]] * 2])
+    ids = inputs["input_ids"][0].tolist()
+    assert ids.count(processor.image_token_id) == processor.num_image_features(inputs["ocr_input_ids"].shape[1])
+    assert _collapse_image_run(ids, processor.image_token_id) == expected
+    if prompt_format != "plain":  # the text after the image starts a SentencePiece word: `▁` then the newline
+        after = expected[expected.index(processor.image_token_id) + 1 :]
+        assert processor.tokenizer.convert_ids_to_tokens(after[:2]) == ["▁", "<0x0A>"]
+
+
+def test_whole_prompt_tokenisation_would_lose_the_word_start():
+    """Why the rule matters: tokenising the whole prompt at once drops the `▁` after `<image>` with `legacy=False`
+    (the setting transformers 5 reloads saved LLaMA tokenizers with), so the ids would differ from the original's."""
+    import shutil
+    import tempfile
+
+    from transformers import LlamaTokenizerFast
+
+    from patentlmm.components import prepare_decoder_tokenizer
+    from patentlmm.tiny import _package_file
+
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(_package_file("mistral_common", "data/tokenizer.model.v1"), f"{folder}/tokenizer.model")
+        tokenizer = prepare_decoder_tokenizer(LlamaTokenizerFast.from_pretrained(folder, legacy=False))
+    prompt = build_prompt("brief", "original_inference")
+    image_id = tokenizer.convert_tokens_to_ids("<image>")
+    assert tokenizer(prompt).input_ids != _original_ids(tokenizer, prompt, image_id) == tokenize_prompt(tokenizer, prompt)
+
+
+@pytest.mark.parametrize("desc_type", DESCRIPTION_TYPES)
+def test_training_ids_and_labels_equal_the_originals(sentencepiece_processor, figures, desc_type):
+    """Stage 2 (Vicuna v1): the original tokenises the whole conversation `prompt + " " + answer + "</s>"` with its
+    rule (`llava/train/train.py:438`) and masks everything up to `ASSISTANT:` (`train.py:455-481`); stage 1 (plain)
+    tokenises `<image>` + answer + "\n" and masks `<s><image>` (`train.py:563-582`). The package builds the same ids
+    from prompt + suffix; its plain labels end with one `</s>` more (see the README)."""
+    processor = sentencepiece_processor
+    image_id = processor.image_token_id
+    figure = next(iter(figures.values()))["path"]
+    ocr = {"ocr_words": [["FIG.", "3"]], "ocr_boxes": [[[1, 1, 9, 9]] * 2]}
+
+    prompt = build_prompt(desc_type, "vicuna_v1")
+    inputs = processor(images=figure, text=prompt, suffix=build_target(DESCRIPTION, "vicuna_v1"), **ocr)
+    ids = inputs["input_ids"][0].tolist()
+    conversation = prompt + " " + DESCRIPTION + "</s>"
+    original = _original_ids(processor.tokenizer, conversation, image_id)
+    assert _collapse_image_run(ids, image_id) == original
+    instruction_part = conversation.split(" ASSISTANT: ")[0] + " ASSISTANT: "
+    masked = 1 + len(_original_ids(processor.tokenizer, instruction_part, image_id)) - 2  # train.py:460-478
+    labels = [label for label in inputs["labels"][0].tolist() if label != IGNORE_INDEX]
+    assert labels == original[masked:]
+
+    plain = build_prompt(desc_type, "plain")
+    inputs = processor(images=figure, text=plain, suffix=build_target(DESCRIPTION, "plain"), **ocr)
+    original = _original_ids(processor.tokenizer, "<image>" + DESCRIPTION + "\n", image_id)
+    ids = _collapse_image_run(inputs["input_ids"][0].tolist(), image_id)
+    assert ids == original + [processor.tokenizer.eos_token_id]
+    labels = [label for label in inputs["labels"][0].tolist() if label != IGNORE_INDEX]
+    assert labels == original[2:] + [processor.tokenizer.eos_token_id]
 
 
 # ---------------------------------------------------------------------------------------------- escaping (SPEC §2)
