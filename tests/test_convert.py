@@ -1,8 +1,20 @@
-"""`patentlmm convert-original`: tiny checkpoints in the original key layouts -> HF folder -> the same logits.
+"""`patentlmm convert-original`: tiny checkpoints in the original's formats -> HF folder -> the original's outputs.
 
-The reference forward below composes the raw tensors the way the original LLaVA code did (LayoutLMv3Model ->
-hidden_states[-2][:, 1:] -> Linear/GELU/Linear -> features spliced in at the image position -> LLaMA with the LoRA
-merged by hand); it shares no code with the converter or with PatentLMM's modeling file.
+The checkpoints are written in the layouts the original code saves (DeepSpeed 0.9.5's `mp_rank_00_model_states.pt`
+with its other entries and a bf16 `module`, Lightning's `last.ckpt`, both `mm_projector.bin` layouts). The reference
+below computes what the original inference script (`finetuned_inference.py`) computes at batch size 1, from the raw
+tensors and with code of its own (it shares nothing with the converter, the processor or PatentLMM's modeling file):
+
+- prompt ids by the original's `tokenizer_image_token` rule (`finetuned_inference.py:28-49`), a -200 sentinel for
+  the figure; OCR tensors straight from the official `ocr.json` entry (`dataset.py:90-92`);
+- pixel values from LayoutLMv3's image processor at 384 px, mean = std = 0.5, the figure *not* padded to a square
+  (`finetuned_inference.py:127`, `patentmme_enocder.py:8,28`);
+- the encoder output the original indexes, `hidden_states[-2]` of the vendored model, whose `hidden_states` is the
+  encoder's whole output object (`modelling_layoutv3.py:1011-1028`; `patentmme_enocder.py:48-50`): index -2 of that
+  object's tuple (last_hidden_state, hidden_states) is the last layer; first position dropped;
+- `mm_projector` Linear/GELU/Linear, the features spliced in at the sentinel (`llava_arch.py:165-192`), LLaMA with the
+  LoRA merged by hand; greedy decoding with LLaMA's KV cache until EOS or 512 tokens *including* the prompt
+  (`generate(max_length=512)`, `finetuned_inference.py:135`).
 """
 
 from __future__ import annotations
@@ -16,25 +28,34 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors import safe_open
 from torch import nn
 from transformers import (
     AutoModelForImageTextToText,
+    AutoProcessor,
     LayoutLMv3Config,
+    LayoutLMv3ImageProcessor,
     LayoutLMv3Model,
     LlamaConfig,
     LlamaForCausalLM,
     LlamaTokenizerFast,
 )
 
+from modeling_patentlmm import PatentLMMConfig
+from patentlmm import convert
 from patentlmm.convert import convert_original
+from patentlmm.describe import default_max_new_tokens, describe
 from patentlmm.tiny import _package_file, build_ocr_tokenizer
-from processing import PatentLMMProcessor
+from processing import PatentLMMProcessor, build_messages, run_tesseract, tokenize_ocr
 
-PROMPT = "<image>\nUSER: Write a brief description for this patent image.\nASSISTANT:"  # the original inference
-OCR_WORDS = ["FIG.", "3", "hinge", "12"]
-OCR_BOXES = [[40, 30, 120, 60], [130, 30, 160, 60], [300, 400, 420, 440], [700, 800, 740, 830]]
+FIGURE = "US20250204297A1__10"  # 978 x 2320: far from square, so padding it would change the pixels
+PROMPT = "<image>\nUSER: Write a brief description for this patent image.\nASSISTANT:"  # finetuned_inference.py:122
+SENTINEL = -200  # the original's IMAGE_TOKEN_INDEX
+ORIGINAL_MAX_LENGTH = 512
+TOLERANCE = 1e-4
 LORA_RANK = 4
+LORA_ALPHA = 256.0
 LORA_MODULES = [f"self_attn.{name}_proj" for name in "qkvo"] + [f"mlp.{name}_proj" for name in ("gate", "up", "down")]
 VISION = {
     "hidden_size": 48,
@@ -46,6 +67,7 @@ VISION = {
     "input_size": 384,
     "patch_size": 16,
     "max_position_embeddings": 514,
+    "type_vocab_size": 1,
     "pad_token_id": 1,
 }
 TEXT = {
@@ -59,21 +81,43 @@ TEXT = {
     "bos_token_id": 1,
     "eos_token_id": 2,
 }
+# microsoft/layoutlmv3-large's config.json (the original's encoder config) at the original's 384 px / 16 px patches.
+LAYOUTLMV3_LARGE_384 = {
+    "hidden_size": 1024,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "intermediate_size": 4096,
+    "coordinate_size": 171,
+    "shape_size": 170,
+    "max_2d_position_embeddings": 1024,
+    "max_position_embeddings": 514,
+    "type_vocab_size": 1,
+    "vocab_size": 50265,
+    "input_size": 384,
+    "patch_size": 16,
+}
 
 
 @dataclass
 class Original:
     """Tiny original checkpoints on disk and the raw tensors they were written from."""
 
+    root: Path
     patentmme: Path
     base_llm: Path
     ocr_tokenizer: Path
     vision_config: Path
-    encoder: dict[str, torch.Tensor]  # LayoutLMv3Model keys
+    ocr_entry: dict  # the figure's entry of the official ocr.json (a batch of one, unpadded)
+    patentmme_encoder: dict[str, torch.Tensor]  # LayoutLMv3Model keys, float32 (PatentMME's last.ckpt)
     projector: dict[str, torch.Tensor]  # nn.Sequential(Linear, GELU, Linear) keys
     base_decoder: dict[str, torch.Tensor]  # LlamaForCausalLM keys, the base LLM folder's weights
     decoder: dict[str, torch.Tensor]  # LlamaForCausalLM keys, the stage-2 decoder before LoRA
     lora: dict[str, tuple[torch.Tensor, torch.Tensor]]  # LlamaForCausalLM module name -> (A, B)
+
+    @property
+    def checkpoint_encoder(self) -> dict[str, torch.Tensor]:
+        """The encoder copy in a stage-2 checkpoint: PatentMME held in bf16 by the training (train.py:927)."""
+        return {name: tensor.to(torch.bfloat16) for name, tensor in self.patentmme_encoder.items()}
 
 
 def _random_state(module_class, config, seed: int) -> dict[str, torch.Tensor]:
@@ -83,25 +127,36 @@ def _random_state(module_class, config, seed: int) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def original(tmp_path_factory) -> Original:
+def original(tmp_path_factory, figures) -> Original:
     root = tmp_path_factory.mktemp("original")
     ocr_tokenizer = build_ocr_tokenizer()
     ocr_tokenizer.save_pretrained(root / "layoutlmv3-tokenizer")
     vision = LayoutLMv3Config(**VISION, vocab_size=len(ocr_tokenizer))
     (root / "vision_config.json").write_text(vision.to_json_string(), encoding="utf-8")
 
-    # PatentMME: a Lightning checkpoint with the encoder under "model." plus pretraining heads.
+    # PatentMME: a Lightning checkpoint, the encoder under "model." plus pretraining heads and Lightning's entries.
     encoder = _random_state(LayoutLMv3Model, vision, seed=1)
     heads = {"mlm_head.dense.weight": torch.randn(48, 48), "mim_head.weight": torch.randn(8192, 48)}
     heads["model.patch_classifier.weight"] = torch.randn(5, 48)
-    lightning = {"state_dict": {**{f"model.{k}": v for k, v in encoder.items()}, **heads}, "epoch": 3}
+    lightning = {
+        "epoch": 3,
+        "global_step": 1200,
+        "pytorch-lightning_version": "2.0.2",
+        "state_dict": OrderedDict({**{f"model.{k}": v for k, v in encoder.items()}, **heads}),
+        "loops": {"fit_loop": {"epoch_progress": {"total": {"completed": 3}}}},
+        "callbacks": {},
+        "optimizer_states": [],
+        "lr_schedulers": [],
+        "hparams_name": "kwargs",
+        "hyper_parameters": {"image_size": 384, "patch_size": 16, "lr": 1e-4, "betas": (0.9, 0.98)},
+    }
     torch.save(lightning, root / "last.ckpt")
 
     # Base LLM folder: a LLaMA with a 32,000-token vocabulary and its tokenizer, which has no <image>.
-    with_tokenizer_model = root / "sentencepiece"
-    with_tokenizer_model.mkdir()
-    shutil.copy(_package_file("mistral_common", "data/tokenizer.model.v1"), with_tokenizer_model / "tokenizer.model")
-    tokenizer = LlamaTokenizerFast.from_pretrained(with_tokenizer_model, add_bos_token=True, add_eos_token=False)
+    sentencepiece = root / "sentencepiece"
+    sentencepiece.mkdir()
+    shutil.copy(_package_file("mistral_common", "data/tokenizer.model.v1"), sentencepiece / "tokenizer.model")
+    tokenizer = LlamaTokenizerFast.from_pretrained(sentencepiece, add_bos_token=True, add_eos_token=False)
     assert "<image>" not in tokenizer.get_vocab()
     torch.manual_seed(2)
     base = LlamaForCausalLM(LlamaConfig(**TEXT))
@@ -116,12 +171,20 @@ def original(tmp_path_factory) -> Original:
             name = f"model.layers.{layer}.{module}"
             out_features, in_features = base.get_submodule(name).weight.shape
             lora[name] = (torch.randn(LORA_RANK, in_features) * 0.02, torch.randn(out_features, LORA_RANK) * 0.02)
+
+    # The official ocr.json entry of the figure: LayoutLMv3 tokens of its Tesseract words, a batch of one.
+    words, boxes = run_tesseract(Image.open(figures[FIGURE]["path"]).convert("RGB"))
+    ids, token_boxes = tokenize_ocr(ocr_tokenizer, words, boxes)
+    assert len(ids) > 2  # the figure has words
+    entry = {"input_ids": [ids], "attention_mask": [[1] * len(ids)], "bbox": [token_boxes]}
     return Original(
+        root=root,
         patentmme=root / "last.ckpt",
         base_llm=root / "vicuna",
         ocr_tokenizer=root / "layoutlmv3-tokenizer",
         vision_config=root / "vision_config.json",
-        encoder=encoder,
+        ocr_entry=entry,
+        patentmme_encoder=encoder,
         projector={k: v.detach().clone() for k, v in projector.state_dict().items()},
         base_decoder={k: v.detach().clone() for k, v in base.state_dict().items()},
         decoder=_random_state(LlamaForCausalLM, LlamaConfig(**TEXT), seed=4),
@@ -129,13 +192,17 @@ def original(tmp_path_factory) -> Original:
     )
 
 
-def _deepspeed_module(original: Original, peft_naming: str = "new") -> dict[str, torch.Tensor]:
-    """`["module"]` of a DeepSpeed file: PEFT(LLaVA-LLaMA) with LoRA on every decoder linear layer.
+# ---------------------------------------------------------------------------------------------------------- formats
 
-    "new" PEFT names the wrapped layer's weight `q_proj.base_layer.weight`, "old" PEFT `q_proj.weight`; the old
-    variant also carries the per-layer rotary buffers that transformers of that time saved.
+
+def _deepspeed_module(original: Original, peft_naming: str = "new") -> dict[str, torch.Tensor]:
+    """`["module"]` of a DeepSpeed file, as a bf16 run saves it: PEFT(LLaVA-LLaMA) with LoRA on every decoder linear
+    layer, the projector and the frozen encoder's copy.
+
+    "new" PEFT names the wrapped layer's weight `q_proj.base_layer.weight`, "old" PEFT (0.4, the original's pin)
+    `q_proj.weight`; the old variant also carries the per-layer rotary buffers that transformers 4.31 saved.
     """
-    module = {}
+    module = OrderedDict()
     for name, tensor in original.decoder.items():
         layer_name = name.removesuffix(".weight")
         if layer_name in original.lora and peft_naming == "new":
@@ -149,142 +216,141 @@ def _deepspeed_module(original: Original, peft_naming: str = "new") -> dict[str,
         module[f"base_model.model.{layer_name}.lora_B.default.weight"] = b
     for name, tensor in original.projector.items():
         module[f"base_model.model.model.mm_projector.{name}"] = tensor
-    for name, tensor in original.encoder.items():
+    for name, tensor in original.checkpoint_encoder.items():
         module[f"base_model.model.model.vision_tower.vision_tower.{name}"] = tensor
-    return module
+    return OrderedDict((name, tensor.to(torch.bfloat16)) for name, tensor in module.items())
 
 
 def _save_deepspeed(module: dict[str, torch.Tensor], path: Path) -> Path:
+    """A DeepSpeed 0.9.5 ZeRO-2 `mp_rank_00_model_states.pt` (the optimizer states live in other files)."""
     shapes = OrderedDict((name, tensor.shape) for name, tensor in module.items())
-    torch.save({"module": module, "param_shapes": [shapes], "ds_version": "0.9.5", "global_steps": 10}, path)
+    torch.save(
+        {
+            "module": module,
+            "buffer_names": [],
+            "optimizer": None,
+            "param_shapes": [shapes],
+            "frozen_param_shapes": None,
+            "shared_params": {},
+            "frozen_param_fragments": None,
+            "lr_scheduler": {"base_lrs": [2e-4, 2e-5], "last_epoch": 10, "_step_count": 11, "lr_lambdas": [None, None]},
+            "data_sampler": None,
+            "random_ltd": None,
+            "sparse_tensor_module_names": set(),
+            "skipped_steps": 0,
+            "global_steps": 10,
+            "global_samples": 640,
+            "dp_world_size": 8,
+            "mp_world_size": 1,
+            "ds_config": {"bf16": {"enabled": True}, "zero_optimization": {"stage": 2}},
+            "ds_version": "0.9.5",
+        },
+        path,
+    )
     return path
 
 
-def _merged(decoder: dict[str, torch.Tensor], lora: dict, alpha: float) -> dict[str, torch.Tensor]:
-    merged = dict(decoder)
-    for name, (a, b) in lora.items():
-        merged[f"{name}.weight"] = decoder[f"{name}.weight"] + (alpha / a.shape[0]) * (b @ a)
+def _decoder_weights(decoder: dict[str, torch.Tensor], lora: dict | None, alpha: float) -> dict[str, torch.Tensor]:
+    """The decoder as the original ran it, in float32 (bf16 checkpoint values upcast), LoRA merged by hand."""
+    merged = {name: tensor.to(torch.bfloat16).float() for name, tensor in decoder.items()}
+    for name, (a, b) in (lora or {}).items():
+        a, b = a.to(torch.bfloat16).float(), b.to(torch.bfloat16).float()
+        merged[f"{name}.weight"] = merged[f"{name}.weight"] + (alpha / a.shape[0]) * (b @ a)
     return merged
 
 
-def _inputs(folder: Path, figure: Path):
-    processor = PatentLMMProcessor.from_pretrained(folder)
-    return processor(images=figure, text=PROMPT, ocr_words=[OCR_WORDS], ocr_boxes=[OCR_BOXES])
+# ---------------------------------------------------------------------------------------------------------- reference
 
 
-@torch.no_grad()
-def _reference_logits(original: Original, decoder: dict[str, torch.Tensor], inputs, image_token_id: int):
-    """The original LLaVA forward at batch size 1, from raw tensors."""
-    encoder = LayoutLMv3Model(LayoutLMv3Config.from_json_file(original.vision_config)).eval()
-    encoder.load_state_dict(original.encoder)
-    projector = nn.Sequential(nn.Linear(48, 64), nn.GELU(), nn.Linear(64, 64))
-    projector.load_state_dict(original.projector)
-    llm = LlamaForCausalLM(LlamaConfig(**TEXT)).eval()
-    llm.load_state_dict(decoder)
-
-    hidden = encoder(
-        input_ids=inputs["ocr_input_ids"],
-        bbox=inputs["ocr_bbox"],
-        attention_mask=inputs["ocr_attention_mask"],
-        pixel_values=inputs["pixel_values"],
-        output_hidden_states=True,
-    ).hidden_states[-2][0, 1:]
-    features = projector(hidden)
-    ids = inputs["input_ids"][0]
-    positions = (ids == image_token_id).nonzero().flatten()
-    start, end = int(positions[0]), int(positions[-1]) + 1
-    assert end - start == len(positions) == features.shape[0]
-    embed = llm.get_input_embeddings()
-    embeddings = torch.cat([embed(ids[:start]), features, embed(ids[end:])])
-    return llm(inputs_embeds=embeddings[None]).logits
+def _original_prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """`tokenizer_image_token`'s rule: chunks tokenised alone, the first chunk's BOS only, -200 between chunks."""
+    chunks = [tokenizer(chunk).input_ids for chunk in prompt.split("<image>")]
+    ids = chunks[0]
+    for chunk in chunks[1:]:
+        ids = ids + [SENTINEL] + chunk[1:]
+    return ids
 
 
-@torch.no_grad()
-def _logits(model, inputs) -> torch.Tensor:
-    return model.eval()(**inputs).logits
+class OriginalRun:
+    """The original inference at batch size 1 (see the module docstring), from raw tensors."""
 
-
-def _assert_close(converted: torch.Tensor, reference: torch.Tensor) -> None:
-    assert converted.shape[-1] == reference.shape[-1] + 1  # the <image> row
-    assert (converted[..., : reference.shape[-1]] - reference).abs().max().item() <= 1e-5
-
-
-@pytest.mark.parametrize(("peft_naming", "with_patentmme"), [("old", False), ("new", True)])
-def test_deepspeed_checkpoint_merged(original, figures, tmp_path, caplog, peft_naming, with_patentmme):
-    checkpoint = _save_deepspeed(_deepspeed_module(original, peft_naming), tmp_path / "mp_rank_00_model_states.pt")
-    with caplog.at_level(logging.INFO, logger="patentlmm.convert"):
-        out = convert_original(
-            tmp_path / "out",
-            base_llm=original.base_llm,
-            ocr_tokenizer=original.ocr_tokenizer,
-            patentmme=original.patentmme if with_patentmme else None,
-            checkpoint=checkpoint,
-            vision_config=original.vision_config,
+    def __init__(self, original: Original, encoder: dict, decoder: dict, figure: Path, tokenizer_dir: Path):
+        self.tokenizer = LlamaTokenizerFast.from_pretrained(tokenizer_dir)
+        self.ids = _original_prompt_ids(self.tokenizer, PROMPT)
+        image_processor = LayoutLMv3ImageProcessor(
+            apply_ocr=False, size={"height": 384, "width": 384}, image_mean=[0.5] * 3, image_std=[0.5] * 3
         )
-    if with_patentmme:  # the pretraining heads are reported, not loaded
-        assert "mlm_head.dense.weight" in caplog.text and "model.patch_classifier.weight" in caplog.text
+        self.pixel_values = image_processor(Image.open(figure).convert("RGB"), return_tensors="pt")["pixel_values"]
+        self.ocr = {key: torch.tensor(value[0])[None] for key, value in original.ocr_entry.items()}
 
-    assert sorted(p.name for p in out.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".safetensors")) == [
-        "model.safetensors"
-    ]
-    model = AutoModelForImageTextToText.from_pretrained(out, trust_remote_code=True)
-    assert model.config.image_token_id == 32000 and model.config.text_config.vocab_size == 32001
-    assert model.generation_config.suppress_tokens == [32000]
-    inputs = _inputs(out, next(iter(figures.values()))["path"])
-    reference = _reference_logits(original, _merged(original.decoder, original.lora, 256.0), inputs, 32000)
-    _assert_close(_logits(model, inputs), reference)
+        vision = LayoutLMv3Model(LayoutLMv3Config.from_json_file(original.vision_config)).eval()
+        vision.load_state_dict({name: tensor.float() for name, tensor in encoder.items()})
+        projector = nn.Sequential(nn.Linear(48, 64), nn.GELU(), nn.Linear(64, 64))
+        projector.load_state_dict({name: tensor.to(torch.bfloat16).float() for name, tensor in original.projector.items()})
+        self.llm = LlamaForCausalLM(LlamaConfig(**TEXT)).eval()
+        self.llm.load_state_dict(decoder)
+        with torch.no_grad():
+            output = vision(
+                input_ids=self.ocr["input_ids"],
+                bbox=self.ocr["bbox"],
+                attention_mask=self.ocr["attention_mask"],
+                pixel_values=self.pixel_values,
+                output_hidden_states=True,
+            )
+            selected = output.to_tuple()[-2]  # what `hidden_states[-2]` picked from the vendored model's output object
+            self.features = projector(selected[0, 1:])  # "patch": the first position dropped
+
+    def _embeddings(self) -> torch.Tensor:
+        """`(1, L, C)`: the prompt's embeddings with the figure's features at the sentinel."""
+        at = self.ids.index(SENTINEL)
+        embed = self.llm.get_input_embeddings()
+        before, after = torch.tensor(self.ids[:at]), torch.tensor(self.ids[at + 1 :])
+        return torch.cat([embed(before), self.features, embed(after)])[None]
+
+    @torch.no_grad()
+    def logits(self) -> torch.Tensor:
+        """Logits `(1, L, 32000)` of the prompt."""
+        return self.llm(inputs_embeds=self._embeddings()).logits
+
+    @torch.no_grad()
+    def greedy(self) -> list[int]:
+        """Greedy tokens until EOS (kept) or `max_length=512` counting the prompt ids, with LLaMA's KV cache (as
+        `generate` ran it)."""
+        output = self.llm(inputs_embeds=self._embeddings(), use_cache=True)
+        generated: list[int] = []
+        while len(self.ids) + len(generated) < ORIGINAL_MAX_LENGTH:
+            generated.append(int(output.logits[0, -1].argmax()))
+            if generated[-1] == self.tokenizer.eos_token_id:
+                break
+            output = self.llm(input_ids=torch.tensor([generated[-1:]]), cache=output.cache, use_cache=True)
+        return generated
 
 
-def test_deepspeed_checkpoint_keep_adapter(original, figures, tmp_path):
-    import peft
-
-    checkpoint = _save_deepspeed(_deepspeed_module(original), tmp_path / "mp_rank_00_model_states.pt")
-    out = convert_original(
-        tmp_path / "out",
-        base_llm=original.base_llm,
-        ocr_tokenizer=original.ocr_tokenizer,
-        patentmme=original.patentmme,
-        checkpoint=checkpoint,
-        keep_adapter=True,
-        lora_alpha=64,
-        vision_config=original.vision_config,
+def _stage2_run(original: Original, figures, encoder: dict | None = None, alpha: float = LORA_ALPHA) -> OriginalRun:
+    return OriginalRun(
+        original,
+        original.checkpoint_encoder if encoder is None else encoder,
+        _decoder_weights(original.decoder, original.lora, alpha),
+        figures[FIGURE]["path"],
+        original.base_llm,
     )
-    adapter = json.loads((out / "adapter_config.json").read_text())
-    assert (adapter["r"], adapter["lora_alpha"], len(adapter["target_modules"])) == (LORA_RANK, 64, len(original.lora))
-    with safe_open(out / "adapter_model.safetensors", "pt") as handle:
-        assert "base_model.model.model.language_model.layers.1.mlp.down_proj.lora_B.weight" in handle.keys()
-    inputs = _inputs(out, next(iter(figures.values()))["path"])
-    reference = _reference_logits(original, _merged(original.decoder, original.lora, 64.0), inputs, 32000)
-
-    # The base weights alone (a copy of the folder without the adapter) are the unmerged decoder ...
-    base_folder = shutil.copytree(out, tmp_path / "base", ignore=shutil.ignore_patterns("adapter_*"))
-    base = AutoModelForImageTextToText.from_pretrained(base_folder, trust_remote_code=True)
-    base_logits = _logits(base, inputs)
-    _assert_close(base_logits, _reference_logits(original, original.decoder, inputs, 32000))
-    assert (base_logits[..., :32000] - reference).abs().max() > 1e-2  # the LoRA matters
-    # ... PEFT puts the LoRA back on them ...
-    _assert_close(_logits(peft.PeftModel.from_pretrained(base, out), inputs), reference)
-    # ... and transformers attaches it by itself when it loads the folder (PEFT installed).
-    _assert_close(_logits(AutoModelForImageTextToText.from_pretrained(out, trust_remote_code=True), inputs), reference)
 
 
-def test_stage1_projector_with_base_llm(original, figures, tmp_path):
-    projector = tmp_path / "mm_projector.bin"
-    torch.save({f"model.mm_projector.{k}": v for k, v in original.projector.items()}, projector)
-    out = convert_original(
-        tmp_path / "out",
-        base_llm=original.base_llm,
-        ocr_tokenizer=original.ocr_tokenizer,
-        patentmme=original.patentmme,
-        projector=projector,
-        vision_config=original.vision_config,
-    )
-    model = AutoModelForImageTextToText.from_pretrained(out, trust_remote_code=True)
-    inputs = _inputs(out, next(iter(figures.values()))["path"])
-    _assert_close(_logits(model, inputs), _reference_logits(original, original.base_decoder, inputs, 32000))
+@pytest.fixture(scope="module")
+def reference(original, figures) -> OriginalRun:
+    return _stage2_run(original, figures)
 
 
-def _convert_deepspeed(original: Original, module: dict[str, torch.Tensor], tmp_path: Path, **kwargs) -> Path:
+@pytest.fixture(scope="module")
+def reference_tokens(reference) -> list[int]:
+    return reference.greedy()
+
+
+# ---------------------------------------------------------------------------------------------------------- helpers
+
+
+def _convert_deepspeed(original: Original, tmp_path: Path, module: dict | None = None, **kwargs) -> Path:
+    module = _deepspeed_module(original) if module is None else module
     return convert_original(
         tmp_path / "out",
         base_llm=original.base_llm,
@@ -294,12 +360,244 @@ def _convert_deepspeed(original: Original, module: dict[str, torch.Tensor], tmp_
     )
 
 
+def _python_path_inputs(folder: Path, original: Original, figures):
+    """The documented Python path: the `original_inference` chat template, the official OCR entry, no padding."""
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    prompt = processor.apply_chat_template(
+        build_messages("brief"), chat_template="original_inference", add_generation_prompt=True
+    )
+    assert prompt == PROMPT
+    inputs = processor(images=figures[FIGURE]["path"], text=prompt, ocr=[original.ocr_entry], pad_to_square=False)
+    return processor, inputs
+
+
+@torch.no_grad()
+def _logits(model, inputs) -> torch.Tensor:
+    return model.eval()(**inputs).logits
+
+
+def _max_difference(converted: torch.Tensor, reference: OriginalRun) -> float:
+    expected = reference.logits()
+    assert converted.shape == (*expected.shape[:-1], expected.shape[-1] + 1)  # the <image> row
+    return (converted[..., : expected.shape[-1]] - expected).abs().max().item()
+
+
+# ---------------------------------------------------------------------------------------------------------- fidelity
+
+
+@pytest.mark.slow
+def test_converted_checkpoint_reproduces_the_original_token_for_token(
+    original, figures, tmp_path, reference, reference_tokens
+):
+    """Done-when of issue 11: convert with the defaults, then (1) the Python path and (2) `describe` on a dataset
+    carrying the official OCR ids give the original's logits (<= 1e-4) and greedy tokens, its 512-token cap
+    included."""
+    out = _convert_deepspeed(original, tmp_path, patentmme=original.patentmme)
+    config = json.loads((out / "config.json").read_text())
+    assert config["vision_feature_layer"] == -1 and config["text_config"]["dtype"] == "float32"
+    model = AutoModelForImageTextToText.from_pretrained(out, trust_remote_code=True)
+    processor, inputs = _python_path_inputs(out, original, figures)
+    assert torch.equal(inputs["pixel_values"], reference.pixel_values)
+    assert _max_difference(_logits(model, inputs), reference) <= TOLERANCE
+
+    prompt_tokens = int((inputs["input_ids"] != processor.image_token_id).sum()) + 1  # the figure counts once
+    assert prompt_tokens == len(reference.ids)
+    max_new_tokens = default_max_new_tokens(processor, PROMPT, "original_inference")
+    assert max_new_tokens == ORIGINAL_MAX_LENGTH - len(reference.ids)
+    generated = model.generate(**inputs, max_new_tokens=max_new_tokens)[0, inputs["input_ids"].shape[1] :].tolist()
+    assert len(reference_tokens) > 100 and generated == reference_tokens
+    assert len(reference_tokens) == max_new_tokens or reference_tokens[-1] == processor.tokenizer.eos_token_id
+
+    # describe on a dataset with the official token ids (and misleading Tesseract words, which must not be used).
+    import datasets
+
+    rows = {
+        "image_id": [FIGURE],
+        "image": [str(figures[FIGURE]["path"])],
+        "description": ["FIG. 10 is a view."],
+        "ocr_words": [["nothing", "like", "the", "figure"]],
+        "ocr_boxes": [[[0, 0, 10, 10]] * 4],
+        "ocr_input_ids": [original.ocr_entry["input_ids"][0]],
+        "ocr_bbox": [original.ocr_entry["bbox"][0]],
+    }
+    dataset = datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image())
+    written = describe(str(out), dataset=dataset, prompt_format="original_inference", batch_size=1)
+    assert [row["prediction"] for row in written] == [processor.decode(reference_tokens)]
+
+
+@pytest.mark.slow
+def test_cli_convert_and_describe_reproduce_the_original(original, figures, tmp_path, capsys, reference_tokens):
+    """The command lines with their defaults: `convert-original`, then `describe --prompt-format original_inference`
+    on the figure file (Tesseract gives the same OCR tokens as the official entry built from it)."""
+    from patentlmm.cli import main
+
+    checkpoint = _save_deepspeed(_deepspeed_module(original), tmp_path / "mp_rank_00_model_states.pt")
+    out = tmp_path / "out"
+    argv = ["convert-original", "--patentmme", str(original.patentmme), "--checkpoint", str(checkpoint)]
+    argv += ["--base-llm", str(original.base_llm), "--ocr-tokenizer", str(original.ocr_tokenizer)]
+    assert main([*argv, "--vision-config", str(original.vision_config), "--output", str(out)]) == 0
+    capsys.readouterr()
+    predictions = tmp_path / "predictions.jsonl"
+    argv = ["describe", "--model", str(out), "--prompt-format", "original_inference", "--batch-size", "1"]
+    assert main([*argv, "--output", str(predictions), str(figures[FIGURE]["path"])]) == 0
+    row = json.loads(predictions.read_text())
+    processor = PatentLMMProcessor.from_pretrained(out)
+    assert row["prediction"] == processor.decode(reference_tokens)
+
+
+def test_each_deviation_would_change_the_original_inputs(original, figures, reference, tmp_path):
+    """The checks above can fail: the package's training-time padding, transformers' `hidden_states[-2]` and
+    whole-prompt tokenisation each give the original something else."""
+    out = _convert_deepspeed(original, tmp_path)
+    processor, inputs = _python_path_inputs(out, original, figures)
+    padded = processor(images=figures[FIGURE]["path"], text=PROMPT, ocr=[original.ocr_entry])
+    assert processor.pad_to_square and not torch.allclose(padded["pixel_values"], reference.pixel_values, atol=0.1)
+    model = AutoModelForImageTextToText.from_pretrained(out, trust_remote_code=True)
+    assert _max_difference(_logits(model, padded), reference) > TOLERANCE
+
+    model.config.vision_feature_layer = -2  # transformers' second-to-last layer
+    assert _max_difference(_logits(model, inputs), reference) > TOLERANCE
+
+    whole = processor.tokenizer(PROMPT).input_ids
+    assert [processor.image_token_id if t == SENTINEL else t for t in reference.ids] != whole
+
+
+def test_checkpoint_encoder_wins_over_patentmme(original, figures, tmp_path, reference):
+    """With --patentmme and --checkpoint the checkpoint's (bf16) copy of the encoder is used, as in the original;
+    PatentMME's float32 weights would give other logits."""
+    out = _convert_deepspeed(original, tmp_path, patentmme=original.patentmme)
+    model = AutoModelForImageTextToText.from_pretrained(out, trust_remote_code=True)
+    _, inputs = _python_path_inputs(out, original, figures)
+    logits = _logits(model, inputs)
+    assert _max_difference(logits, reference) <= TOLERANCE
+    assert _max_difference(logits, _stage2_run(original, figures, encoder=original.patentmme_encoder)) > TOLERANCE
+
+
+def test_patentmme_fills_encoder_tensors_the_checkpoint_lacks(original, figures, tmp_path, caplog):
+    module = _deepspeed_module(original)
+    dropped = "base_model.model.model.vision_tower.vision_tower.encoder.layer.1.output.dense.weight"
+    del module[dropped]
+    with caplog.at_level(logging.INFO, logger="patentlmm.convert"):
+        out = _convert_deepspeed(original, tmp_path, module, patentmme=original.patentmme)
+    assert "mlm_head.dense.weight" in caplog.text and "model.patch_classifier.weight" in caplog.text  # heads reported
+    with safe_open(out / "model.safetensors", "pt") as handle:
+        filled = handle.get_tensor("model.vision_tower.encoder.layer.1.output.dense.weight")
+        kept = handle.get_tensor("model.vision_tower.encoder.layer.0.output.dense.weight")
+    assert torch.equal(filled, original.patentmme_encoder["encoder.layer.1.output.dense.weight"])
+    assert torch.equal(kept, original.checkpoint_encoder["encoder.layer.0.output.dense.weight"].float())
+
+
+@pytest.mark.parametrize("peft_naming", ["old", "new"])
+def test_deepspeed_checkpoint_merged(original, figures, tmp_path, reference, peft_naming):
+    out = _convert_deepspeed(original, tmp_path, _deepspeed_module(original, peft_naming))
+    assert sorted(p.name for p in out.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".safetensors")) == [
+        "model.safetensors"
+    ]
+    model = AutoModelForImageTextToText.from_pretrained(out, trust_remote_code=True)
+    assert model.config.image_token_id == 32000 and model.config.text_config.vocab_size == 32001
+    assert model.generation_config.suppress_tokens == [32000]
+    _, inputs = _python_path_inputs(out, original, figures)
+    assert _max_difference(_logits(model, inputs), reference) <= TOLERANCE
+
+
+def test_deepspeed_checkpoint_keep_adapter(original, figures, tmp_path):
+    import peft
+
+    out = _convert_deepspeed(original, tmp_path, keep_adapter=True, lora_alpha=64)
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"], len(adapter["target_modules"])) == (LORA_RANK, 64, len(original.lora))
+    with safe_open(out / "adapter_model.safetensors", "pt") as handle:
+        assert "base_model.model.model.language_model.layers.1.mlp.down_proj.lora_B.weight" in handle.keys()
+    _, inputs = _python_path_inputs(out, original, figures)
+    reference = _stage2_run(original, figures, alpha=64.0)
+
+    # The base weights alone (a copy of the folder without the adapter) are the unmerged decoder ...
+    base_folder = shutil.copytree(out, tmp_path / "base", ignore=shutil.ignore_patterns("adapter_*"))
+    base = AutoModelForImageTextToText.from_pretrained(base_folder, trust_remote_code=True)
+    base_logits = _logits(base, inputs)
+    unmerged = OriginalRun(
+        original,
+        original.checkpoint_encoder,
+        _decoder_weights(original.decoder, None, 0.0),
+        figures[FIGURE]["path"],
+        original.base_llm,
+    )
+    assert _max_difference(base_logits, unmerged) <= TOLERANCE
+    assert _max_difference(base_logits, reference) > 1e-2  # the LoRA matters
+    # ... PEFT puts the LoRA back on them ...
+    assert _max_difference(_logits(peft.PeftModel.from_pretrained(base, out), inputs), reference) <= TOLERANCE
+    # ... and transformers attaches it by itself when it loads the folder (PEFT installed).
+    attached = AutoModelForImageTextToText.from_pretrained(out, trust_remote_code=True)
+    assert _max_difference(_logits(attached, inputs), reference) <= TOLERANCE
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["model.mm_projector.", "base_model.model.model.mm_projector."],
+    ids=["extract_mm_projector", "stage1-training-lora"],
+)
+def test_stage1_projector_in_both_original_layouts(original, figures, tmp_path, prefix):
+    """`scripts/extract_mm_projector.py` writes `model.mm_projector.*`; the stage-1 training itself (run with
+    `--lora_enable True`) saves `base_model.model.model.mm_projector.*`. The encoder comes from PatentMME."""
+    projector = tmp_path / "mm_projector.bin"
+    torch.save({f"{prefix}{k}": v.to(torch.bfloat16) for k, v in original.projector.items()}, projector)
+    out = convert_original(
+        tmp_path / "out",
+        base_llm=original.base_llm,
+        ocr_tokenizer=original.ocr_tokenizer,
+        patentmme=original.patentmme,
+        projector=projector,
+        vision_config=original.vision_config,
+    )
+    model = AutoModelForImageTextToText.from_pretrained(out, trust_remote_code=True)
+    _, inputs = _python_path_inputs(out, original, figures)
+    reference = OriginalRun(
+        original,
+        original.patentmme_encoder,
+        {name: tensor.float() for name, tensor in original.base_decoder.items()},
+        figures[FIGURE]["path"],
+        original.base_llm,
+    )
+    assert _max_difference(_logits(model, inputs), reference) <= TOLERANCE
+
+
+# ---------------------------------------------------------------------------------------------------------- shapes
+
+
+def test_patentlmm_large_converts_with_the_default_encoder_config():
+    """A PatentMME-large checkpoint (1024 wide; meta tensors) fits `PatentLMMConfig()`'s default encoder, which is
+    LayoutLMv3-large's shape and whose layout embeddings run (the old 128/128 default made them 768 wide)."""
+    with torch.device("meta"):
+        large = LayoutLMv3Model(LayoutLMv3Config(**LAYOUTLMV3_LARGE_384))
+    lightning = {f"model.{name}": tensor for name, tensor in large.state_dict().items()}
+    found = convert.OriginalWeights()
+    default = convert._load_vision_config(None)
+    convert._use_patentmme_encoder(found, lightning, default)
+    with torch.device("meta"):
+        encoder = LayoutLMv3Model(PatentLMMConfig().vision_config)
+        embedded = encoder.embeddings(
+            input_ids=torch.zeros(1, 5, dtype=torch.long), bbox=torch.zeros(1, 5, 4, dtype=torch.long)
+        )
+    expected = {f"{convert.VISION_PREFIX}{name}": tuple(t.shape) for name, t in encoder.state_dict().items()}
+    assert {name: tuple(t.shape) for name, t in found.weights.items()} == expected
+    assert default.to_dict() == PatentLMMConfig().vision_config.to_dict()
+    assert tuple(embedded.shape) == (1, 5, 1024)
+    with pytest.raises(ValueError, match=r"4 \* 128 \+ 2 \* 128 = 768 must equal hidden_size=1024"):
+        PatentLMMConfig(vision_config={"hidden_size": 1024, "num_attention_heads": 16})
+
+
+def test_encoder_shapes_other_than_the_config_are_reported(original, tmp_path):
+    with pytest.raises(ValueError, match=r"(?s)shape mismatch.*--vision-config") as error:
+        _convert_deepspeed(original, tmp_path, vision_config=None)  # PatentMME-large is the default
+    assert "other than PatentMME-large" not in str(error.value)
+
+
 def test_unknown_keys_are_listed(original, tmp_path):
     module = _deepspeed_module(original)
     module["base_model.model.model.mm_projector.4.weight"] = torch.zeros(64, 64)  # maps to no parameter
     module["base_model.model.score_head.weight"] = torch.zeros(1, 64)  # maps nowhere at all
     with pytest.raises(ValueError) as error:
-        _convert_deepspeed(original, module, tmp_path)
+        _convert_deepspeed(original, tmp_path, module)
     message = str(error.value)
     assert "2 tensor(s) with no PatentLMM parameter" in message
     assert "base_model.model.model.mm_projector.4.weight" in message and "base_model.model.score_head.weight" in message
@@ -310,16 +608,11 @@ def test_missing_keys_are_listed(original, tmp_path):
     del module["base_model.model.model.norm.weight"]
     del module["base_model.model.model.vision_tower.vision_tower.encoder.layer.1.output.dense.bias"]
     with pytest.raises(ValueError) as error:
-        _convert_deepspeed(original, module, tmp_path)
+        _convert_deepspeed(original, tmp_path, module)
     message = str(error.value)
     assert "2 PatentLMM parameter(s) that no checkpoint provides" in message
     assert "model.language_model.norm.weight" in message
     assert "model.vision_tower.encoder.layer.1.output.dense.bias" in message and "--patentmme" in message
-
-
-def test_encoder_shapes_other_than_the_config_are_reported(original, tmp_path):
-    with pytest.raises(ValueError, match=r"(?s)shape mismatch.*--vision-config"):  # PatentMME-large is the default
-        _convert_deepspeed(original, _deepspeed_module(original), tmp_path, vision_config=None)
 
 
 TRAP_SPRUNG = []
@@ -350,7 +643,7 @@ def test_pickled_objects_are_refused(original, tmp_path):
     assert not TRAP_SPRUNG
 
 
-def test_cli(original, tmp_path, capsys):
+def test_cli_options(original, tmp_path, capsys):
     from patentlmm.cli import main
 
     checkpoint = _save_deepspeed(_deepspeed_module(original), tmp_path / "mp_rank_00_model_states.pt")
