@@ -1,4 +1,4 @@
-"""`ocr`: Tesseract words and boxes of every downloaded figure, cached as JSON Lines; or import the official OCR.
+"""`ocr`: Tesseract words and boxes of every downloaded figure, cached as JSON Lines.
 
 Run from the repository root, on a folder laid out like the official `DATASET/` (after `download`):
 
@@ -6,11 +6,9 @@ Run from the repository root, on a folder laid out like the official `DATASET/` 
     python -m dataset_builder ocr --root DATASET/ --workers 8 --timeout 120
     # 8 independent jobs (a Slurm array, a Kubernetes indexed job) sharing DATASET/:
     python -m dataset_builder ocr --root DATASET/ --num-shards 8 --shard-index $SLURM_ARRAY_TASK_ID
-    # the official ocr.json instead (LayoutLMv3 token ids + boxes; no Tesseract run):
-    python -m dataset_builder ocr --root DATASET/ --import-official DATASET/ocr.json
 
 (`patentlmm dataset ocr ...` is the same command.) In code: `run_ocr(image_ids, images_dir, cache_path, report_path)`,
-`read_ocr_cache(folder)`, `import_official_ocr(ocr_json, out_path, report_path)`, `read_official_ocr(path)`.
+`read_ocr_cache(folder)`.
 
 The cache: `ocr/ocr_cache.jsonl` (shard k of n: `ocr/ocr_cache-{k:05d}-of-{n:05d}.jsonl`), one JSON object a line,
 `{"image_id", "words": [str], "boxes": [[x0, y0, x1, y1]], "width", "height"}`, boxes normalised to 0-1000 by the
@@ -30,11 +28,9 @@ rerun skips them unless given `--retry-failed`; the others (a missing image, Tes
 or over `--timeout` seconds, a worker that died) are retried by a plain rerun. One `ocr` run per cache file at a
 time: a second stops at once with a clear message. Ids are assigned to shards by `download.shard_of`.
 
-The official `ocr.json` (`{"<id>.png": {"input_ids": [[...]], "attention_mask": [[...]], "bbox": [[[...]]]}}`) holds
-LayoutLMv3 token ids, not words, so it is kept apart from the cache: `--import-official` streams it (`jsonstream`) into
-`ocr/official_ocr.jsonl`, one `{"image_id", "input_ids", "bbox"}` a line, ids without `.png`, padding removed by the
-attention mask, at most 512 tokens like the original (via `records.iter_official_ocr`). Malformed entries go to
-`reports/ocr_import_failures.jsonl`.
+The official `ocr.json` (LayoutLMv3 token ids, the paper's OCR) needs no step here: put it at `DATASET/ocr.json` and
+`build` reads it itself (`records.iter_official_ocr`) into the `ocr_input_ids` / `ocr_bbox` columns, which training
+and `patentlmm describe` then use in preference to the Tesseract words.
 """
 
 from __future__ import annotations
@@ -60,10 +56,9 @@ from processing.ocr import TESSERACT_INSTALL_HINT, TesseractNotAvailableError
 
 from .cli import at_least
 from .download import shard_of, sharded_name
-from .files import atomic_write, remove_stale_temporaries, run_lock
+from .files import run_lock
 from .ids import InvalidImageIdError, validate_image_id
 from .pool import ResilientPool, WorkerDiedError
-from .records import iter_official_ocr
 from .reports import ReportWriter, permanent_failures
 
 try:  # transformers >= 5 (the PIL backend); the same import as processing.ocr
@@ -73,18 +68,14 @@ except ImportError:  # transformers 4.x
 
 __all__ = [
     "CACHE_STEM",
-    "OFFICIAL_OCR_FILE",
     "OcrSummary",
     "add_arguments",
-    "import_official_ocr",
     "read_ocr_cache",
-    "read_official_ocr",
     "run",
     "run_ocr",
 ]
 
 CACHE_STEM = "ocr_cache"  # ocr/ocr_cache.jsonl, ocr/ocr_cache-00003-of-00008.jsonl
-OFFICIAL_OCR_FILE = "official_ocr.jsonl"
 DEFAULT_TIMEOUT = 60.0  # seconds of Tesseract per figure; a USPTO sheet takes ~0.5-2 s
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -322,32 +313,6 @@ def _run_ocr_locked(
     return summary
 
 
-def import_official_ocr(
-    ocr_json_path: str | os.PathLike, out_path: str | os.PathLike, report_path: str | os.PathLike
-) -> int:
-    """Streams the official `ocr.json` into `out_path` (JSON Lines, see the module docstring); returns the count.
-
-    The file is written atomically (`files.atomic_write`), so an interrupted import leaves no half file behind."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with (
-        run_lock(out_path.with_name(f".{out_path.name}.lock"), f"an import into {out_path}"),
-        ReportWriter(report_path, "ocr_import") as report,
-    ):
-        remove_stale_temporaries(out_path)
-        with atomic_write(out_path) as out:
-            for image_id, input_ids, bbox in tqdm(iter_official_ocr(ocr_json_path, report), unit="img", desc="import"):
-                out.write(json.dumps({"image_id": image_id, "input_ids": input_ids, "bbox": bbox}) + "\n")
-                count += 1
-    return count
-
-
-def read_official_ocr(path: str | os.PathLike) -> dict[str, dict[str, list]]:
-    """image id -> `{"input_ids": [...], "bbox": [[x0, y0, x1, y1], ...]}` from `ocr/official_ocr.jsonl`."""
-    return {entry.pop("image_id"): entry for entry in _iter_jsonl(Path(path))}
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `ocr` (see the module docstring)."""
     parser.add_argument("--root", required=True, type=Path, help="dataset folder holding images/")
@@ -364,23 +329,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="report images with more pixels instead of OCRing them (decompression-bomb guard)",
     )
     parser.add_argument("--retry-failed", action="store_true", help="also retry ids in the failure report")
-    parser.add_argument(
-        "--import-official",
-        type=Path,
-        default=None,
-        metavar="OCR_JSON",
-        help="import the official ocr.json into ocr/official_ocr.jsonl instead of running Tesseract",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """`ocr`: Tesseract over `<root>/images/*.png` into `<root>/ocr/`, or `--import-official`."""
+    """`ocr`: Tesseract over `<root>/images/*.png` into `<root>/ocr/`."""
     root = Path(args.root)
-    if args.import_official is not None:
-        report_path = root / "reports" / "ocr_import_failures.jsonl"
-        count = import_official_ocr(args.import_official, root / "ocr" / OFFICIAL_OCR_FILE, report_path)
-        print(f"ocr: imported {count} entries of {args.import_official} into {root / 'ocr' / OFFICIAL_OCR_FILE}")
-        return 0
     images_dir = root / "images"
     if not images_dir.is_dir():
         print(f"ocr: {images_dir} not found (run `download` first)", file=sys.stderr)

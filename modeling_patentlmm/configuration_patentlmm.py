@@ -123,7 +123,7 @@ class PatentLMMConfig(PreTrainedConfig):
             raise ValueError(
                 f"vision_config: 4 * coordinate_size + 2 * shape_size = 4 * {vision_config.coordinate_size} + 2 * "
                 f"{vision_config.shape_size} = {layout_width} must equal hidden_size={vision_config.hidden_size} "
-                "(LayoutLMv3 concatenates the box embeddings to the token embedding's width; LayoutLMv3-large: 171/170)."
+                "(LayoutLMv3 adds its box embeddings to the token embeddings; LayoutLMv3-large has 171 and 170)."
             )
         if vision_config.input_size % vision_config.patch_size != 0:
             raise ValueError(

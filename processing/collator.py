@@ -4,8 +4,9 @@ A row (one figure) holds:
 - `messages`: `build_messages(desc_type, escape_description(description))`, a user turn (`{"type": "image"}` + the
   instruction) and the assistant's answer (the description);
 - `image` (one figure) or `images` (a list holding one figure): a path, bytes or a PIL image;
-- OCR, one of: `ocr_words` + `ocr_boxes` (words and 0-1000 boxes; an empty list is a figure without words), or the
-  official LayoutLMv3 tokens `ocr_input_ids` + `ocr_bbox`; with neither, the processor runs Tesseract.
+- OCR: the official LayoutLMv3 tokens `ocr_input_ids` + `ocr_bbox` (used first, row by row), or `ocr_words` +
+  `ocr_boxes` (words and 0-1000 boxes; an empty list is a figure without words); with neither, the processor runs
+  Tesseract.
 
 The prompt is the processor's chat template of the stage's `prompt_format` (`"plain"` in stage 1, `"vicuna_v1"` in
 stage 2) rendered on the user turn; the description (`build_target`) is the processor's `suffix`, so `labels` cover
@@ -161,14 +162,22 @@ def _answer(messages: Sequence[dict], index: int) -> str:
 
 
 def _ocr_inputs(rows: list[dict]) -> dict[str, list]:
-    """The processor's OCR arguments for the batch: official token ids when every row has them, else words/boxes
-    when every row has them, else nothing (Tesseract)."""
-
-    def present(key: str) -> bool:
-        return all(row.get(key) is not None for row in rows)
-
-    if present("ocr_input_ids") and present("ocr_bbox"):
-        return {"ocr": [{"input_ids": row["ocr_input_ids"], "bbox": row["ocr_bbox"]} for row in rows]}
-    if present("ocr_words") and present("ocr_boxes"):
-        return {"ocr_words": [row["ocr_words"] for row in rows], "ocr_boxes": [row["ocr_boxes"] for row in rows]}
-    return {}
+    """The processor's OCR arguments, row by row: the official token ids where a row has them (the paper's OCR), else
+    its words/boxes, else nothing (the processor runs Tesseract on that figure)."""
+    official = [
+        {"input_ids": row["ocr_input_ids"], "bbox": row["ocr_bbox"]}
+        if row.get("ocr_input_ids") is not None and row.get("ocr_bbox") is not None
+        else None
+        for row in rows
+    ]
+    has_words = [
+        ocr is None and row.get("ocr_words") is not None and row.get("ocr_boxes") is not None
+        for row, ocr in zip(rows, official)
+    ]
+    inputs = {}
+    if any(ocr is not None for ocr in official):
+        inputs["ocr"] = official
+    if any(has_words):
+        inputs["ocr_words"] = [row["ocr_words"] if words else None for row, words in zip(rows, has_words)]
+        inputs["ocr_boxes"] = [row["ocr_boxes"] if words else None for row, words in zip(rows, has_words)]
+    return inputs

@@ -7,8 +7,8 @@ Per figure:
   3. LayoutLMv3-tokenise the words (<= `max_ocr_tokens`, the last token kept on truncation),
   4. pad to a square with the normalisation mean (`pad_to_square`, as the original's training; its inference script
      does not pad), resize to the encoder's size and normalise (LayoutLMv3 image processor),
-  5. tokenise the prompt with the original's rule (`prompts.tokenize_prompt`) and expand its `<image>` to exactly `num_ocr_tokens - 1 + num_image_patches` placeholders, the number of
-     features the model will write there.
+  5. tokenise the prompt with the original's rule (`prompts.tokenize_prompt`) and expand its `<image>` to exactly
+     `num_ocr_tokens - 1 + num_image_patches` placeholders, the number of features the model will write there.
 
 It carries two tokenizers: `tokenizer` (the decoder's, LLaMA) and `ocr_tokenizer` (LayoutLMv3), saved in the root
 and in `ocr_tokenizer/` of the processor folder, like transformers 5 lays out InstructBLIP's second tokenizer.

@@ -104,6 +104,24 @@ def test_official_ocr_tokens_match_words_and_boxes(tiny, rows):
         assert torch.equal(by_words[key], by_tokens[key]), key
 
 
+def test_official_ocr_tokens_win_over_words_row_by_row(tiny, rows):
+    """A dataset built with the official ocr.json carries both; training must use the paper's OCR (the token ids)
+    wherever a row has them, and the words elsewhere."""
+    _, processor = tiny
+    from processing.ocr import tokenize_ocr
+
+    official_ids = [0, 11, 12, 13, 2]  # not the tokenisation of the row's words
+    mixed = [
+        {**rows[0], "ocr_input_ids": official_ids, "ocr_bbox": [[0, 0, 0, 0]] * 5},
+        {**rows[1], "ocr_input_ids": None, "ocr_bbox": None},
+    ]
+    batch = PatentLMMCollator(processor)(mixed)
+    lengths = batch["ocr_attention_mask"].sum(dim=1).tolist()
+    assert batch["ocr_input_ids"][0, : lengths[0]].tolist() == official_ids
+    words_ids, _ = tokenize_ocr(processor.ocr_tokenizer, rows[1]["ocr_words"], rows[1]["ocr_boxes"])
+    assert batch["ocr_input_ids"][1, : lengths[1]].tolist() == words_ids
+
+
 def test_images_column_and_bad_rows(tiny, rows):
     _, processor = tiny
     collator = PatentLMMCollator(processor)

@@ -286,7 +286,7 @@ class OriginalRun:
         vision = LayoutLMv3Model(LayoutLMv3Config.from_json_file(original.vision_config)).eval()
         vision.load_state_dict({name: tensor.float() for name, tensor in encoder.items()})
         projector = nn.Sequential(nn.Linear(48, 64), nn.GELU(), nn.Linear(64, 64))
-        projector.load_state_dict({name: tensor.to(torch.bfloat16).float() for name, tensor in original.projector.items()})
+        projector.load_state_dict({name: t.to(torch.bfloat16).float() for name, t in original.projector.items()})
         self.llm = LlamaForCausalLM(LlamaConfig(**TEXT)).eval()
         self.llm.load_state_dict(decoder)
         with torch.no_grad():

@@ -15,14 +15,7 @@ from PIL import Image
 
 from dataset_builder.download import shard_of
 from dataset_builder.files import AlreadyRunningError
-from dataset_builder.ocr_stage import (
-    add_arguments,
-    import_official_ocr,
-    read_ocr_cache,
-    read_official_ocr,
-    run,
-    run_ocr,
-)
+from dataset_builder.ocr_stage import add_arguments, read_ocr_cache, run, run_ocr
 from dataset_builder.reports import read_report
 from processing.images import load_image
 from processing.ocr import run_tesseract
@@ -170,36 +163,6 @@ def test_run_command_line(tmp_path):
     add_arguments(parser)
     assert run(parser.parse_args(["--root", str(tmp_path), "--workers", "1"])) == 0
     assert set(read_ocr_cache(tmp_path / "ocr" / "ocr_cache.jsonl")) == {SMALLEST}
-
-
-def test_import_official_ocr_json(tmp_path):
-    """Official entries are batches of one padded to a fixed length; the import keeps the attended positions."""
-    pad = [0, 0, 0, 0]
-    official = {
-        "US11036663B2__2.png": {
-            "input_ids": [[0, 100, 200, 2, 1, 1]],
-            "attention_mask": [[1, 1, 1, 1, 0, 0]],
-            "bbox": [[pad, [10, 20, 30, 40], [50, 60, 70, 80], pad, pad, pad]],
-        },
-        "US11036663B2__3.png": {"input_ids": [[0, 2]], "attention_mask": [[1, 1]], "bbox": [[pad, pad]]},
-        "../evil.png": {"input_ids": [[0, 2]], "attention_mask": [[1, 1]], "bbox": [[pad, pad]]},
-        "US11036663B2__4.png": {"input_ids": [[0, 2]], "attention_mask": [[1, 1]], "bbox": [[pad, [0, 0, 2000, 5]]]},
-    }
-    source = tmp_path / "ocr.json"
-    source.write_text(json.dumps(official))
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert run(parser.parse_args(["--root", str(tmp_path), "--import-official", str(source)])) == 0
-    imported = read_official_ocr(tmp_path / "ocr" / "official_ocr.jsonl")
-    assert imported == {
-        "US11036663B2__2": {"input_ids": [0, 100, 200, 2], "bbox": [pad, [10, 20, 30, 40], [50, 60, 70, 80], pad]},
-        "US11036663B2__3": {"input_ids": [0, 2], "bbox": [pad, pad]},
-    }
-    rejected = read_report(tmp_path / "reports" / "ocr_import_failures.jsonl")
-    assert len(rejected) == 2 and not list((tmp_path / "ocr").glob("*.tmp-*"))
-    # The official file stays apart from the Tesseract cache.
-    assert read_ocr_cache(tmp_path / "ocr") == {}
-    assert import_official_ocr(source, tmp_path / "again.jsonl", tmp_path / "r.jsonl") == 2
 
 
 def _tesseract_reading(image_id: str):

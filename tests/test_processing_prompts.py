@@ -260,7 +260,8 @@ def test_whole_prompt_tokenisation_would_lose_the_word_start():
         tokenizer = prepare_decoder_tokenizer(LlamaTokenizerFast.from_pretrained(folder, legacy=False))
     prompt = build_prompt("brief", "original_inference")
     image_id = tokenizer.convert_tokens_to_ids("<image>")
-    assert tokenizer(prompt).input_ids != _original_ids(tokenizer, prompt, image_id) == tokenize_prompt(tokenizer, prompt)
+    expected = _original_ids(tokenizer, prompt, image_id)
+    assert tokenize_prompt(tokenizer, prompt) == expected != tokenizer(prompt).input_ids
 
 
 @pytest.mark.parametrize("desc_type", DESCRIPTION_TYPES)
