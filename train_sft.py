@@ -71,6 +71,7 @@ __all__ = [
     "load_patentdesc",
     "main",
     "to_conversational",
+    "with_frozen_adapter",
 ]
 
 logger = logging.getLogger("train_sft")
@@ -122,8 +123,10 @@ class PatentLMMArguments:
     lora_init_adapter: str | None = field(
         default=None,
         metadata={
-            "help": "Stage 2: folder of a PEFT LoRA adapter on the LLaMA decoder (PatentLLaMA) whose weights start "
-            "the LoRA; its rank must equal --lora_r."
+            "help": "Folder of a PEFT LoRA adapter on the LLaMA decoder (PatentLLaMA), as the original loads it in "
+            "both stages. Stage 1: the decoder carries it, frozen, while the projector trains; the stage-1 folder "
+            "keeps the base decoder, so give stage 2 the same adapter. Stage 2: it starts the LoRA (its rank must "
+            "equal --lora_r)."
         },
     )
     merge_lora: bool = field(
@@ -339,6 +342,28 @@ def load_lora_init(model, adapter: str) -> None:
     logger.info("Started LoRA from %s: %d of the model's %d LoRA tensors.", adapter, loaded, lora_tensors)
 
 
+def with_frozen_adapter(model: PatentLMMForConditionalGeneration, adapter: str, train_vision_tower: bool = False):
+    """Stage 1 as the original ran it: the PatentLLaMA LoRA on the decoder, frozen (`llava/train/train.py:956-962`
+    loads it before training; `--tune_mm_mlp_adapter` leaves only the projector trainable, :936-940). Returns the
+    `PeftModel`; `save_outputs` unloads the LoRA again (not merged), so the saved decoder is the base one."""
+    from peft import LoraConfig, PeftConfig, get_peft_model
+
+    found = PeftConfig.from_pretrained(adapter)
+    config = LoraConfig(
+        r=found.r,
+        lora_alpha=found.lora_alpha,
+        lora_dropout=found.lora_dropout,
+        target_modules=DECODER_LINEAR_LAYERS,
+        bias="none",
+    )
+    peft_model = get_peft_model(model, config)
+    load_lora_init(peft_model, adapter)
+    trainable = (PROJECTOR_MODULE, VISION_TOWER_MODULE) if train_vision_tower else (PROJECTOR_MODULE,)
+    for name, parameter in peft_model.named_parameters():
+        parameter.requires_grad = "lora_" not in name and any(f".{module}." in name for module in trainable)
+    return peft_model
+
+
 def _dtype(name: str | None) -> torch.dtype | str:
     return "auto" if name in (None, "auto") else getattr(torch, name)
 
@@ -402,13 +427,18 @@ def lora_config(model_args: ModelConfig, train_vision_tower: bool = False):
 def save_outputs(
     trainer: PatentLMMSFTTrainer, processor: PatentLMMProcessor, args: PatentLMMArguments, model_args: ModelConfig
 ) -> Path:
-    """`trainer_state.json` (the logged steps), then stage 1: the full model + processor and
-    `mm_projector.safetensors`; stage 2: the adapter in `adapter/`, and (with `merge_lora`) the merged model +
-    processor, rebuilt from disk so TRL's training-time wrappers stay out."""
+    """`trainer_state.json` (the logged steps), then stage 1: the full model + processor (a frozen PatentLLaMA LoRA
+    unloaded, not merged) and `mm_projector.safetensors`; stage 2: the adapter in `adapter/`, and (with `merge_lora`)
+    the merged model + processor, rebuilt from disk so TRL's training-time wrappers stay out."""
     output = Path(trainer.args.output_dir)
     trainer.save_state()  # trainer_state.json: the logged losses and learning rates, step by step
     if args.stage == 1:
-        trainer.save_model(str(output))
+        if args.lora_init_adapter is None:
+            trainer.save_model(str(output))
+        elif trainer.is_world_process_zero():  # ZeRO-2 / DDP: every process holds the whole model
+            trainer.accelerator.unwrap_model(trainer.model).unload().save_pretrained(str(output))
+            processor.save_pretrained(str(output))
+        trainer.accelerator.wait_for_everyone()
         if trainer.is_world_process_zero():  # read back from the saved model: sharded (ZeRO-3, FSDP) runs too
             prefix = f"model.{PROJECTOR_MODULE}."
             tensors = {prefix + name: tensor for name, tensor in _prefixed_tensors(output, prefix).items()}
@@ -465,6 +495,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
         model.requires_grad_(False)
         model.model.multi_modal_projector.requires_grad_(True)
         model.model.vision_tower.requires_grad_(patentlmm_args.train_vision_tower)
+        if patentlmm_args.lora_init_adapter is not None:
+            model = with_frozen_adapter(model, patentlmm_args.lora_init_adapter, patentlmm_args.train_vision_tower)
 
     # Data: conversational rows, collated by PatentLMM's own collator (TRL's ignores the OCR columns).
     splits = load_patentdesc(script_args.dataset_name, script_args.dataset_config)
@@ -500,9 +532,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         peft_config=lora_config(model_args, patentlmm_args.train_vision_tower) if patentlmm_args.stage == 2 else None,
         mm_projector_lr=patentlmm_args.mm_projector_lr if patentlmm_args.stage == 2 else None,
     )
-    if patentlmm_args.lora_init_adapter is not None:
-        if patentlmm_args.stage != 2:
-            raise ValueError("--lora_init_adapter starts the LoRA of stage 2.")
+    if patentlmm_args.lora_init_adapter is not None and patentlmm_args.stage == 2:
         load_lora_init(trainer.model, patentlmm_args.lora_init_adapter)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     logger.info(

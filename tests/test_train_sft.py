@@ -246,15 +246,12 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, patentdesc_
     assert _last_loss(tmp_path / "straight")[0] == 3
 
 
-def test_lora_starts_from_a_patentllama_adapter(tmp_path, small):
-    """A PEFT adapter trained on the bare LLaMA causal LM (PatentLLaMA's layout) lands on PatentLMM's decoder."""
+def _patentllama_adapter(folder: Path, llm_dir: Path):
+    """A PEFT adapter trained on the bare LLaMA causal LM (PatentLLaMA's layout), random non-zero LoRA weights, saved
+    in `folder`; returns the `PeftModel`."""
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaForCausalLM
-    from trl import ModelConfig
 
-    from modeling_patentlmm import PatentLMMForConditionalGeneration
-
-    patentlmm_dir, llm_dir = small
     llama = get_peft_model(
         LlamaForCausalLM.from_pretrained(llm_dir), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
     )
@@ -262,7 +259,42 @@ def test_lora_starts_from_a_patentllama_adapter(tmp_path, small):
         for name, parameter in llama.named_parameters():
             if "lora_" in name:
                 parameter.normal_()
-    llama.save_pretrained(tmp_path / "patentllama")
+    llama.save_pretrained(folder)
+    return llama
+
+
+def test_stage1_trains_the_projector_under_a_frozen_patentllama(tmp_path, patentdesc_dir, small, stage1_dir):
+    """As the original's stage 1 (train.py:956-962): the decoder carries PatentLLaMA's LoRA while the projector
+    trains, so the projector learns something else than without it; the folder keeps the base decoder (for stage 2
+    with the same adapter) and no adapter files."""
+    small_dir, base_llm_dir = small
+    adapter = tmp_path / "patentllama"
+    _patentllama_adapter(adapter, base_llm_dir)
+    output = tmp_path / "stage1-patentllama"
+    train_sft.main(
+        ["--config", str(REPO / "recipes" / "stage1_brief.yaml"), "--model_name_or_path", str(base_llm_dir),
+         "--vision_tower", str(small_dir), "--dataset_name", str(patentdesc_dir), "--output_dir", str(output),
+         "--max_steps", "2", "--lora_init_adapter", str(adapter), *FAST]
+    )  # fmt: skip
+    assert not list(output.glob("adapter_*"))
+    with_adapter, without = _weights(output), _weights(stage1_dir)  # the same seed, data and steps
+    assert sorted(with_adapter) == sorted(without)
+    for name, tensor in with_adapter.items():
+        if name.startswith(PROJECTOR):
+            assert not torch.equal(tensor, without[name]), name
+        else:
+            assert torch.equal(tensor, without[name]), name  # base decoder and encoder, bit for bit
+
+
+def test_lora_starts_from_a_patentllama_adapter(tmp_path, small):
+    """A PEFT adapter trained on the bare LLaMA causal LM (PatentLLaMA's layout) lands on PatentLMM's decoder."""
+    from peft import get_peft_model
+    from trl import ModelConfig
+
+    from modeling_patentlmm import PatentLMMForConditionalGeneration
+
+    patentlmm_dir, llm_dir = small
+    llama = _patentllama_adapter(tmp_path / "patentllama", llm_dir)
 
     model = get_peft_model(
         PatentLMMForConditionalGeneration.from_pretrained(patentlmm_dir),
