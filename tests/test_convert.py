@@ -389,9 +389,8 @@ def _max_difference(converted: torch.Tensor, reference: OriginalRun) -> float:
 def test_converted_checkpoint_reproduces_the_original_token_for_token(
     original, figures, tmp_path, reference, reference_tokens
 ):
-    """Done-when of issue 11: convert with the defaults, then (1) the Python path and (2) `describe` on a dataset
-    carrying the official OCR ids give the original's logits (<= 1e-4) and greedy tokens, its 512-token cap
-    included."""
+    """Done-when of issue 11, in Python: convert with the defaults, then the documented Python path and `describe`
+    give the original's logits (<= 1e-4) and greedy tokens, its 512-token cap included."""
     out = _convert_deepspeed(original, tmp_path, patentmme=original.patentmme)
     config = json.loads((out / "config.json").read_text())
     assert config["vision_feature_layer"] == -1 and config["text_config"]["dtype"] == "float32"
@@ -408,27 +407,42 @@ def test_converted_checkpoint_reproduces_the_original_token_for_token(
     assert len(reference_tokens) > 100 and generated == reference_tokens
     assert len(reference_tokens) == max_new_tokens or reference_tokens[-1] == processor.tokenizer.eos_token_id
 
-    # describe on a dataset with the official token ids (and misleading Tesseract words, which must not be used).
+    # describe on the figure file: Tesseract finds the words the official entry was made of.
+    written = describe(str(out), images=[figures[FIGURE]["path"]], prompt_format="original_inference", batch_size=1)
+    assert [row["prediction"] for row in written] == [processor.decode(reference_tokens)]
+
+
+def _dataset_folder(folder: Path, original: Original, figures) -> Path:
+    """A PatentDesc-355k folder (brief, test split) whose row carries the official token ids, and Tesseract words
+    that are deliberately wrong: describe must use the ids."""
     import datasets
 
-    rows = {
+    from dataset_builder.features import patentdesc_features
+
+    path = figures[FIGURE]["path"]
+    row = {
         "image_id": [FIGURE],
-        "image": [str(figures[FIGURE]["path"])],
+        "patent_id": [FIGURE.split("__")[0]],
+        "figure": [FIGURE.split("__")[1]],
+        "image": [{"bytes": path.read_bytes(), "path": path.name}],
         "description": ["FIG. 10 is a view."],
         "ocr_words": [["nothing", "like", "the", "figure"]],
         "ocr_boxes": [[[0, 0, 10, 10]] * 4],
         "ocr_input_ids": [original.ocr_entry["input_ids"][0]],
         "ocr_bbox": [original.ocr_entry["bbox"][0]],
     }
-    dataset = datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image())
-    written = describe(str(out), dataset=dataset, prompt_format="original_inference", batch_size=1)
-    assert [row["prediction"] for row in written] == [processor.decode(reference_tokens)]
+    dataset = datasets.Dataset.from_dict(row, features=patentdesc_features(official_ocr=True))
+    (folder / "brief").mkdir(parents=True)
+    dataset.to_parquet(str(folder / "brief" / "test-00000-of-00001.parquet"))
+    card = "---\nconfigs:\n- config_name: brief\n  data_files:\n  - split: test\n    path: brief/test-*.parquet\n---\n"
+    (folder / "README.md").write_text(card, encoding="utf-8")
+    return folder
 
 
 @pytest.mark.slow
 def test_cli_convert_and_describe_reproduce_the_original(original, figures, tmp_path, capsys, reference_tokens):
     """The command lines with their defaults: `convert-original`, then `describe --prompt-format original_inference`
-    on the figure file (Tesseract gives the same OCR tokens as the official entry built from it)."""
+    on a dataset that carries the official OCR token ids (the paper's OCR), which win over its words."""
     from patentlmm.cli import main
 
     checkpoint = _save_deepspeed(_deepspeed_module(original), tmp_path / "mp_rank_00_model_states.pt")
@@ -437,12 +451,14 @@ def test_cli_convert_and_describe_reproduce_the_original(original, figures, tmp_
     argv += ["--base-llm", str(original.base_llm), "--ocr-tokenizer", str(original.ocr_tokenizer)]
     assert main([*argv, "--vision-config", str(original.vision_config), "--output", str(out)]) == 0
     capsys.readouterr()
+    dataset = _dataset_folder(tmp_path / "patentdesc-355k", original, figures)
     predictions = tmp_path / "predictions.jsonl"
-    argv = ["describe", "--model", str(out), "--prompt-format", "original_inference", "--batch-size", "1"]
-    assert main([*argv, "--output", str(predictions), str(figures[FIGURE]["path"])]) == 0
+    argv = ["describe", "--model", str(out), "--dataset", str(dataset), "--split", "test"]
+    argv += ["--prompt-format", "original_inference", "--batch-size", "1", "--output", str(predictions)]
+    assert main(argv) == 0
     row = json.loads(predictions.read_text())
     processor = PatentLMMProcessor.from_pretrained(out)
-    assert row["prediction"] == processor.decode(reference_tokens)
+    assert row["image_id"] == FIGURE and row["prediction"] == processor.decode(reference_tokens)
 
 
 def test_each_deviation_would_change_the_original_inputs(original, figures, reference, tmp_path):
