@@ -81,20 +81,25 @@ TEXT = {
     "bos_token_id": 1,
     "eos_token_id": 2,
 }
-# microsoft/layoutlmv3-large's config.json (the original's encoder config) at the original's 384 px / 16 px patches.
+# microsoft/layoutlmv3-large's config.json (its keys in that file's alphabetical order), the original's encoder config
+# (`patentmme_enocder.py:24`), with the input size and patch size the original sets (`patentmme_enocder.py:32-33`).
 LAYOUTLMV3_LARGE_384 = {
-    "hidden_size": 1024,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 16,
-    "intermediate_size": 4096,
     "coordinate_size": 171,
-    "shape_size": 170,
+    "has_relative_attention_bias": True,
+    "has_spatial_attention_bias": True,
+    "hidden_size": 1024,
+    "input_size": 384,
+    "intermediate_size": 4096,
     "max_2d_position_embeddings": 1024,
     "max_position_embeddings": 514,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 24,
+    "patch_size": 16,
+    "rel_2d_pos_bins": 64,
+    "rel_pos_bins": 32,
+    "shape_size": 170,
     "type_vocab_size": 1,
     "vocab_size": 50265,
-    "input_size": 384,
-    "patch_size": 16,
 }
 
 
