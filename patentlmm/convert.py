@@ -74,7 +74,7 @@ DEFAULT_DTYPE = "float32"  # what the original inference ran (see the module doc
 # `hidden_states` that is -1.
 ORIGINAL_VISION_FEATURE_LAYER = -1
 ORIGINAL_LORA_DROPOUT = 0.05  # LLaVA-1.5's LoRA dropout; only matters if the kept adapter is trained further
-ORIGINAL_MAX_NEW_TOKENS = 512  # the original inference script: greedy decoding, at most 512 new tokens
+MAX_NEW_TOKENS = 512  # the saved generation config's cap (the original's max_length=512 also counted the prompt)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 MAX_LISTED_KEYS = 20
 
@@ -588,7 +588,7 @@ def _generation_config(config: PatentLMMConfig) -> GenerationConfig:
         eos_token_id=config.eos_token_id,
         pad_token_id=config.pad_token_id,
         do_sample=False,
-        max_new_tokens=ORIGINAL_MAX_NEW_TOKENS,
+        max_new_tokens=MAX_NEW_TOKENS,
         suppress_tokens=[config.image_token_id],
     )
 
