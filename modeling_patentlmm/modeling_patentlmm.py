@@ -26,11 +26,12 @@ import transformers
 from torch import nn
 from transformers import AutoModel, GenerationMixin, LayoutLMv3Model, PreTrainedModel
 from transformers.activations import ACT2FN
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPast, BaseModelOutputWithPooling, CausalLMOutputWithPast
 
 from .configuration_patentlmm import PatentLMMConfig
 
 __all__ = [
+    "PatentLMMBiasTable",
     "PatentLMMCausalLMOutputWithPast",
     "PatentLMMForConditionalGeneration",
     "PatentLMMModel",
@@ -96,6 +97,20 @@ class PatentLMMProjector(nn.Module):
         return hidden
 
 
+class PatentLMMBiasTable(nn.Module):
+    """A `(num_heads, num_buckets)` bias table that LayoutLMv3 reads by indexing `.weight` (its relative-position
+    biases `rel_pos_bias`, `rel_pos_x_bias`, `rel_pos_y_bias`), never by calling it.
+
+    It holds the very parameter of the `nn.Linear` it stands in for (same name, same checkpoint key), but is not an
+    `nn.Linear`: serving engines that swap every `nn.Linear` for their own kernels (vLLM's Transformers backend,
+    whose CPU kernels empty `.weight`) leave it alone.
+    """
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.weight = linear.weight  # (num_heads, num_buckets)
+
+
 class PatentLMMPreTrainedModel(PreTrainedModel):
     config_class = PatentLMMConfig
     base_model_prefix = "model"
@@ -122,6 +137,9 @@ class PatentLMMModel(PatentLMMPreTrainedModel):
     def __init__(self, config: PatentLMMConfig):
         super().__init__(config)
         self.vision_tower = LayoutLMv3Model(config.vision_config)
+        for name in ("rel_pos_bias", "rel_pos_x_bias", "rel_pos_y_bias"):
+            if isinstance(getattr(self.vision_tower.encoder, name, None), nn.Linear):
+                setattr(self.vision_tower.encoder, name, PatentLMMBiasTable(getattr(self.vision_tower.encoder, name)))
         self.multi_modal_projector = PatentLMMProjector(config)
         self.language_model = AutoModel.from_config(config.text_config)
         if config.freeze_vision_tower:
@@ -140,7 +158,8 @@ class PatentLMMModel(PatentLMMPreTrainedModel):
         ocr_input_ids: torch.LongTensor,
         ocr_bbox: torch.LongTensor,
         ocr_attention_mask: torch.LongTensor | None = None,
-    ) -> list[torch.Tensor]:
+        return_dict: bool = False,
+    ) -> list[torch.Tensor] | BaseModelOutputWithPooling:
         r"""
         Encodes each figure with its OCR tokens and projects the selected positions.
 
@@ -149,6 +168,8 @@ class PatentLMMModel(PatentLMMPreTrainedModel):
             ocr_input_ids (`torch.LongTensor` of shape `(batch_size, ocr_length)`): LayoutLMv3 token ids.
             ocr_bbox (`torch.LongTensor` of shape `(batch_size, ocr_length, 4)`): boxes in 0-1000.
             ocr_attention_mask (`torch.LongTensor` of shape `(batch_size, ocr_length)`, *optional*): 1 = real token.
+            return_dict (`bool`, defaults to `False`): return a `BaseModelOutputWithPooling` whose `pooler_output`
+                is the list below (the form vLLM's Transformers backend asks for), instead of the list itself.
 
         Returns:
             A list of `batch_size` tensors, the i-th of shape `(n_i - d + num_image_patches, text_hidden)`, where
@@ -176,7 +197,8 @@ class PatentLMMModel(PatentLMMPreTrainedModel):
             for i in range(hidden.shape[0])
         ]
         projected = self.multi_modal_projector(torch.cat(per_sample, dim=0))  # (sum_i N_i, C_t)
-        return list(projected.split([f.shape[0] for f in per_sample], dim=0))
+        features = list(projected.split([f.shape[0] for f in per_sample], dim=0))
+        return BaseModelOutputWithPooling(pooler_output=features) if return_dict else features
 
     def merge_image_features(
         self, input_ids: torch.LongTensor, inputs_embeds: torch.Tensor, image_features: torch.Tensor
@@ -202,8 +224,9 @@ class PatentLMMModel(PatentLMMPreTrainedModel):
         ocr_attention_mask: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> PatentLMMModelOutputWithPast:
+    ) -> PatentLMMModelOutputWithPast | tuple:
         r"""
         Args:
             input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
@@ -213,6 +236,7 @@ class PatentLMMModel(PatentLMMPreTrainedModel):
             attention_mask (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*)
             kwargs: passed unchanged to the decoder (cache, positions, `use_cache`, ...), so the same code runs on
                 transformers 4.x (`past_key_values`) and 5.x (`cache`).
+            return_dict (`bool`, *optional*): `False` returns the output's `to_tuple()` (vLLM calls it so).
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
@@ -234,7 +258,8 @@ class PatentLMMModel(PatentLMMPreTrainedModel):
             inputs_embeds = self.merge_image_features(input_ids, inputs_embeds, image_features)
 
         outputs = self.language_model(attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
-        return PatentLMMModelOutputWithPast(**outputs, image_hidden_states=image_features)
+        output = PatentLMMModelOutputWithPast(**outputs, image_hidden_states=image_features)
+        return output.to_tuple() if return_dict is False else output
 
 
 class PatentLMMForConditionalGeneration(PatentLMMPreTrainedModel, GenerationMixin):
@@ -279,15 +304,16 @@ class PatentLMMForConditionalGeneration(PatentLMMPreTrainedModel, GenerationMixi
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> PatentLMMCausalLMOutputWithPast:
+    ) -> PatentLMMCausalLMOutputWithPast | tuple:
         r"""
         Args:
             labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 Target ids, `-100` where no loss is taken (prompt, padding, image placeholders); shifted inside.
             logits_to_keep (`int` or `torch.Tensor`, *optional*, defaults to 0):
                 Compute logits only for the last `logits_to_keep` positions (0 = all), as in transformers' LMs.
-            Other arguments: see [`PatentLMMModel.forward`].
+            Other arguments: see [`PatentLMMModel.forward`] (`return_dict=False` returns a tuple).
 
         Returns:
             [`PatentLMMCausalLMOutputWithPast`] with `logits` of shape `(batch_size, kept_length, vocab_size)`.
@@ -312,7 +338,8 @@ class PatentLMMForConditionalGeneration(PatentLMMPreTrainedModel, GenerationMixi
                 logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
             )
         rest = {key: value for key, value in outputs.items() if key != "last_hidden_state"}
-        return PatentLMMCausalLMOutputWithPast(loss=loss, logits=logits, **rest)
+        output = PatentLMMCausalLMOutputWithPast(loss=loss, logits=logits, **rest)
+        return output.to_tuple() if return_dict is False else output
 
     def prepare_inputs_for_generation(
         self,

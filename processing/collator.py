@@ -33,7 +33,7 @@ __all__ = ["NUM_TRUNCATED_KEY", "TEMPLATE_OF_FORMAT", "PatentLMMCollator"]
 
 logger = logging.getLogger(__name__)
 
-# Chat template (a key of `processor.chat_template`) that renders each prompt format of `prompts.PROMPT_FORMATS`.
+# Chat template (a key of `processor.chat_templates`) that renders each prompt format of `prompts.PROMPT_FORMATS`.
 TEMPLATE_OF_FORMAT = {"vicuna_v1": "default", "plain": "plain", "original_inference": "original_inference"}
 # Batch key holding the number of samples whose description was cut (only with `report_truncation=True`).
 NUM_TRUNCATED_KEY = "num_truncated"
@@ -65,7 +65,7 @@ class PatentLMMCollator:
     ):
         if prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
-        templates = processor.chat_template
+        templates = processor.chat_templates
         name = TEMPLATE_OF_FORMAT[prompt_format]
         if not isinstance(templates, dict) or name not in templates:
             available = sorted(templates) if isinstance(templates, dict) else "one unnamed template"

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature
-from transformers.processing_utils import ProcessorMixin
+from transformers.processing_utils import MultiModalData, ProcessorMixin
 from transformers.utils import cached_file
 
 from .constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_OCR_TOKENS, IGNORE_INDEX, OCR_PAD_BOX
@@ -54,8 +54,10 @@ class PatentLMMProcessor(ProcessorMixin):
             (`apply_ocr=False`: OCR is run here, on the unpadded figure).
         tokenizer (`PreTrainedTokenizerBase`): the decoder's tokenizer; it must know `image_token`.
         ocr_tokenizer (`LayoutLMv3TokenizerFast`): tokenises OCR words with their boxes.
-        chat_template (`str` or `dict`, *optional*): Jinja chat template(s); defaults to the Vicuna-v1 template
-            (`"default"`) plus `"plain"` and `"original_inference"`.
+        chat_template (`str` or `dict`, *optional*): Jinja chat template(s) by name; defaults to the Vicuna-v1
+            template (`"default"`) plus `"plain"` and `"original_inference"`. `processor.chat_template` is the
+            default one (a single string, as vLLM and `apply_chat_template` read it), `processor.chat_templates`
+            all of them; `apply_chat_template(..., chat_template="plain")` takes a name.
         num_image_patches (`int`, defaults to 577): visual encoder positions (CLS + (input_size / patch_size)^2).
         vision_feature_select_strategy (`str`, defaults to `"patch"`): as in `PatentLMMConfig`.
         max_ocr_tokens (`int`, defaults to 512): OCR token budget per figure, `</s>` included.
@@ -113,7 +115,9 @@ class PatentLMMProcessor(ProcessorMixin):
         self.num_ocr_workers = num_ocr_workers
         self.pad_to_square = pad_to_square
         super().__init__(image_processor, tokenizer, ocr_tokenizer, **kwargs)
-        self.chat_template = chat_template if chat_template is not None else dict(CHAT_TEMPLATES)
+        templates = {"default": chat_template} if isinstance(chat_template, str) else chat_template
+        self.chat_templates = dict(templates if templates is not None else CHAT_TEMPLATES)
+        self.chat_template = self.chat_templates.get("default")
 
     # ------------------------------------------------------------------ per-figure steps
 
@@ -124,6 +128,18 @@ class PatentLMMProcessor(ProcessorMixin):
     def ocr(self, image: ImageInput) -> tuple[list[str], list[list[int]]]:
         """Tesseract words and 0-1000 boxes of one figure (any input `load_image` accepts)."""
         return run_tesseract(load_image(image, self.max_image_pixels), self.ocr_lang, self.tesseract_config)
+
+    def _get_num_multimodal_tokens(
+        self, image_sizes: Sequence[Sequence[int]] | None = None, **kwargs
+    ) -> MultiModalData:
+        """Placeholders per figure at most (a full OCR budget: `num_image_features(max_ocr_tokens)`), whatever its
+        size, and one row of `pixel_values` per figure; vLLM sizes its memory profile and encoder cache with it."""
+        if image_sizes is None:
+            return MultiModalData()
+        return MultiModalData(
+            num_image_tokens=[self.num_image_features(self.max_ocr_tokens)] * len(image_sizes),
+            num_image_patches=[1] * len(image_sizes),
+        )
 
     def _ocr_tokens(self, images: list, words: list, boxes: list, official: list) -> list[OcrTokens]:
         """LayoutLMv3 tokens of each figure, from `official` tokens, precomputed words/boxes, or Tesseract.
@@ -174,6 +190,9 @@ class PatentLMMProcessor(ProcessorMixin):
         padding_side: str | None = None,
         pad_to_square: bool | None = None,
         return_tensors: str | None = "pt",
+        add_special_tokens: bool | None = None,
+        truncation: bool | None = None,
+        return_text_replacement_offsets: bool = False,
         **kwargs,
     ) -> BatchFeature:
         r"""
@@ -186,19 +205,31 @@ class PatentLMMProcessor(ProcessorMixin):
             ocr: precomputed LayoutLMv3 tokens per figure, as values of the official `ocr.json`.
             padding_side: `"left"` or `"right"`; defaults to the decoder tokenizer's.
             pad_to_square: pad the figures to a square before resizing; defaults to the processor's `pad_to_square`.
+            add_special_tokens: accepted as transformers' `apply_chat_template(tokenize=True)` passes it; each prompt
+                gets exactly one `<s>` either way (a leading `<s>`, as the default chat template writes, is that one).
+            truncation: `None` or `False` only: prompts are never cut (that would cut a figure's placeholders).
+            return_text_replacement_offsets: also return `text_replacement_offsets`, per prompt a list with one dict
+                per `<image>` (`type`, `span`, `new_span`, `text`, `replacement`: the placeholders it expands to),
+                as transformers' `ProcessorMixin` does; vLLM reads each figure's placeholder count from it.
 
         Returns:
             `BatchFeature` with
             - `input_ids`, `attention_mask` `(batch_size, sequence_length)` (and `labels` when `suffix` is given),
             - `pixel_values` `(batch_size, 3, input_size, input_size)`,
             - `ocr_input_ids`, `ocr_attention_mask` `(batch_size, ocr_length)`,
-            - `ocr_bbox` `(batch_size, ocr_length, 4)`.
+            - `ocr_bbox` `(batch_size, ocr_length, 4)`,
+            - `text_replacement_offsets` (a list, not a tensor) when asked for.
         """
         # `apply_chat_template` (and so the image-text-to-text pipeline) passes videos=None, audio=None and nests the
         # images per conversation ([[figure], ...]).
         unsupported = sorted(key for key in ("videos", "audio") if kwargs.pop(key, None) is not None)
         if kwargs or unsupported:
             raise TypeError(f"Unexpected arguments: {sorted(kwargs) + unsupported}.")
+        if truncation:
+            raise ValueError(
+                f"truncation={truncation!r}: PatentLMMProcessor never truncates prompts (that would cut a figure's "
+                "<image> placeholders); pass None or False, or cut the text before the call."
+            )
         if images is None and text is None:
             raise ValueError("Pass images, text, or both.")
         images = _as_list(images)
@@ -223,7 +254,33 @@ class PatentLMMProcessor(ProcessorMixin):
             data.update(self._pad_ocr(tokens))
         if texts is not None:
             data.update(self._encode_text(texts, suffixes, num_features, padding_side))
-        return BatchFeature(data, tensor_type=return_tensors)
+        batch = BatchFeature(data, tensor_type=return_tensors)
+        if return_text_replacement_offsets:  # set after the tensor conversion: a list of dicts per prompt
+            batch["text_replacement_offsets"] = self._replacement_offsets(texts or [], num_features)
+        return batch
+
+    def _replacement_offsets(self, texts: list[str], num_features: list[int]) -> list[list[dict[str, Any]]]:
+        """Per prompt, where its `<image>` is (`span`, characters) and what it expands to (`replacement`,
+        `num_features[i]` placeholders, at `new_span` in the expanded text)."""
+        offsets = []
+        for i, prompt in enumerate(texts):
+            if not num_features:
+                offsets.append([])
+                continue
+            start = prompt.index(self.image_token)
+            replacement = self.image_token * num_features[i]
+            offsets.append(
+                [
+                    {
+                        "type": "image",
+                        "span": (start, start + len(self.image_token)),
+                        "new_span": (start, start + len(replacement)),
+                        "text": self.image_token,
+                        "replacement": replacement,
+                    }
+                ]
+            )
+        return offsets
 
     def _pad_ocr(self, tokens: list[OcrTokens]) -> dict[str, list]:
         """Right-pads OCR ids (pad id), boxes ([0, 0, 0, 0]) and a mask to the batch's longest OCR sequence."""
@@ -252,6 +309,9 @@ class PatentLMMProcessor(ProcessorMixin):
                     f"Prompt {i} contains {count} {self.image_token} tokens but {expected} image(s) were given for "
                     f"it: each sample takes exactly one figure and one {self.image_token} in its prompt."
                 )
+            bos = self.tokenizer.bos_token
+            if bos and prompt.startswith(bos):  # the default chat template's `<s> `: the rule adds its own `<s>`
+                prompt = prompt[len(bos) :]
             ids = tokenize_prompt(self.tokenizer, prompt, self.image_token)
             if num_features:
                 at = ids.index(self.image_token_id)
@@ -287,6 +347,12 @@ class PatentLMMProcessor(ProcessorMixin):
         return batch
 
     # ------------------------------------------------------------------ decoding
+
+    def apply_chat_template(self, conversation, chat_template: str | None = None, **kwargs):
+        """transformers' `apply_chat_template`; `chat_template` may also name one of `chat_templates` (`"plain"`,
+        `"original_inference"`), `None` renders the default (Vicuna v1)."""
+        chat_template = self.chat_templates.get(chat_template, chat_template) if chat_template else chat_template
+        return super().apply_chat_template(conversation, chat_template=chat_template, **kwargs)
 
     def batch_decode(self, sequences, skip_special_tokens: bool = True, unescape: bool = True, **kwargs) -> list[str]:
         """Decodes generated ids; `unescape` turns the data's `[[`/`]]` back into `<`/`>`."""
@@ -330,7 +396,8 @@ class PatentLMMProcessor(ProcessorMixin):
         for folder in (save_directory, os.path.join(save_directory, OCR_TOKENIZER_SUBFOLDER)):
             _make_tokenizer_config_portable(folder)
 
-        templates = self.chat_template if isinstance(self.chat_template, dict) else {"default": self.chat_template}
+        templates = {**self.chat_templates, "default": self.chat_template}  # a replaced default is saved too
+        templates = {name: template for name, template in templates.items() if template is not None}
         for name, template in templates.items():
             if name == "default":
                 path = os.path.join(save_directory, CHAT_TEMPLATE_FILE)
@@ -352,7 +419,10 @@ class PatentLMMProcessor(ProcessorMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> PatentLMMProcessor:
-        """Loads a processor saved by `save_pretrained`, from a folder or a Hub repo id."""
+        """Loads a processor saved by `save_pretrained`, from a folder or a Hub repo id. Components the caller
+        already loaded (`image_processor=`, `tokenizer=`, `ocr_tokenizer=`, as vLLM passes its tokenizer) are
+        used as given; other keyword arguments override the saved settings."""
+        components = {name: kwargs.pop(name) for name in cls.attributes if kwargs.get(name) is not None}
         hub = {key: kwargs.pop(key) for key in _HUB_KWARGS if key in kwargs}
         trust_remote_code = kwargs.pop("trust_remote_code", None)
         kwargs.pop("_from_auto", None)
@@ -377,17 +447,17 @@ class PatentLMMProcessor(ProcessorMixin):
                 templates[name] = handle.read()
 
         ocr_folder = f"{base}/{OCR_TOKENIZER_SUBFOLDER}" if base else OCR_TOKENIZER_SUBFOLDER
-        return cls(
-            image_processor=AutoImageProcessor.from_pretrained(
-                source, subfolder=base, trust_remote_code=trust_remote_code, **hub
-            ),
-            tokenizer=AutoTokenizer.from_pretrained(source, subfolder=base, trust_remote_code=trust_remote_code, **hub),
-            ocr_tokenizer=AutoTokenizer.from_pretrained(
-                source, subfolder=ocr_folder, trust_remote_code=trust_remote_code, **hub
-            ),
-            chat_template=templates or None,
-            **settings,
-        )
+        loaders = {
+            "image_processor": (AutoImageProcessor, base),
+            "tokenizer": (AutoTokenizer, base),
+            "ocr_tokenizer": (AutoTokenizer, ocr_folder),
+        }
+        for name, (auto_class, folder) in loaders.items():
+            if name not in components:
+                components[name] = auto_class.from_pretrained(
+                    source, subfolder=folder, trust_remote_code=trust_remote_code, **hub
+                )
+        return cls(**components, chat_template=templates or None, **settings)
 
 
 def _make_tokenizer_config_portable(folder: str) -> None:

@@ -126,8 +126,11 @@ _RENDER_CONTENT = (
     "{%- endmacro -%}"
 )
 CHAT_TEMPLATES = {
+    # Starts with `<s> ` (vLLM tokenizes chat prompts without adding special tokens; the processor then adds none
+    # either): `<s> A chat` tokenizes as `A chat` does after the added `<s>`, `<s>A chat` would not (`A` != `▁A`).
     "default": (
-        "{%- set sep = '\\n' -%}" + _RENDER_CONTENT + VICUNA_SYSTEM + "{%- for message in messages -%}"
+        "{%- set sep = '\\n' -%}" + _RENDER_CONTENT + "{%- if bos_token -%}{{ bos_token + ' ' }}{%- endif -%}"
+        + VICUNA_SYSTEM + "{%- for message in messages -%}"
         "{%- if message['role'] == 'user' %} USER: {{ render(message['content']) }}"
         "{%- elif message['role'] == 'assistant' %} ASSISTANT: {{ render(message['content']) }}</s>"
         "{%- endif -%}{%- endfor -%}"

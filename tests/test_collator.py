@@ -62,8 +62,8 @@ def test_labels_cover_exactly_the_description_and_end_token(tiny, rows, prompt_f
 
 def test_prompt_renders_the_stage_format_from_messages(tiny, rows):
     _, processor = tiny
-    for prompt_format in ("plain", "vicuna_v1"):
-        assert PatentLMMCollator(processor, prompt_format).prompt(rows[0]["messages"]) == build_prompt(
+    for prompt_format, bos in (("plain", ""), ("vicuna_v1", "<s> ")):  # the default template writes `<s> ` first
+        assert PatentLMMCollator(processor, prompt_format).prompt(rows[0]["messages"]) == bos + build_prompt(
             "brief", prompt_format
         )
 

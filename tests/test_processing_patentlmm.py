@@ -457,14 +457,14 @@ def test_auto_processor_loads_remote_code_with_settings_and_templates(auto_loade
     assert type(auto_loaded).__name__ == "PatentLMMProcessor"
     assert auto_loaded._settings() == processor._settings()
     assert auto_loaded.image_token_id == processor.image_token_id
-    assert auto_loaded.chat_template == CHAT_TEMPLATES
+    assert auto_loaded.chat_templates == CHAT_TEMPLATES
     assert auto_loaded.tokenizer.padding_side == "left"
     assert auto_loaded.ocr_tokenizer.pad_token_id == processor.ocr_tokenizer.pad_token_id
     for name in ("plain", "original_inference"):
         kwargs = {"chat_template": name, "add_generation_prompt": True}
         assert auto_loaded.apply_chat_template(build_messages("brief"), **kwargs) == build_prompt("brief", name)
-    assert auto_loaded.apply_chat_template(build_messages("detailed"), add_generation_prompt=True) == build_prompt(
-        "detailed"
+    assert auto_loaded.apply_chat_template(build_messages("detailed"), add_generation_prompt=True) == (
+        "<s> " + build_prompt("detailed")
     )
 
 
@@ -508,7 +508,7 @@ def test_non_default_settings_survive_save_and_load(processor, tmp_path, paths, 
             "num_ocr_workers": 3,
             "pad_to_square": False,
         }
-        assert loaded.chat_template == CHAT_TEMPLATES
+        assert loaded.chat_templates == CHAT_TEMPLATES
         out = loaded(images=paths[FIG8], text=build_prompt("brief"), **_precomputed(words_and_boxes, FIG8))
         assert out["ocr_input_ids"].shape == (1, 8)  # truncated to max_ocr_tokens, </s> kept
         assert out["ocr_input_ids"][0, -1].item() == processor.ocr_tokenizer.sep_token_id
@@ -611,7 +611,7 @@ def test_transformers4_loads_the_saved_processor_with_identical_outputs(
     assert report["transformers"].startswith("4."), report
     assert report["module"].startswith("transformers_modules."), report
     assert report["repo_importable"] is False
-    assert report["chat_template"] == build_prompt("brief")
+    assert report["chat_template"] == "<s> " + build_prompt("brief")
 
     theirs = torch.load(Path(request["output"]), weights_only=True)
     ours = processor(

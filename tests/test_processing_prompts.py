@@ -38,6 +38,8 @@ EXPECTED_PROMPTS = {
     ),
 }
 TEMPLATE_OF_FORMAT = {"vicuna_v1": None, "plain": "plain", "original_inference": "original_inference"}
+# The default (Vicuna v1) template starts with the decoder's `<s> `, for vLLM's chat (the processor adds no second).
+RENDERED_PREFIX = {"vicuna_v1": "<s> ", "plain": "", "original_inference": ""}
 CASES = sorted(EXPECTED_PROMPTS)
 CASE_IDS = [f"{t}-{f}" for t, f in CASES]
 
@@ -122,24 +124,26 @@ def test_build_messages_structure():
 
 
 def test_processor_carries_the_three_templates(processor):
-    assert processor.chat_template == CHAT_TEMPLATES
+    assert processor.chat_templates == CHAT_TEMPLATES
+    assert processor.chat_template == CHAT_TEMPLATES["default"]  # one string, as vLLM reads it
 
 
 @pytest.mark.parametrize(("desc_type", "prompt_format"), CASES, ids=CASE_IDS)
 def test_chat_template_generation_prompt_equals_build_prompt(processor, desc_type, prompt_format):
     rendered = _render(processor, build_messages(desc_type), prompt_format, add_generation_prompt=True)
-    assert rendered == build_prompt(desc_type, prompt_format) == EXPECTED_PROMPTS[desc_type, prompt_format]
+    expected = RENDERED_PREFIX[prompt_format] + EXPECTED_PROMPTS[desc_type, prompt_format]
+    assert rendered == RENDERED_PREFIX[prompt_format] + build_prompt(desc_type, prompt_format) == expected
 
 
 def test_default_chat_template_is_vicuna_v1_with_default_call(processor):
     """`apply_chat_template` without a name uses the `default` (Vicuna v1) template."""
     rendered = processor.apply_chat_template(build_messages("brief"), add_generation_prompt=True)
-    assert rendered == EXPECTED_PROMPTS["brief", "vicuna_v1"]
+    assert rendered == "<s> " + EXPECTED_PROMPTS["brief", "vicuna_v1"]
 
 
 def test_chat_template_without_generation_prompt_has_no_assistant_tag(processor):
     rendered = _render(processor, build_messages("brief"), "vicuna_v1")
-    assert rendered == EXPECTED_PROMPTS["brief", "vicuna_v1"].removesuffix(" ASSISTANT:")
+    assert rendered == "<s> " + EXPECTED_PROMPTS["brief", "vicuna_v1"].removesuffix(" ASSISTANT:")
     assert _render(processor, build_messages("brief"), "original_inference") == (
         "<image>\nUSER: Write a brief description for this patent image.\n"
     )
@@ -151,7 +155,7 @@ def test_training_conversations_render_prompt_then_target(processor, desc_type):
     description = "FIG. 8 is a view of FIG. 7 in a compressed working position."
     messages = build_messages(desc_type, description)
     assert _render(processor, messages, "vicuna_v1") == (
-        build_prompt(desc_type, "vicuna_v1") + " " + build_target(description, "vicuna_v1") + "</s>"
+        "<s> " + build_prompt(desc_type, "vicuna_v1") + " " + build_target(description, "vicuna_v1") + "</s>"
     )
     assert _render(processor, messages, "plain") == (
         build_prompt(desc_type, "plain") + build_target(description, "plain")
@@ -167,7 +171,7 @@ def test_chat_template_accepts_string_content(processor):
         {"role": "user", "content": "<image>\nWrite a brief description for this patent image."},
         {"role": "assistant", "content": "A view."},
     ]
-    assert processor.apply_chat_template(messages) == (EXPECTED_PROMPTS["brief", "vicuna_v1"] + " A view.</s>")
+    assert processor.apply_chat_template(messages) == ("<s> " + EXPECTED_PROMPTS["brief", "vicuna_v1"] + " A view.</s>")
 
 
 def test_rendered_prompt_tokenises_to_one_image_token(processor):
