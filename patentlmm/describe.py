@@ -27,11 +27,15 @@ How it runs:
 prompt (:122), figures resized without padding to a square (:127), at most 512 tokens *including* the prompt with
 the figure counted once (:135, `generate(max_length=512)`), and with `--dtype auto` float32 (the model ran unconverted
 in fp32, :83). With a converted official checkpoint and the official OCR, batch size 1 reproduces its tokens.
+
+`--engine vllm` generates step 3's batches with vLLM (`patentlmm.vllm_engine`; the `vllm` extra) instead of
+`generate`; everything else is the same (figures, OCR, sorting, prompt ids, greedy decoding, rows, resume).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -52,9 +56,11 @@ from processing.images import ImageInput
 from processing.ocr import ocr_tokens_from_official
 from processing.prompts import PROMPT_FORMATS, tokenize_prompt
 
+from . import vllm_engine
 from .numerals import extract_references
 
 __all__ = [
+    "ENGINES",
     "SORT_WINDOW_BATCHES",
     "Figure",
     "add_arguments",
@@ -74,6 +80,7 @@ DEFAULT_CACHE = "static"
 DEFAULT_MAX_NEW_TOKENS = 512
 ORIGINAL_INFERENCE = "original_inference"  # the prompt format that also takes the original script's other settings
 ORIGINAL_MAX_LENGTH = 512  # finetuned_inference.py:135, generate(max_length=512): prompt tokens included
+ENGINES = ("transformers", "vllm")  # `generate` in this process, or vLLM (`patentlmm.vllm_engine`)
 SORT_WINDOW_BATCHES = 16  # figures are length-sorted within windows of this many batches (bounded memory)
 
 
@@ -96,13 +103,19 @@ def load_model_and_processor(
     """Loads a PatentLMM folder or Hub repo; `"auto"` = bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on
     CPU."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dtype == "auto":
-        dtype = "float32"
-        if device.startswith("cuda"):
-            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    model = PatentLMMForConditionalGeneration.from_pretrained(model_name_or_path, dtype=getattr(torch, dtype))
+    model = PatentLMMForConditionalGeneration.from_pretrained(
+        model_name_or_path, dtype=getattr(torch, _resolve_dtype(device, dtype))
+    )
     processor = PatentLMMProcessor.from_pretrained(model_name_or_path)
     return model.to(device).eval(), processor
+
+
+def _resolve_dtype(device: str, dtype: str) -> str:
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
 
 
 # ---------------------------------------------------------------------------------------------------- sources
@@ -263,20 +276,23 @@ def iter_descriptions(
     """Yields the JSONL rows of each generated batch (length-sorted batches; rows in input order within a batch).
 
     `max_new_tokens` None: `default_max_new_tokens`; `original_inference` also resizes figures without padding.
+    `model` is a PatentLMM model, or a `vllm.LLM` serving one (`patentlmm.vllm_engine.load_vllm`).
     """
     prompt = build_prompt(desc_type, prompt_format)
     if max_new_tokens is None:
         max_new_tokens = default_max_new_tokens(processor, prompt, prompt_format)
     pad_to_square = False if prompt_format == ORIGINAL_INFERENCE else None
+    if isinstance(model, torch.nn.Module):
+        generate = functools.partial(generate_batch, model, cache_implementation=cache_implementation)
+    else:
+        generate = functools.partial(vllm_engine.generate_batch, model)
     for window in _windows(figures, batch_size * SORT_WINDOW_BATCHES):
         window = _with_ocr(processor, window)
         lengths = [_num_ocr_tokens(processor, f) for f in window]
         order = sorted(range(len(window)), key=lambda i: -lengths[i])  # longest first: memory peaks show up early
         for start in range(0, len(order), batch_size):
             batch = [window[i] for i in sorted(order[start : start + batch_size])]
-            predictions = generate_batch(
-                model, processor, batch, prompt, max_new_tokens, cache_implementation, pad_to_square
-            )
+            predictions = generate(processor, batch, prompt, max_new_tokens, pad_to_square=pad_to_square)
             rows = []
             for figure, prediction in zip(batch, predictions):
                 found = extract_references(_ocr_text(processor, figure))
@@ -327,6 +343,8 @@ def describe(
     progress: bool = False,
     stream: TextIO | None = None,
     cache_implementation: str | None = DEFAULT_CACHE,
+    engine: str = "transformers",
+    vllm_args: dict | None = None,
 ) -> list[dict]:
     """Describes image files or a dataset split; mirrors `patentlmm describe`.
 
@@ -343,6 +361,8 @@ def describe(
         dtype: "auto" = bf16 on a GPU that supports it, else fp16 on GPUs, fp32 on CPU; fp32 for `original_inference`.
         stream: where rows go when `output` is None: tab-separated `image_id prediction` lines (None: nowhere).
         cache_implementation: `generate`'s KV cache, "static" (default) or None (dynamic); see `generate_batch`.
+        engine: "transformers" (default: `generate` in this process) or "vllm" (a `vllm.LLM` on vLLM's device,
+            `vllm_args` passed to it; same figures, OCR, prompts, batches and rows). Only with a model path.
 
     Returns:
         The rows written by this call.
@@ -351,10 +371,17 @@ def describe(
         raise ValueError("Pass either images or dataset.")
     if desc_type not in DESCRIPTION_TYPES:
         raise ValueError(f"desc_type must be one of {DESCRIPTION_TYPES}, got {desc_type!r}.")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}.")
     if isinstance(model, (str, os.PathLike)):
         if dtype == "auto" and prompt_format == ORIGINAL_INFERENCE:
             dtype = "float32"
-        model, processor = load_model_and_processor(str(model), device, dtype)
+        if engine == "vllm":
+            vllm_device = "cuda" if torch.cuda.is_available() else "cpu"
+            vllm_dtype = _resolve_dtype(vllm_device, dtype)
+            model, processor = vllm_engine.load_vllm(str(model), vllm_dtype, **(vllm_args or {}))
+        else:
+            model, processor = load_model_and_processor(str(model), device, dtype)
     elif processor is None:
         raise ValueError("A loaded model needs its processor: pass processor=.")
 
@@ -418,6 +445,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cache", choices=["static", "dynamic"], default=DEFAULT_CACHE, help="KV cache of generate (default: static)"
     )
     parser.add_argument("--limit", type=int, default=None, help="describe at most this many new figures")
+    parser.add_argument("--engine", choices=ENGINES, default="transformers", help="default: transformers")
+    parser.add_argument(
+        "--vllm-args",
+        type=json.loads,
+        default=None,
+        help='--engine vllm: JSON keyword arguments of vllm.LLM, e.g. \'{"max_model_len": 2048}\'',
+    )
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--output", type=Path, default=None, help="append JSONL here (resumable) instead of printing")
@@ -446,6 +480,8 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
         stream=sys.stdout,
         cache_implementation=None if args.cache == "dynamic" else args.cache,
+        engine=args.engine,
+        vllm_args=args.vllm_args,
     )
     if args.output is not None:
         print(f"Wrote {len(rows)} descriptions to {args.output}", file=sys.stderr)

@@ -50,7 +50,7 @@ class TinyModelArguments:
     patch_size: int = 16
     text_hidden_size: int = 64
     text_layers: int = 2
-    text_heads: int = 4
+    text_heads: int = 2  # head_dim 32: vLLM's CPU attention takes 32, 64, 80, 96, 112, 128, ... (not 16)
     max_ocr_tokens: int = 512
     projector_type: str = "mlp2x_gelu"
     seed: int = 0

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature
-from transformers.processing_utils import MultiModalData, ProcessorMixin
+from transformers.processing_utils import ImagesKwargs, MultiModalData, ProcessingKwargs, ProcessorMixin
 from transformers.utils import cached_file
 
 from .constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_OCR_TOKENS, IGNORE_INDEX, OCR_PAD_BOX
@@ -34,7 +34,7 @@ from .images import ImageInput, expand_to_square, load_image
 from .ocr import OcrTokens, ocr_tokens_from_official, run_tesseract, tokenize_ocr
 from .prompts import CHAT_TEMPLATES, tokenize_prompt, unescape_description
 
-__all__ = ["PatentLMMProcessor"]
+__all__ = ["PatentLMMProcessor", "PatentLMMProcessorKwargs"]
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 OCR_TOKENIZER_SUBFOLDER = "ocr_tokenizer"
@@ -43,6 +43,21 @@ ADDITIONAL_CHAT_TEMPLATES_DIR = "additional_chat_templates"
 # Keys `transformers.pipeline` passes to every component's `from_pretrained` (loader and model settings), ignored.
 _PIPELINE_KWARGS = ("_from_pipeline", "_commit_hash", "code_revision", "device_map", "dtype", "torch_dtype")
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
+
+
+class PatentLMMImagesKwargs(ImagesKwargs, total=False):
+    """Per-figure precomputed OCR that `PatentLMMProcessor.__call__` takes (one entry per figure)."""
+
+    ocr_words: Sequence[Sequence[str]]
+    ocr_boxes: Sequence[Sequence[Sequence[int]]]
+    ocr: Sequence[dict]
+
+
+class PatentLMMProcessorKwargs(ProcessingKwargs, total=False):
+    """The keyword arguments of a call, declared the transformers way: vLLM reads them to tell a request's
+    `mm_processor_kwargs` meant for the call (`ocr_words`, `ocr_boxes`, `ocr`) from processor settings."""
+
+    images_kwargs: PatentLMMImagesKwargs
 
 
 class PatentLMMProcessor(ProcessorMixin):

