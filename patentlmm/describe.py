@@ -349,7 +349,7 @@ def describe(
     """Describes image files or a dataset split; mirrors `patentlmm describe`.
 
     Args:
-        model: a PatentLMM folder / Hub id, or a loaded model (then pass `processor`).
+        model: a PatentLMM folder / Hub id, or a loaded model or `vllm.LLM` (then pass `processor`).
         images: image files (ids = file stems). Either `images` or `dataset`.
         dataset: a `datasets` folder / Hub id (loaded as `load_dataset(dataset, config or desc_type, split=split)`)
             or a loaded `datasets.Dataset`.
@@ -361,8 +361,8 @@ def describe(
         dtype: "auto" = bf16 on a GPU that supports it, else fp16 on GPUs, fp32 on CPU; fp32 for `original_inference`.
         stream: where rows go when `output` is None: tab-separated `image_id prediction` lines (None: nowhere).
         cache_implementation: `generate`'s KV cache, "static" (default) or None (dynamic); see `generate_batch`.
-        engine: "transformers" (default: `generate` in this process) or "vllm" (a `vllm.LLM` on vLLM's device,
-            `vllm_args` passed to it; same figures, OCR, prompts, batches and rows). Only with a model path.
+        engine: how a model path is loaded: "transformers" (default: `generate` in this process) or "vllm" (a
+            `vllm.LLM` on vLLM's device, `vllm_args` passed to it; same figures, OCR, prompts, batches and rows).
 
     Returns:
         The rows written by this call.

@@ -40,21 +40,26 @@ def tiny_dir(tmp_path_factory, tiny) -> Path:
 
 
 TRANSFORMERS4_ENV = "PATENTLMM_TRANSFORMERS4_PYTHON"
+VLLM_ENV = "PATENTLMM_VLLM_PYTHON"
+
+
+def python_from_env(name: str, what: str, check: str) -> str:
+    """The interpreter of another virtualenv, from `$name` (`scripts/test.sh` builds each). Unset: the test is
+    skipped locally but FAILS in CI (`$CI` set), where `check` must run. Not an executable file: always a failure."""
+    path = os.environ.get(name, "").strip()
+    if not path:
+        message = f"{name} is not set (the path of a Python with {what} installed)"
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"{message}; CI must run {check}.", pytrace=False)
+        pytest.skip(message)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(f"{name}={path!r} is not an executable file.", pytrace=False)
+    return path
 
 
 def find_transformers4_python() -> str:
-    """The interpreter of a virtualenv with transformers 4.57 (and without patentlmm), from
-    `$PATENTLMM_TRANSFORMERS4_PYTHON`; `scripts/test.sh` builds it. Unset: the test is skipped locally but FAILS in
-    CI (`$CI` set), where the cross-version check must run. Not an executable file: always a failure."""
-    path = os.environ.get(TRANSFORMERS4_ENV, "").strip()
-    if not path:
-        message = f"{TRANSFORMERS4_ENV} is not set (the path of a Python with transformers 4.57 installed)"
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail(f"{message}; CI must run the transformers 4 compatibility check.", pytrace=False)
-        pytest.skip(message)
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        pytest.fail(f"{TRANSFORMERS4_ENV}={path!r} is not an executable file.", pytrace=False)
-    return path
+    """A Python with transformers 4.57 (and without patentlmm): `$PATENTLMM_TRANSFORMERS4_PYTHON`."""
+    return python_from_env(TRANSFORMERS4_ENV, "transformers 4.57", "the transformers 4 compatibility check")
 
 
 @pytest.fixture(scope="session")

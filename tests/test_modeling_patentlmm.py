@@ -269,6 +269,15 @@ def _check_remote_load(result: dict, tiny, figures, major: str) -> None:
     torch.testing.assert_close(torch.tensor(result["last_logits"]), logits, atol=1e-5, rtol=1e-5)
     assert result["generated"] == generated
     assert result["generated_static_cache"] == generated
+    image_tokens = batch["input_ids"][0].eq(processor.image_token_id).sum().item()
+    assert result["vllm_protocol"] == {
+        "pooler_output_equal": True,
+        "tuple_equal": True,
+        "replacement_placeholders": image_tokens,
+        "num_image_tokens": [processor.num_image_features(processor.max_ocr_tokens)],
+        "given_tokenizer_used": True,
+        "chat_template_is_one_string": True,
+    }
 
 
 def _load_in_fresh_process(python: str, tiny_dir: Path, figures) -> dict:

@@ -39,6 +39,17 @@ with torch.no_grad():
     logits = model(**inputs).logits[0, -1]
 generated = model.generate(**inputs, max_new_tokens=6, do_sample=False)
 static = model.generate(**inputs, max_new_tokens=6, do_sample=False, cache_implementation="static")
+# What vLLM's Transformers backend calls (issue 15): the same code must answer it on both transformers majors.
+figure = {key: inputs[key] for key in ("pixel_values", "ocr_input_ids", "ocr_bbox", "ocr_attention_mask")}
+with torch.no_grad():
+    features = model.model.get_image_features(**figure)
+    pooled = model.model.get_image_features(**figure, return_dict=True).pooler_output
+    as_tuple = model.model(**inputs, return_dict=False)
+    as_output = model.model(**inputs)
+offsets = processor(
+    images=[image_path], text=[prompt], ocr_words=[words], ocr_boxes=[boxes], return_text_replacement_offsets=True
+)["text_replacement_offsets"]
+given_tokenizer = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True, tokenizer=processor.tokenizer)
 print(
     json.dumps(
         {
@@ -54,6 +65,14 @@ print(
             "last_logits": logits.tolist(),
             "generated": generated[0, inputs["input_ids"].shape[1] :].tolist(),
             "generated_static_cache": static[0, inputs["input_ids"].shape[1] :].tolist(),
+            "vllm_protocol": {
+                "pooler_output_equal": len(pooled) == len(features) and all(map(torch.equal, pooled, features)),
+                "tuple_equal": isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], as_output.last_hidden_state),
+                "replacement_placeholders": offsets[0][0]["replacement"].count(processor.image_token),
+                "num_image_tokens": processor._get_num_multimodal_tokens(image_sizes=[[300, 200]])["num_image_tokens"],
+                "given_tokenizer_used": given_tokenizer.tokenizer is processor.tokenizer,
+                "chat_template_is_one_string": isinstance(processor.chat_template, str),
+            },
         }
     )
 )

@@ -1,0 +1,286 @@
+"""PatentLMM under vLLM (issue 15): the protocol vLLM's Transformers backend calls, checked here with transformers;
+then vLLM's CPU build itself (its own virtualenv, `$PATENTLMM_VLLM_PYTHON`): `describe --engine vllm` writes the
+rows `--engine transformers` writes, and vLLM's OpenAI-compatible server answers a chat request carrying a figure
+with the prompt ids and greedy tokens of `generate`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, VLLM_ENV, python_from_env
+from torch import nn
+
+from patentlmm.cli import main
+from processing import build_messages, build_prompt
+
+SHARED_FIGURES = REPO.parent / "shared" / "data" / "patent-figures" / "images"
+FIRST = "US20250204297A1__1"  # described by the transformers engine before vLLM resumes the file
+BATCH = ["US20250204297A1__19", "US20250204297A1__8", "US20250204297A1__12"]  # Tesseract: 178, 17, 2 OCR tokens
+# Small on purpose (2 shared cores): 1 GiB of KV cache, one process, no thread pinning, no torch.compile.
+VLLM_ENVIRONMENT = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+    "VLLM_NO_USAGE_STATS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
+VLLM_ARGS = {"max_model_len": 2048, "enforce_eager": True}
+
+
+def _figure(image_id: str) -> Path:
+    path = SHARED_FIGURES / f"{image_id}.png"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: the vLLM tests describe the shared real figures.", pytrace=False)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- the protocol
+
+
+def test_processor_from_pretrained_uses_the_components_it_is_given(tiny, tiny_dir):
+    from processing import PatentLMMProcessor
+
+    _, processor = tiny
+    loaded = PatentLMMProcessor.from_pretrained(tiny_dir, tokenizer=processor.tokenizer)  # as vLLM calls it
+    assert loaded.tokenizer is processor.tokenizer
+    assert loaded.ocr_tokenizer is not processor.ocr_tokenizer  # the others are loaded from the folder
+    assert loaded._settings() == processor._settings()
+
+
+def test_call_reports_each_figures_replacement_and_refuses_truncation(tiny, figures):
+    _, processor = tiny
+    paths = [figures["US20250204297A1__8"]["path"], figures["US20250204297A1__13"]["path"]]
+    words = [["FIG.", "8", "16"], []]
+    boxes = [[[700, 900, 800, 930], [810, 900, 830, 930], [100, 200, 130, 220]], []]
+    prompts = ["<image>", build_prompt("brief")]
+    ocr = {"ocr_words": words, "ocr_boxes": boxes}
+    out = processor(images=paths, text=prompts, **ocr, truncation=False, return_text_replacement_offsets=True)
+    offsets = out["text_replacement_offsets"]
+    assert [len(entries) for entries in offsets] == [1, 1]
+    for i, (prompt, [entry]) in enumerate(zip(prompts, offsets)):
+        count = processor.num_image_features(int(out["ocr_attention_mask"][i].sum()))
+        assert entry["type"] == "image" and entry["text"] == "<image>"
+        assert entry["replacement"] == "<image>" * count
+        assert prompt[slice(*entry["span"])] == "<image>"
+        assert entry["new_span"] == (entry["span"][0], entry["span"][0] + len("<image>") * count)
+        assert int(out["input_ids"][i].eq(processor.image_token_id).sum()) == count
+    one = {"images": paths[:1], "text": prompts[:1], "ocr_words": words[:1], "ocr_boxes": boxes[:1]}
+    assert "text_replacement_offsets" not in processor(**one)
+    with pytest.raises(ValueError, match="never truncates prompts"):
+        processor(**one, truncation=True)
+
+
+def test_worst_case_placeholders_per_figure(tiny):
+    _, processor = tiny
+    counts = processor._get_num_multimodal_tokens(image_sizes=[[3300, 2550], [10, 10]])
+    assert counts["num_image_tokens"] == [processor.max_ocr_tokens - 1 + processor.num_image_patches] * 2
+    assert counts["num_image_patches"] == [1, 1]  # one row of pixel_values per figure
+
+
+def test_chat_prompt_tokenized_without_special_tokens_equals_the_processors_prompt(tiny, figures):
+    """vLLM's chat renders the default template and tokenizes it without adding `<s>`: the template's `<s> `
+    must give the ids `build_prompt` gets from the processor (which adds `<s>` itself, once)."""
+    _, processor = tiny
+    rendered = processor.apply_chat_template(build_messages("brief"), add_generation_prompt=True)
+    expected = processor.tokenizer(build_prompt("brief"))["input_ids"]
+    assert expected[0] == processor.tokenizer.bos_token_id and expected.count(processor.tokenizer.bos_token_id) == 1
+    assert processor.tokenizer(rendered, add_special_tokens=False)["input_ids"] == expected
+    figure, words, boxes = figures["US20250204297A1__8"]["path"], [["FIG.", "8"]], [[[1, 2, 3, 4], [5, 6, 7, 8]]]
+    from_template = processor(images=figure, text=rendered, ocr_words=words, ocr_boxes=boxes)
+    from_prompt = processor(images=figure, text=build_prompt("brief"), ocr_words=words, ocr_boxes=boxes)
+    assert from_template["input_ids"].tolist() == from_prompt["input_ids"].tolist()
+
+
+def test_image_features_as_vllm_asks_and_tuple_outputs(tiny, figures):
+    model, processor = tiny
+    figure_path = figures["US20250204297A1__8"]["path"]
+    inputs = processor(images=figure_path, text=build_prompt("brief"), ocr_words=[["8"]], ocr_boxes=[[[1, 2, 3, 4]]])
+    figure = {key: inputs[key] for key in ("pixel_values", "ocr_input_ids", "ocr_bbox", "ocr_attention_mask")}
+    with torch.no_grad():
+        features = model.model.get_image_features(**figure)
+        pooled = model.model.get_image_features(**figure, return_dict=True).pooler_output
+        as_tuple = model(**inputs, return_dict=False)
+        logits = model(**inputs).logits
+    assert isinstance(pooled, list) and len(pooled) == len(features) == 1
+    assert torch.equal(pooled[0], features[0])
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], logits)
+
+
+def test_layoutlmv3_bias_tables_are_not_linear_layers_and_keep_their_checkpoint_keys(tiny):
+    """vLLM swaps every `nn.Linear` (and its CPU kernels empty `.weight`); LayoutLMv3 indexes these three."""
+    model, _ = tiny
+    encoder = model.model.vision_tower.encoder
+    for name in ("rel_pos_bias", "rel_pos_x_bias", "rel_pos_y_bias"):
+        table = getattr(encoder, name)
+        assert not isinstance(table, nn.Linear)
+        assert table.weight.shape == (model.config.vision_config.num_attention_heads, table.weight.shape[1])
+        assert f"model.vision_tower.encoder.{name}.weight" in model.state_dict()
+
+
+def test_tiny_decoder_head_dim_is_one_vllms_cpu_attention_takes(tiny):
+    model, _ = tiny
+    text = model.config.text_config
+    assert text.hidden_size // text.num_attention_heads == 32  # vllm-cpu 0.32: 32, 64, 80, ... (16 is refused)
+
+
+def test_vllm_engine_refuses_unknown_engine(tiny):
+    from patentlmm.describe import describe
+
+    model, processor = tiny
+    with pytest.raises(ValueError, match=r"engine must be one of \('transformers', 'vllm'\)"):
+        describe(model, processor=processor, images=[], engine="tgi")
+
+
+# ---------------------------------------------------------------------------------------------- vLLM itself
+
+
+def _cpu_blocker() -> str | None:
+    """Why vLLM's CPU build cannot run on this CPU, or None. vllm-cpu 0.32 loads AVX-512 BF16, AVX-512 or AVX2
+    kernels on x86-64 (`vllm/platforms/cpu.py`); below AVX2 there is none."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    cpuinfo_path = Path("/proc/cpuinfo")
+    cpuinfo = cpuinfo_path.read_text(encoding="utf-8", errors="replace") if cpuinfo_path.exists() else ""
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
+    if flags and "avx2" not in flags:
+        return f"vLLM's CPU build needs AVX2 on x86-64 and this CPU ({model}) has none"
+    return None
+
+
+@pytest.fixture(scope="module")
+def vllm_python() -> str:
+    python = python_from_env(VLLM_ENV, "vllm-cpu and patentlmm[vllm-cpu]", "the vLLM engine and server tests")
+    blocker = _cpu_blocker()
+    if blocker:
+        pytest.skip(f"vLLM cannot run on this machine: {blocker}.")
+    return python
+
+
+def _vllm_env(tmp_path: Path) -> dict[str, str]:
+    """This process's environment for vLLM, without the `OMP_THREAD_LIMIT=1` that `run_tesseract` left in it
+    (vLLM's CPU kernels started under it run many times slower)."""
+    env = {key: value for key, value in os.environ.items() if key != "OMP_THREAD_LIMIT"}
+    return {**env, **VLLM_ENVIRONMENT, "PYTHONPATH": str(REPO), "HF_MODULES_CACHE": str(tmp_path / "modules")}
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.mark.slow
+def test_describe_engine_vllm_writes_the_rows_of_the_transformers_engine(tiny_dir, vllm_python, tmp_path):
+    """Real shared figures with 178, 17 and 2 OCR tokens in one vLLM batch, resuming a JSONL that the transformers
+    engine started; the file then equals the transformers engine's own full run."""
+    images = [str(_figure(image_id)) for image_id in [FIRST, *BATCH]]
+    common = ["describe", "--model", str(tiny_dir), "--max-new-tokens", "24", "--batch-size", "4"]
+    reference, resumed = tmp_path / "transformers.jsonl", tmp_path / "resumed.jsonl"
+    assert main([*common, "--output", str(reference), *images]) == 0
+    assert main([*common, "--limit", "1", "--output", str(resumed), *images]) == 0
+    assert [row["image_id"] for row in _rows(resumed)] == [FIRST]
+
+    command = [vllm_python, "-m", "patentlmm.cli", *common, "--engine", "vllm", "--vllm-args", json.dumps(VLLM_ARGS)]
+    log = tmp_path / "describe-vllm.log"
+    with log.open("w") as handle:
+        result = subprocess.run(
+            [*command, "--output", str(resumed), *images],
+            cwd=tmp_path,
+            env=_vllm_env(tmp_path),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            timeout=280,
+        )
+    assert result.returncode == 0, log.read_text()[-6000:]
+    assert f"Wrote {len(BATCH)} descriptions" in log.read_text()
+    expected = sorted(_rows(reference), key=lambda row: row["image_id"])
+    assert sorted(_rows(resumed), key=lambda row: row["image_id"]) == expected
+    assert all(row["prediction"] for row in expected)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.load(response)
+
+
+def _wait_until_healthy(server: subprocess.Popen, url: str, log: Path, deadline_s: float = 300) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"vLLM's server exited with {server.returncode}:\n{log.read_text()[-6000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(1)
+    pytest.fail(f"vLLM's server was not healthy after {deadline_s:.0f} s:\n{log.read_text()[-6000:]}")
+
+
+@pytest.mark.slow
+def test_openai_server_answers_a_chat_request_with_a_figure_as_generate_does(tiny, tiny_dir, vllm_python, tmp_path):
+    """`vllm serve DIR --trust-remote-code --model-impl transformers`, started as the module `vllm serve` runs
+    (vllm-cpu 0.32.0's `vllm` command cannot find its own version: `PackageNotFoundError: vllm`), on 127.0.0.1;
+    the figure travels as a data URL and is OCR'd by Tesseract in the server."""
+    model, processor = tiny
+    figure = _figure("US20250204297A1__8")
+    port = _free_port()
+    log = tmp_path / "server.log"
+    arguments = ["--model", str(tiny_dir), "--trust-remote-code", "--model-impl", "transformers"]
+    arguments += ["--dtype", "float32", "--max-model-len", "2048", "--enforce-eager", "--host", "127.0.0.1"]
+    with log.open("w") as handle:
+        server = subprocess.Popen(
+            [vllm_python, "-m", "vllm.entrypoints.openai.api_server", *arguments, "--port", str(port)],
+            cwd=tmp_path,
+            env=_vllm_env(tmp_path),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_healthy(server, f"http://127.0.0.1:{port}/health", log)
+        image_url = "data:image/png;base64," + base64.b64encode(figure.read_bytes()).decode("ascii")
+        messages = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": image_url}},
+                    {"type": "text", "text": "Write a brief description for this patent image."},
+                ],
+            }
+        ]
+        body = {"model": str(tiny_dir), "messages": messages, "temperature": 0, "max_tokens": 8}
+        answer = _post(f"http://127.0.0.1:{port}/v1/chat/completions", {**body, "return_token_ids": True})
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+    prompt = processor.apply_chat_template(build_messages("brief"), add_generation_prompt=True)
+    inputs = processor(images=figure, text=prompt)  # Tesseract here too
+    generated = model.generate(**inputs, max_new_tokens=8, do_sample=False)[0, inputs["input_ids"].shape[1] :]
+    assert answer["prompt_token_ids"] == inputs["input_ids"][0].tolist()
+    assert answer["choices"][0]["token_ids"] == generated.tolist()
+    assert answer["choices"][0]["message"]["content"].strip()
