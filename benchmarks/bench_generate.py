@@ -5,6 +5,9 @@ Run from the repository root:
     python benchmarks/bench_generate.py                     # CPU, ~100M-parameter random model, 8 real figures
     python benchmarks/bench_generate.py --figures 16 --max-new-tokens 256 --batch-size 16   # detailed-length outputs
     python benchmarks/bench_generate.py --shape 7b          # CUDA only: LLaMA-2-7B + LayoutLMv3-large shapes
+    VLLM_CPU_KVCACHE_SPACE=2 VLLM_CPU_OMP_THREADS_BIND=nobind \
+        .venv-vllm/bin/python benchmarks/bench_generate.py --engine vllm --vllm-args '{"enforce_eager": true}'
+    python benchmarks/bench_generate.py --shape 7b --engine vllm --vllm-args '{"gpu_memory_utilization": 0.45}'
 
 Rows (generated tokens per second over the same figures; OCR words are computed once, before timing, and given to
 both rows, so Tesseract is not timed; each row's time covers the processor and `generate`; after one warm-up
@@ -25,7 +28,15 @@ figure per row, `--repeat` passes, the rows interleaved):
    without AMX/AVX512-BF16), a static KV cache (preallocated: no copy of the cache at each step; `--cache dynamic`
    for transformers' default), image features encoded once on the prefill step.
 
-Both rows generate exactly `--max-new-tokens` tokens per figure (`min_new_tokens` = `max_new_tokens`: a random model
+3. `vllm` (with `--engine vllm`, in a Python with the `vllm` or `vllm-cpu` extra): `describe --engine vllm`'s
+   path, `patentlmm.vllm_engine.generate_batch` over the same batches as row 2, with row 2's weights (saved to a
+   temporary folder and loaded by vLLM's Transformers backend in the same dtype). vLLM's engine runs in its own
+   process (vLLM's default; run in this one, it would patch the decoder class the other rows' models use); its
+   front end (the processor: resize, OCR tokens, no Tesseract) runs in this process, in the timed region.
+   `--vllm-args` (JSON) goes to `vllm.LLM`: `enforce_eager` on a CPU (no Triton-CPU here, so no torch.compile),
+   `gpu_memory_utilization` on a GPU, whose fp32 and bf16 copies of the model already hold memory in this process.
+
+Every row generates exactly `--max-new-tokens` tokens per figure (`min_new_tokens` = `max_new_tokens`: a random model
 stops at arbitrary points otherwise), so tokens/s compare like for like. A warm-up batch precedes each row. The model
 is random (`--shape 100m`: LayoutLMv3 hidden 384 x 2 layers + LLaMA hidden 768 x 8 layers, 32K vocabulary; `--shape
 7b`: LayoutLMv3-large + LLaMA-2-7B shapes, built on the GPU), with the real tokenizers `patentlmm.tiny` builds offline.
@@ -35,8 +46,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -136,6 +149,10 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=2, help="timed passes per row, rows interleaved")
     parser.add_argument("--images", type=Path, default=SHARED_FIGURES if SHARED_FIGURES.is_dir() else EXAMPLE_FIGURES)
+    parser.add_argument(
+        "--engine", choices=["transformers", "vllm"], default="transformers", help="vllm: add the vLLM row (3)"
+    )
+    parser.add_argument("--vllm-args", type=json.loads, default={}, help="JSON keyword arguments of vllm.LLM")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.shape == "7b" and device != "cuda":
@@ -191,6 +208,23 @@ def main() -> None:
             run_describe,
         ),
     }
+    if args.engine == "vllm":
+        import vllm
+
+        from patentlmm import vllm_engine
+
+        weights = tempfile.TemporaryDirectory()  # row 2's weights, as vLLM loads them: from a folder
+        fast.save_pretrained(weights.name)
+        processor.save_pretrained(weights.name)
+        dtype = str(fast.dtype).removeprefix("torch.")
+        llm, _ = vllm_engine.load_vllm(weights.name, dtype, **args.vllm_args)
+        new_tokens = args.max_new_tokens
+
+        def run_vllm(batch: list[Figure]) -> None:
+            vllm_engine.generate_batch(llm, processor, batch, prompt, new_tokens, min_new_tokens=new_tokens)
+
+        rows[f"vllm ({dtype})"] = (describe_batches(fast, processor, figures, args.batch_size), run_vllm)
+        print(f"vllm {vllm.__version__}; torch threads after its start: {torch.get_num_threads()}")
     for batches, run in rows.values():
         run(batches[0][:1])  # warm-up
     seconds = dict.fromkeys(rows, 0.0)

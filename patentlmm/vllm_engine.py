@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-
-import torch
 
 from processing import PatentLMMProcessor
 
@@ -32,22 +29,29 @@ def load_vllm(model_name_or_path: str, dtype: str, **engine_args: Any) -> tuple[
     except ImportError as error:
         raise ImportError(f"--engine vllm needs vLLM: {INSTALL_HINT}.") from error
 
-    if os.environ.get("OMP_THREAD_LIMIT") and not torch.cuda.is_available():
-        warnings.warn(
-            f"OMP_THREAD_LIMIT={os.environ['OMP_THREAD_LIMIT']} is set: vLLM's CPU kernels run many times slower "
-            "under it (a 3-figure describe: >100 s instead of 37 s on 2 cores). Unset it for vLLM; Tesseract "
-            "(patentlmm.processing.run_tesseract) sets it for itself.",
-            stacklevel=2,
-        )
     options = {"limit_mm_per_prompt": {"image": 1}, **engine_args}
-    llm = LLM(model=model_name_or_path, trust_remote_code=True, model_impl="transformers", dtype=dtype, **options)
+    # `run_tesseract` leaves OMP_THREAD_LIMIT=1 in this process's environment; vLLM's CPU kernels started under it
+    # run many times slower (a 3-figure describe: over 100 s instead of 37 s on 2 cores), so the engine process
+    # started here must not inherit it.
+    thread_limit = os.environ.pop("OMP_THREAD_LIMIT", None)
+    try:
+        llm = LLM(model=model_name_or_path, trust_remote_code=True, model_impl="transformers", dtype=dtype, **options)
+    finally:
+        if thread_limit is not None:
+            os.environ["OMP_THREAD_LIMIT"] = thread_limit
     return llm, PatentLMMProcessor.from_pretrained(model_name_or_path)
 
 
 def generate_batch(
-    llm: LLM, processor: PatentLMMProcessor, figures: Sequence[Figure], prompt: str, max_new_tokens: int = 512
+    llm: LLM,
+    processor: PatentLMMProcessor,
+    figures: Sequence[Figure],
+    prompt: str,
+    max_new_tokens: int = 512,
+    min_new_tokens: int = 0,
 ) -> list[str]:
-    """Greedy descriptions of `figures` (loaded, with OCR) in one `llm.generate` call.
+    """Greedy descriptions of `figures` (loaded, with OCR) in one `llm.generate` call (`min_new_tokens`: as
+    `generate`'s, for benchmarks that time a fixed number of tokens).
 
     Each request carries its figure and the figure's OCR as `mm_processor_kwargs`, so vLLM's processor runs no
     Tesseract and sees exactly what the transformers engine's does; vLLM tokenizes `prompt` with `<s>` added (as the
@@ -66,6 +70,6 @@ def generate_batch(
         }
         for figure in figures
     ]
-    greedy = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+    greedy = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, min_tokens=min_new_tokens)
     outputs = llm.generate(requests, greedy, use_tqdm=False)
     return processor.batch_decode([output.outputs[0].token_ids for output in outputs])

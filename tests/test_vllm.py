@@ -39,6 +39,8 @@ VLLM_ENVIRONMENT = {
     "TRANSFORMERS_OFFLINE": "1",
 }
 VLLM_ARGS = {"max_model_len": 2048, "enforce_eager": True}
+GIVEN_WORDS = ["FIG.", "8", "nozzle", "402"]  # precomputed OCR sent with a request (not what Tesseract reads)
+GIVEN_BOXES = [[60, 40, 120, 60], [130, 40, 150, 60], [300, 500, 380, 520], [390, 500, 430, 520]]
 
 
 def _figure(image_id: str) -> Path:
@@ -269,7 +271,11 @@ def test_openai_server_answers_a_chat_request_with_a_figure_as_generate_does(tin
             }
         ]
         body = {"model": str(tiny_dir), "messages": messages, "temperature": 0, "max_tokens": 8}
-        answer = _post(f"http://127.0.0.1:{port}/v1/chat/completions", {**body, "return_token_ids": True})
+        body["return_token_ids"] = True  # vLLM's extension: prompt and generated ids in the answer
+        answer = _post(f"http://127.0.0.1:{port}/v1/chat/completions", body)
+        # Precomputed OCR instead of the server's Tesseract (vLLM's `mm_processor_kwargs` request field).
+        given = {"ocr_words": [GIVEN_WORDS], "ocr_boxes": [GIVEN_BOXES]}
+        given_answer = _post(f"http://127.0.0.1:{port}/v1/chat/completions", {**body, "mm_processor_kwargs": given})
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -284,3 +290,8 @@ def test_openai_server_answers_a_chat_request_with_a_figure_as_generate_does(tin
     assert answer["prompt_token_ids"] == inputs["input_ids"][0].tolist()
     assert answer["choices"][0]["token_ids"] == generated.tolist()
     assert answer["choices"][0]["message"]["content"].strip()
+
+    inputs = processor(images=figure, text=prompt, ocr_words=[GIVEN_WORDS], ocr_boxes=[GIVEN_BOXES])
+    generated = model.generate(**inputs, max_new_tokens=8, do_sample=False)[0, inputs["input_ids"].shape[1] :]
+    assert given_answer["prompt_token_ids"] == inputs["input_ids"][0].tolist() != answer["prompt_token_ids"]
+    assert given_answer["choices"][0]["token_ids"] == generated.tolist()
