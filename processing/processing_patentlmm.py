@@ -361,13 +361,15 @@ class PatentLMMProcessor(ProcessorMixin):
                     batch["labels"].append(labels + [IGNORE_INDEX] * pad)
         return batch
 
-    # ------------------------------------------------------------------ decoding
+    # ------------------------------------------------------------------ chat templates
 
     def apply_chat_template(self, conversation, chat_template: str | None = None, **kwargs):
         """transformers' `apply_chat_template`; `chat_template` may also name one of `chat_templates` (`"plain"`,
         `"original_inference"`), `None` renders the default (Vicuna v1)."""
         chat_template = self.chat_templates.get(chat_template, chat_template) if chat_template else chat_template
         return super().apply_chat_template(conversation, chat_template=chat_template, **kwargs)
+
+    # ------------------------------------------------------------------ decoding
 
     def batch_decode(self, sequences, skip_special_tokens: bool = True, unescape: bool = True, **kwargs) -> list[str]:
         """Decodes generated ids; `unescape` turns the data's `[[`/`]]` back into `<`/`>`."""

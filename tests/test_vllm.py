@@ -249,6 +249,7 @@ def test_openai_server_answers_a_chat_request_with_a_figure_as_generate_does(tin
     port = _free_port()
     log = tmp_path / "server.log"
     arguments = ["--model", str(tiny_dir), "--trust-remote-code", "--model-impl", "transformers"]
+    arguments += ["--trust-request-mm-kwargs"]  # lets a request carry precomputed OCR (`mm_processor_kwargs`)
     arguments += ["--dtype", "float32", "--max-model-len", "2048", "--enforce-eager", "--host", "127.0.0.1"]
     with log.open("w") as handle:
         server = subprocess.Popen(
