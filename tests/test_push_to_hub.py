@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +19,7 @@ from hub_server import HubServer
 from huggingface_hub import ModelCard
 
 from processing import build_prompt
-from push_to_hub import build_model_card, main, stage_model_folder
+from push_to_hub import build_model_card, main, select_model_files, stage_model_folder
 
 ROUND_TRIP = Path(__file__).parent / "scripts" / "hub_round_trip.py"
 FIG8 = "US20250204297A1__8"
@@ -84,17 +87,71 @@ def test_staged_folder_is_complete_and_card_metadata_parses(tiny_dir, tmp_path):
     assert "AutoModelForVision2Seq" in loaded.text and "| 46.40 | 36.66 | 44.59 |" in loaded.text
 
 
+def _copy_model(tiny_dir: Path, folder: Path) -> Path:
+    """A copy of the tiny model folder (files and `ocr_tokenizer/`)."""
+    shutil.copytree(tiny_dir, folder)
+    return folder
+
+
 def test_pickled_weights_and_incomplete_folders_are_refused(tiny_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing config.json"):
         stage_model_folder(tmp_path, tmp_path / "out")
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for path in tiny_dir.iterdir():
-        if path.is_file():
-            (copy / path.name).write_bytes(path.read_bytes())
+    copy = _copy_model(tiny_dir, tmp_path / "copy")
     torch.save({"w": torch.zeros(1)}, copy / "pytorch_model.bin")
-    with pytest.raises(ValueError, match=r"pickled files \(pytorch_model.bin\)"):
+    (copy / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match=r"pickled files \(pytorch_model.bin\) and no safetensors weights"):
         stage_model_folder(copy, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda data: struct.pack("<Q", 10**15) + data[8:], "header too large"),  # a malformed header length
+        (lambda data: data[: len(data) // 2], "incomplete metadata"),  # a truncated file
+        (lambda data: data[:8] + b"[" + data[9:], "invalid JSON"),  # a damaged header
+    ],
+)
+def test_weights_that_do_not_parse_are_refused_before_staging(tiny_dir, tmp_path, damage, reason):
+    copy = _copy_model(tiny_dir, tmp_path / "copy")
+    weights = copy / "model.safetensors"
+    weights.write_bytes(damage(weights.read_bytes()))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(weights))} is not a valid safetensors file: .*{reason}"):
+        stage_model_folder(copy, tmp_path / "staged")
+    assert not (tmp_path / "staged").exists()
+
+
+def test_only_model_files_are_uploaded_and_the_rest_is_listed(tiny_dir, tmp_path):
+    """A training output folder with secrets, logs and checkpoints: a real push to a Hub on 127.0.0.1 uploads the
+    model files only, and the command names what it left out (never the token)."""
+    token = "hf_secret_token_in_dotenv_0123456789"
+    folder = _copy_model(tiny_dir, tmp_path / "outputs" / "stage2-brief")
+    (folder / ".env").write_text(f"HF_TOKEN={token}\n")
+    (folder / "wandb" / "run-1").mkdir(parents=True)
+    (folder / "wandb" / "debug.log").write_text(f"login with {token}\n")
+    (folder / "runs" / "Dec01").mkdir(parents=True)
+    (folder / "runs" / "Dec01" / "events.out.tfevents.1").write_bytes(b"\x00events")
+    (folder / "trainer_state.json").write_text(json.dumps({"log_history": []}))
+    torch.save({"lr": 1e-4}, folder / "training_args.bin")
+    (folder / "checkpoint-5").mkdir()
+    shutil.copyfile(folder / "model.safetensors", folder / "checkpoint-5" / "model.safetensors")
+    (folder / "train.py").write_text(f"TOKEN = '{token}'\n")
+    expected = {path for path in select_model_files(tiny_dir)[0]} | {"README.md"}
+    expected |= {f"examples/{path.name}" for path in sorted((REPO / "examples" / "figures").glob("*.png"))[:3]}
+
+    with HubServer() as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf-home"), "HF_TOKEN": "hf_push",
+               "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(REPO)}  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, str(REPO / "push_to_hub.py"), "model", str(folder), "--repo-id", "tester/stage2"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        _, files = hub.repos[("model", "tester/stage2")].snapshot("main")
+    assert set(files) == expected, set(files) ^ expected
+    assert not any(token.encode() in content for content in files.values())
+    left_out = ".env, checkpoint-5/, runs/, train.py, trainer_state.json, training_args.bin, wandb/"
+    assert f"Left out of the model repo (not model files): {left_out}" in result.stderr
+    assert token not in result.stdout + result.stderr and "hf_push" not in result.stdout + result.stderr
 
 
 def test_dry_run_writes_the_folder_only_with_metrics_from_patentlmm_eval(tiny_dir, tmp_path, capsys):
