@@ -28,19 +28,23 @@ _PILLOW_CAP_LOCK = threading.Lock()
 
 
 class ImageTooLargeError(ValueError):
-    """An image has more pixels than the configured cap (a guard against decompression bombs)."""
+    """An image, padded to a square, has more pixels than the configured cap (a guard against decompression bombs)."""
 
 
 def _check_size(width: int, height: int, max_pixels: int | None, name: str) -> None:
-    if max_pixels is not None and width * height > max_pixels:
+    """The cap bounds the square the processor pads every figure to (`expand_to_square`): max(W, H)^2 pixels, so
+    that a 1 x 30000 strip, 30,000 pixels as it comes, cannot become a 900-megapixel square."""
+    side = max(width, height)
+    if max_pixels is not None and side * side > max_pixels:
         raise ImageTooLargeError(
-            f"{name} is {width}x{height} = {width * height:,} pixels, over the cap of {max_pixels:,} "
-            "(a guard against decompression bombs). Downscale it, or raise max_image_pixels if you trust it."
+            f"{name} is {width}x{height}: padded to a square it is {side}x{side} = {side * side:,} pixels, over the "
+            f"cap of {max_pixels:,} (a guard against decompression bombs). Downscale it, or raise max_image_pixels "
+            "if you trust it."
         )
 
 
 def load_image(image: ImageInput, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
-    """Returns `image` as an RGB `PIL.Image`, checking its size before any pixel is decoded.
+    """Returns `image` as an RGB `PIL.Image`, checking its size (padded to a square) before any pixel is decoded.
 
     Accepts a path, encoded bytes, a `PIL.Image` or an `(H, W)` / `(H, W, C)` uint8 array.
     """

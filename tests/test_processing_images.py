@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
-from processing.images import ImageTooLargeError, expand_to_square, load_image, to_rgb
+from processing.images import ImageTooLargeError, expand_to_square, load_image, open_image, to_rgb
 
 FIGURE_8 = "US20250204297A1__8"  # 1-bit PNG, 1125 x 2618 (portrait)
 
@@ -220,7 +220,8 @@ def test_default_cap_is_64_megapixels(tmp_path):
     assert DEFAULT_MAX_IMAGE_PIXELS == 64_000_000
     over = tmp_path / "over.png"
     over.write_bytes(_png_claiming(8000, 8001))  # 64,008,000 pixels
-    with pytest.raises(ImageTooLargeError, match=r"8000x8001 = 64,008,000 pixels, over the cap of 64,000,000") as e:
+    expected = r"8000x8001: padded to a square it is 8001x8001 = 64,016,001 pixels, over the cap of 64,000,000"
+    with pytest.raises(ImageTooLargeError, match=expected) as e:
         load_image(over)
     assert str(over) in str(e.value)  # a path names the file
     # 8000 x 8000 is exactly at the cap: accepted by the cap, so decoding starts and fails on the missing data.
@@ -235,7 +236,7 @@ def test_real_figure_over_a_small_cap_names_size_and_cap(figure8_path):
     with pytest.raises(ImageTooLargeError) as caught:
         load_image(figure8_path, max_pixels=1_000_000)
     message = str(caught.value)
-    assert "1125x2618 = 2,945,250 pixels" in message
+    assert "1125x2618: padded to a square it is 2618x2618 = 6,853,924 pixels" in message
     assert "cap of 1,000,000" in message
     assert isinstance(caught.value, ValueError)  # callers catching ValueError still see it
 
@@ -245,10 +246,26 @@ def test_cap_is_checked_before_decoding_a_real_figure(figure8_path):
     error (nothing decoded); under the cap decoding runs and reports the truncation."""
     half = figure8_path.read_bytes()[: figure8_path.stat().st_size // 2]
     with pytest.raises(ImageTooLargeError, match="1125x2618"):
-        load_image(half, max_pixels=2_945_249)
+        load_image(half, max_pixels=2618 * 2618 - 1)
     with Image.open(io.BytesIO(half)) as lazy:  # a lazily opened PIL image is checked before it is loaded too
         with pytest.raises(ImageTooLargeError, match="1125x2618"):
             load_image(lazy, max_pixels=1000)
+
+
+def test_the_cap_covers_the_square_an_extreme_aspect_ratio_is_padded_to():
+    """A real 1 x 30000 PNG (about 140 bytes, 30,000 pixels) pads to a 30000 x 30000 square, 2.7 GB of RGB: refused
+    from the header, as bytes, a file, a PIL image and an array; a header-only copy proves nothing is decoded."""
+    strip = _png_bytes(Image.new("1", (1, 30_000), 1))
+    assert len(strip) < 200
+    expected = r"1x30000: padded to a square it is 30000x30000 = 900,000,000 pixels, over the cap of 64,000,000"
+    for source in (strip, Image.open(io.BytesIO(strip)), np.zeros((30_000, 1), dtype=np.uint8)):
+        with pytest.raises(ImageTooLargeError, match=expected):
+            load_image(source)
+    with pytest.raises(ImageTooLargeError, match=expected):  # the pixel data is missing: only the header was read
+        load_image(_png_claiming(1, 30_000))
+    with pytest.raises(ImageTooLargeError, match="30000x1: padded to a square it is 30000x30000"):
+        open_image(_png_claiming(30_000, 1))
+    assert load_image(strip, max_pixels=None).size == (1, 30_000)  # a trusted caller may lift the cap
 
 
 def test_cap_applies_to_pil_and_array_inputs_and_none_disables_it():

@@ -358,10 +358,20 @@ def test_argument_errors(processor, paths, words_and_boxes):
 
 def test_image_size_cap_is_applied_before_ocr(processor, paths, monkeypatch):
     monkeypatch.setattr(processor, "max_image_pixels", 1_000_000)
-    with pytest.raises(ImageTooLargeError, match=r"1125x2618 = 2,945,250 pixels, over the cap of 1,000,000"):
+    with pytest.raises(ImageTooLargeError, match=r"1125x2618: padded to a square it is 2618x2618 = 6,853,924 pixels"):
         processor(images=paths[FIG8], text=build_prompt("brief"))
     with pytest.raises(ImageTooLargeError):
         processor.ocr(paths[FIG8])
+
+
+def test_an_extreme_aspect_ratio_is_refused_before_it_is_padded(processor, tmp_path):
+    """A 1 x 30000 PNG of about 140 bytes would become a 30000 x 30000 square (6.5 GB resident in the issue)."""
+    from PIL import Image
+
+    strip = tmp_path / "strip.png"
+    Image.new("1", (1, 30_000), 1).save(strip)
+    with pytest.raises(ImageTooLargeError, match=r"1x30000: padded to a square it is 30000x30000 = 900,000,000"):
+        processor(images=str(strip), text=build_prompt("brief"), ocr_words=[[]], ocr_boxes=[[]])
 
 
 def test_text_only_and_images_only_calls(processor, paths, words_and_boxes):
