@@ -7,8 +7,11 @@ figure and the reference numerals highlighted (green: also in the figure's OCR; 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import gradio as gr
-from PIL import Image
+from PIL import UnidentifiedImageError
 
 from modeling_patentlmm import PatentLMMForConditionalGeneration
 from processing import PatentLMMProcessor, build_prompt, load_image
@@ -17,22 +20,39 @@ from .describe import Figure, generate_batch, load_model_and_processor
 from .numerals import extract_references
 from .visualize import IN_FIGURE, NOT_IN_FIGURE, highlight_numerals, ocr_overlay
 
-__all__ = ["build_app", "serve"]
+__all__ = ["MAX_UPLOAD_SIZE", "build_app", "serve"]
+
+MAX_UPLOAD_SIZE = "20mb"  # Gradio refuses bigger uploads; a 300 dpi USPTO sheet PNG is well under 1 MB
+
+
+def _open_upload(path: str, max_pixels: int | None):
+    """The uploaded figure as RGB, or a `gr.Error` with the package's own reason (too large, not an image, damaged).
+    The upload is removed from Gradio's cache once read, whatever the outcome."""
+    name = Path(path).name
+    try:
+        return load_image(path, max_pixels)
+    except UnidentifiedImageError as error:
+        raise gr.Error(f"{name} is not an image that Pillow can read (PNG, JPEG, TIFF, ...).") from error
+    except (ValueError, OSError) as error:  # ImageTooLargeError (a ValueError) or a damaged file
+        raise gr.Error(str(error).replace(path, name)) from error
+    finally:
+        os.remove(path)
 
 
 def build_app(
     model: PatentLMMForConditionalGeneration, processor: PatentLMMProcessor, max_new_tokens: int = 512
 ) -> gr.Blocks:
-    """The Gradio app around `model` and `processor`."""
+    """The Gradio app around `model` and `processor`: the figure is uploaded as a file and opened only by
+    `processing.load_image` (pixel cap checked from the header, padding included), never decoded by Gradio."""
 
-    def describe(image: Image.Image | None, desc_type: str):
-        if image is None:
+    def describe(upload: str | None, desc_type: str):
+        if upload is None:
             raise gr.Error("Upload a patent figure first.")
-        figure = load_image(image, processor.max_image_pixels)
+        figure = _open_upload(upload, processor.max_image_pixels)
         words, boxes = processor.ocr(figure)
         references = extract_references(" ".join(words))
-        upload = Figure(image_id="upload", image=figure, ocr_words=words, ocr_boxes=boxes)
-        description = generate_batch(model, processor, [upload], build_prompt(desc_type), max_new_tokens)[0]
+        item = Figure(image_id="upload", image=figure, ocr_words=words, ocr_boxes=boxes)
+        description = generate_batch(model, processor, [item], build_prompt(desc_type), max_new_tokens)[0]
         overlay = ocr_overlay(figure, words, boxes, references.numerals)
         return description, overlay, highlight_numerals(description, references)
 
@@ -42,7 +62,7 @@ def build_app(
         )
         with gr.Row():
             with gr.Column():
-                image = gr.Image(type="pil", label="Patent figure", elem_id="figure", height=420)
+                image = gr.File(label="Patent figure (PNG, JPEG, TIFF)", type="filepath", elem_id="figure")
                 desc_type = gr.Radio(["brief", "detailed"], value="brief", label="Description", elem_id="type")
                 button = gr.Button("Describe", variant="primary", elem_id="describe")
             with gr.Column():
@@ -58,4 +78,5 @@ def build_app(
 def serve(model_name_or_path: str, host: str = "127.0.0.1", port: int = 7860, max_new_tokens: int = 512) -> None:
     """Loads the model and serves the app until interrupted (`patentlmm demo --web`)."""
     model, processor = load_model_and_processor(model_name_or_path)
-    build_app(model, processor, max_new_tokens).launch(server_name=host, server_port=port)
+    app = build_app(model, processor, max_new_tokens)
+    app.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD_SIZE)
