@@ -38,6 +38,7 @@ import argparse
 import functools
 import itertools
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -69,12 +70,16 @@ __all__ = [
     "describe_figures",
     "figures_from_dataset",
     "figures_from_files",
+    "file_ids",
     "generate_batch",
     "iter_descriptions",
     "load_model_and_processor",
+    "positive_int",
     "prepare_output",
     "run",
 ]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE = "static"
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -102,6 +107,7 @@ def load_model_and_processor(
 ) -> tuple[PatentLMMForConditionalGeneration, PatentLMMProcessor]:
     """Loads a PatentLMM folder or Hub repo; `"auto"` = bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on
     CPU."""
+    _check_model_folder(model_name_or_path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = PatentLMMForConditionalGeneration.from_pretrained(
         model_name_or_path, dtype=getattr(torch, _resolve_dtype(device, dtype))
@@ -118,12 +124,51 @@ def _resolve_dtype(device: str, dtype: str) -> str:
     return "float32"
 
 
+def _check_model_folder(model_name_or_path: str) -> None:
+    """For a local folder, a one-line error naming what is missing or damaged (no `config.json`, no
+    `ocr_tokenizer/`, weights that do not parse) before transformers reports it less clearly. Hub ids pass."""
+    folder = Path(model_name_or_path)
+    if not folder.is_dir():
+        return
+    from push_to_hub import check_weights  # the same check as before a push
+
+    for name in ("config.json", "ocr_tokenizer"):
+        if not (folder / name).exists():
+            raise FileNotFoundError(
+                f"{folder} is not a PatentLMM folder: it has no {name} (save_pretrained writes the model's config, "
+                "the processor its OCR tokenizer in ocr_tokenizer/)."
+            )
+    if not check_weights(folder):
+        raise FileNotFoundError(f"{folder} holds no *.safetensors weights.")
+
+
 # ---------------------------------------------------------------------------------------------------- sources
 
 
+def file_ids(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """The id of each image file: its name without extension, or, where two files share that name (`a/fig.png`,
+    `b/fig.png`), as many parent folders as make it unique (`a/fig`, `b/fig`). The same file given twice keeps one
+    id."""
+    files = [Path(path) for path in paths]
+    ids = [file.stem for file in files]
+    for stem in {i for i in ids if ids.count(i) > 1}:
+        group = sorted({file.resolve() for file in files if file.stem == stem})
+        if len(group) == 1:
+            continue
+        depth = 1
+        while len({"/".join(file.parts[-depth - 1 : -1] + (stem,)) for file in group}) < len(group):
+            depth += 1
+        for index, file in enumerate(files):
+            if file.stem == stem:
+                ids[index] = "/".join(file.resolve().parts[-depth - 1 : -1] + (stem,))
+    return ids
+
+
 def figures_from_files(paths: Iterable[str | os.PathLike]) -> list[Figure]:
-    """One `Figure` per image file, its id the file name without extension."""
-    return [Figure(image_id=Path(path).stem, image=str(path)) for path in paths]
+    """One `Figure` per image file (the same file once), with the ids of `file_ids`."""
+    paths = list(paths)
+    unique = dict(zip(file_ids(paths), map(str, paths)))
+    return [Figure(image_id=image_id, image=path) for image_id, path in unique.items()]
 
 
 def figures_from_dataset(dataset: Any, skip_ids: Iterable[str] = ()) -> Iterator[Figure]:
@@ -162,8 +207,18 @@ def prepare_output(path: Path, desc_type: str) -> set[str]:
     complete = data[: data.rfind(b"\n") + 1]
     if complete != data:
         path.write_bytes(complete)
-    rows = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
-    return {row["image_id"] for row in rows if row.get("type") == desc_type}
+    done = set()
+    for number, line in enumerate(complete.decode("utf-8", errors="replace").splitlines(), start=1):
+        try:
+            row = json.loads(line) if line.strip() else {}
+            if row and not (isinstance(row, dict) and isinstance(row.get("image_id"), str)):
+                raise ValueError("not an object with a string image_id")
+        except ValueError as error:
+            logger.warning("%s line %d is damaged (%s): skipped; its figure is described again.", path, number, error)
+            continue
+        if row.get("type") == desc_type:
+            done.add(row["image_id"])
+    return done
 
 
 def _write_rows(rows: list[dict], jsonl: TextIO | None, stream: TextIO | None) -> None:
@@ -179,9 +234,23 @@ def _write_rows(rows: list[dict], jsonl: TextIO | None, stream: TextIO | None) -
 # ---------------------------------------------------------------------------------------------------- generation
 
 
+def _load_figures(processor: PatentLMMProcessor, figures: list[Figure]) -> list[Figure]:
+    """The figures whose image loads (pixel cap, padding included, then a full decode); each one that does not is
+    logged with its id and reason and left out, so one bad file never stops a run (a rerun tries it again)."""
+    loaded = []
+    for figure in figures:
+        try:
+            loaded.append(replace(figure, image=load_image(figure.image, processor.max_image_pixels)))
+        except (OSError, ValueError, SyntaxError) as error:  # not an image, over the cap, damaged (PIL raises all)
+            logger.warning("Skipped %s: %s", figure.image_id, str(error).splitlines()[0] or type(error).__name__)
+    return loaded
+
+
 def _with_ocr(processor: PatentLMMProcessor, figures: list[Figure]) -> list[Figure]:
-    """Loads each figure's image and runs Tesseract (in threads) for the figures without OCR."""
-    loaded = [replace(f, image=load_image(f.image, processor.max_image_pixels)) for f in figures]
+    """Loads each figure's image (`_load_figures`) and runs Tesseract (in threads) for the figures without OCR."""
+    loaded = _load_figures(processor, figures)
+    if not loaded:
+        return loaded
     todo = [i for i, f in enumerate(loaded) if f.ocr is None and (f.ocr_words is None or f.ocr_boxes is None)]
     workers = max(1, min(len(todo), processor.num_ocr_workers or os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
@@ -288,6 +357,8 @@ def iter_descriptions(
         generate = functools.partial(vllm_engine.generate_batch, model)
     for window in _windows(figures, batch_size * SORT_WINDOW_BATCHES):
         window = _with_ocr(processor, window)
+        if not window:
+            continue
         lengths = [_num_ocr_tokens(processor, f) for f in window]
         order = sorted(range(len(window)), key=lambda i: -lengths[i])  # longest first: memory peaks show up early
         for start in range(0, len(order), batch_size):
@@ -314,15 +385,16 @@ def describe_figures(
     max_new_tokens: int | None = None,
     batch_size: int = 8,
     progress: bool = False,
-) -> list[str]:
-    """Greedy descriptions of `images` (paths, bytes or PIL images), in the order given."""
+) -> list[str | None]:
+    """Greedy descriptions of `images` (paths, bytes or PIL images), in the order given; None for an image that could
+    not be loaded (logged with the reason)."""
     figures = [Figure(image_id=str(i), image=image) for i, image in enumerate(images)]
     by_id: dict[str, str] = {}
     with tqdm(total=len(figures), desc="describing", unit="figure", disable=not progress) as bar:
         for rows in iter_descriptions(model, processor, figures, desc_type, prompt_format, max_new_tokens, batch_size):
             by_id.update((row["image_id"], row["prediction"]) for row in rows)
             bar.update(len(rows))
-    return [by_id[f.image_id] for f in figures]
+    return [by_id.get(f.image_id) for f in figures]  # None: the image could not be loaded (logged)
 
 
 def describe(
@@ -373,6 +445,9 @@ def describe(
         raise ValueError(f"desc_type must be one of {DESCRIPTION_TYPES}, got {desc_type!r}.")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}.")
+    for name, value in (("batch_size", batch_size), ("max_new_tokens", max_new_tokens or 1), ("limit", limit or 1)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}.")
     if isinstance(model, (str, os.PathLike)):
         if dtype == "auto" and prompt_format == ORIGINAL_INFERENCE:
             dtype = "float32"
@@ -423,6 +498,17 @@ def describe(
 # ---------------------------------------------------------------------------------------------------- CLI
 
 
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1 (batch size, new tokens, limit)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="*", type=Path, help="figure image files (or use --dataset)")
     parser.add_argument("--model", required=True, help="PatentLMM folder or Hub repo id")
@@ -438,13 +524,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "script's prompt and setup (no pad to square, 512 tokens counting the prompt, float32 with --dtype auto)",
     )
     parser.add_argument(
-        "--max-new-tokens", type=int, default=None, help="default: 512 (original_inference: 512 minus the prompt)"
+        "--max-new-tokens", type=positive_int, default=None, help="default: 512 (original_inference: 512 minus the prompt)"
     )
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument(
         "--cache", choices=["static", "dynamic"], default=DEFAULT_CACHE, help="KV cache of generate (default: static)"
     )
-    parser.add_argument("--limit", type=int, default=None, help="describe at most this many new figures")
+    parser.add_argument("--limit", type=positive_int, default=None, help="describe at most this many new figures")
     parser.add_argument("--engine", choices=ENGINES, default="transformers", help="default: transformers")
     parser.add_argument(
         "--vllm-args",

@@ -141,3 +141,103 @@ def test_image_text_to_text_pipeline_with_chat_messages(tiny_dir, figures):
     out = pipe(text=messages, max_new_tokens=3)
     reply = out[0]["generated_text"][-1]
     assert reply["role"] == "assistant" and isinstance(reply["content"], str) and reply["content"].strip()
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def _bomb_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims `width` x `height` RGB pixels and whose data holds almost none."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = chunk(b"IDAT", zlib.compress(b"\x00" + b"\xff" * 24))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + idat + chunk(b"IEND", b"")
+
+
+def test_bad_files_are_reported_by_id_and_the_good_figures_are_written(tiny_dir, figures, tmp_path, caplog):
+    """Among real figures: a text file, a decompression-bomb header, a truncated PNG and a 1 x 30000 strip. Each is
+    logged with its id and reason; the good figures are written; a rerun describes nothing new and does not fail."""
+    from PIL import Image
+
+    good = [figures[i]["path"] for i in IDS[:2]]
+    (tmp_path / "notes.png").write_text("not a figure")
+    (tmp_path / "bomb.png").write_bytes(_bomb_header(100_000, 100_000))
+    (tmp_path / "cut.png").write_bytes(good[0].read_bytes()[:300])
+    Image.new("1", (1, 30_000), 1).save(tmp_path / "strip.png")
+    bad = [tmp_path / name for name in ("notes.png", "bomb.png", "cut.png", "strip.png")]
+    output = tmp_path / "out.jsonl"
+    argv = ["describe", "--model", str(tiny_dir), "--max-new-tokens", "2", "--batch-size", "2", "--output", str(output)]
+    with caplog.at_level("WARNING", logger="patentlmm.describe"):
+        assert main([*argv, str(bad[0]), str(good[0]), str(bad[1]), str(bad[2]), str(good[1]), str(bad[3])]) == 0
+    assert [json.loads(line)["image_id"] for line in output.read_text().splitlines()] == IDS[:2]
+    skipped = {record.args[0]: record.args[1] for record in caplog.records if record.msg.startswith("Skipped")}
+    assert sorted(skipped) == ["bomb", "cut", "notes", "strip"]
+    assert "cannot identify image file" in skipped["notes"]
+    assert "100000x100000" in skipped["bomb"] and "over the cap" in skipped["bomb"]
+    assert "could not be decoded" in skipped["cut"]
+    assert "padded to a square it is 30000x30000" in skipped["strip"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="patentlmm.describe"):
+        assert main([*argv, *map(str, good + bad)]) == 0  # the rerun skips the written ids, reports the bad ones again
+    assert len(output.read_text().splitlines()) == 2
+    assert sorted(r.args[0] for r in caplog.records if r.msg.startswith("Skipped")) == ["bomb", "cut", "notes", "strip"]
+
+
+def test_a_damaged_line_in_the_resumable_jsonl_is_skipped_with_a_warning(tmp_path, caplog):
+    output = tmp_path / "out.jsonl"
+    rows = [{"image_id": "US1__1", "type": "brief"}, {"image_id": "US1__2", "type": "brief"}]
+    output.write_text(json.dumps(rows[0]) + "\n" + '{"image_id": "US1__3", "typ\x00\n' + "[1, 2]\n"
+                      + json.dumps(rows[1]) + "\n" + '{"image_id": "US1__4"')  # fmt: skip
+    with caplog.at_level("WARNING", logger="patentlmm.describe"):
+        assert prepare_output(output, "brief") == {"US1__1", "US1__2"}
+    warnings = [record.getMessage() for record in caplog.records]
+    assert any("line 2 is damaged" in w for w in warnings) and any("line 3 is damaged" in w for w in warnings)
+    assert output.read_text().endswith(json.dumps(rows[1]) + "\n")  # the torn last line is cut, the rest kept
+
+
+def test_files_with_the_same_name_in_two_folders_get_distinct_ids(tmp_path, figures):
+    from patentlmm.describe import figures_from_files, file_ids
+
+    for folder in ("a", "b", "c/a"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "fig.png").write_bytes(figures[IDS[0]]["path"].read_bytes())
+    paths = [tmp_path / "a" / "fig.png", tmp_path / "b" / "fig.png", figures[IDS[1]]["path"]]
+    assert file_ids(paths) == ["a/fig", "b/fig", IDS[1]]
+    assert file_ids([tmp_path / "a" / "fig.png", tmp_path / "c" / "a" / "fig.png"]) == [
+        f"{tmp_path.name}/a/fig",
+        "c/a/fig",
+    ]
+    twice = figures_from_files([tmp_path / "a" / "fig.png", tmp_path / "a" / ".." / "a" / "fig.png"])
+    assert [figure.image_id for figure in twice] == ["fig"]  # one file given twice is described once
+
+
+@pytest.mark.parametrize("option", ["--batch-size", "--max-new-tokens", "--limit"])
+@pytest.mark.parametrize("value, reason", [("0", "must be at least 1, got 0"), ("-2", "must be at least 1, got -2"),
+                                           ("two", "'two' is not an integer")])  # fmt: skip
+def test_invalid_numeric_options_are_argparse_errors(option, value, reason, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["describe", "--model", "m", option, value, "fig.png"])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: {reason}" in capsys.readouterr().err
+
+
+def test_model_folders_that_cannot_load_get_a_one_line_reason(tiny_dir, tmp_path):
+    import shutil
+
+    from patentlmm.describe import load_model_and_processor
+
+    no_ocr = shutil.copytree(tiny_dir, tmp_path / "no-ocr", ignore=shutil.ignore_patterns("ocr_tokenizer"))
+    with pytest.raises(FileNotFoundError, match=r"no-ocr is not a PatentLMM folder: it has no ocr_tokenizer"):
+        load_model_and_processor(str(no_ocr))
+    for name, damage in (("truncated", lambda data: data[: len(data) // 3]), ("header", lambda data: b"\xff" * 8)):
+        folder = shutil.copytree(tiny_dir, tmp_path / name)
+        weights = folder / "model.safetensors"
+        weights.write_bytes(damage(weights.read_bytes()))
+        with pytest.raises(ValueError, match=rf"{weights} is not a valid safetensors file: ") as caught:
+            load_model_and_processor(str(folder))
+        assert "\n" not in str(caught.value)
