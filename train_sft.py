@@ -25,7 +25,8 @@ format, and writes a merged remote-code PatentLMM folder (or only the adapter wi
         --max_steps 2 --per_device_train_batch_size 1 --gradient_accumulation_steps 1 --report_to none
 
 Every option of `ScriptArguments`, `SFTConfig`, `ModelConfig` and `PatentLMMArguments` can be given in the YAML recipe
-or on the command line (the command line wins). `patentlmm train RECIPE.yaml [options]` runs the same code.
+or on the command line (the command line wins). The recipe is `--config RECIPE.yaml` or the first argument
+(`train_sft.py RECIPE.yaml [options]`); `patentlmm train RECIPE.yaml [options]` runs the same code.
 See docs/training.md for multi-node launches and the effective batch size per GPU count.
 """
 
@@ -70,6 +71,7 @@ __all__ = [
     "build_from_base_llm",
     "load_patentdesc",
     "main",
+    "parse_arguments",
     "to_conversational",
     "with_frozen_adapter",
 ]
@@ -141,6 +143,9 @@ class PatentLMMArguments:
             raise ValueError(f"stage must be 1 or 2, got {self.stage}.")
         if self.prompt_format is None:
             self.prompt_format = PROMPT_FORMAT_OF_STAGE[self.stage]
+        for name in ("max_train_samples", "max_eval_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1 (or unset for all rows), got {getattr(self, name)}.")
 
 
 # ---------------------------------------------------------------------------------------------------------- trainer
@@ -464,6 +469,18 @@ def save_outputs(
 # ---------------------------------------------------------------------------------------------------------- main
 
 
+def _recipe_argv(argv: list[str]) -> list[str]:
+    """`RECIPE.yaml [options]` (the spelling of `patentlmm train`) as `--config RECIPE.yaml [options]`, which is what
+    TRL's parser reads; refuses a recipe given both ways."""
+    if not argv or argv[0].startswith("-"):
+        return argv
+    if not argv[0].endswith((".yaml", ".yml")):
+        raise SystemExit(f"train_sft.py: {argv[0]!r} is not an option: the one positional argument is a YAML recipe.")
+    if any(arg == "--config" or arg.startswith("--config=") for arg in argv[1:]):
+        raise SystemExit(f"train_sft.py: give the recipe once, as {argv[0]} or as --config, not both.")
+    return ["--config", *argv]
+
+
 def _cpu_defaults(argv: list[str]) -> list[str]:
     """Without a CUDA GPU, train in float32 on the CPU (the recipes ask for bf16) unless the command line says
     otherwise."""
@@ -476,15 +493,27 @@ def _cpu_defaults(argv: list[str]) -> list[str]:
     return [*argv, *added]
 
 
+def parse_arguments(
+    argv: Sequence[str] | None = None,
+) -> tuple[ScriptArguments, SFTConfig, ModelConfig, PatentLMMArguments]:
+    """The recipe (`RECIPE.yaml` first, or `--config RECIPE.yaml`) and the command line as the four argument
+    dataclasses, checked; nothing is loaded or trained. `desc_type` is filled from `--dataset_config` when unset."""
+    argv = _cpu_defaults(_recipe_argv(list(sys.argv[1:] if argv is None else argv)))
+    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, PatentLMMArguments))
+    script_args, training_args, model_args, patentlmm_args = parser.parse_args_and_config(args=argv)
+    patentlmm_args.desc_type = patentlmm_args.desc_type or script_args.dataset_config
+    if patentlmm_args.desc_type not in DESCRIPTION_TYPES:
+        raise ValueError(
+            f"desc_type (or --dataset_config) must be one of {DESCRIPTION_TYPES}, got {patentlmm_args.desc_type!r}."
+        )
+    return script_args, training_args, model_args, patentlmm_args
+
+
 def main(argv: Sequence[str] | None = None) -> Path:
     """Parses the recipe and the command line, trains one stage and returns the output folder."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    argv = _cpu_defaults(list(sys.argv[1:] if argv is None else argv))
-    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, PatentLMMArguments))
-    script_args, training_args, model_args, patentlmm_args = parser.parse_args_and_config(args=argv)
-    desc_type = patentlmm_args.desc_type or script_args.dataset_config
-    if desc_type not in DESCRIPTION_TYPES:
-        raise ValueError(f"desc_type (or --dataset_config) must be one of {DESCRIPTION_TYPES}, got {desc_type!r}.")
+    script_args, training_args, model_args, patentlmm_args = parse_arguments(argv)
+    desc_type = patentlmm_args.desc_type
 
     set_seed(training_args.seed)  # the new projector's initialisation, as TRL seeds LoRA's
     # Model and processor: only the projector trains in stage 1; PEFT freezes all but LoRA + projector in stage 2.

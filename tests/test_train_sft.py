@@ -309,3 +309,20 @@ def test_lora_starts_from_a_patentllama_adapter(tmp_path, small):
             assert torch.equal(parameter, source[original]), name
             loaded += 1
     assert loaded == 2 * 2 * 2  # 2 layers x (q, v) x (A, B)
+
+
+def test_the_recipe_is_read_as_the_first_argument_or_with_config():
+    """`train_sft.py RECIPE.yaml ...` (the README's multi-GPU command) and `--config RECIPE.yaml` parse the same."""
+    recipe = str(REPO / "recipes" / "stage2_brief.yaml")
+    options = ["--model_name_or_path", "runs/stage1-brief", "--dataset_name", "./patentdesc-355k",
+               "--output_dir", "runs/patentlmm-brief"]  # fmt: skip
+    positional = train_sft.parse_arguments([recipe, *options])
+    flag = train_sft.parse_arguments(["--config", recipe, *options])
+    assert positional[1].to_dict() == flag[1].to_dict() and positional[2:] == flag[2:]
+    assert positional[3].stage == 2 and positional[1].learning_rate == flag[1].learning_rate == 2e-4
+    with pytest.raises(SystemExit, match="give the recipe once"):
+        train_sft.parse_arguments([recipe, "--config", recipe, *options])
+    with pytest.raises(SystemExit, match="'runs/x' is not an option"):
+        train_sft.parse_arguments(["runs/x", *options])
+    with pytest.raises(ValueError, match="--max_train_samples must be at least 1"):
+        train_sft.parse_arguments([recipe, *options, "--max_train_samples", "0"])
