@@ -63,6 +63,17 @@ def demo_dir(tmp_path_factory):
     return out
 
 
+def _steps(folder) -> str:
+    """The logged steps of a training stage (loss, grad_norm), to say why a tensor did not move."""
+    state = json.loads((folder / "trainer_state.json").read_text())
+    steps = [(e["step"], e.get("loss"), e.get("grad_norm")) for e in state["log_history"] if "loss" in e]
+    return (
+        f"{folder.name} logged (step, loss, grad_norm) = {steps}. A non-finite grad_norm means clip_grad_norm_ scaled "
+        "every finite gradient by 0 (max_grad_norm 1.0) and AdamW moved nothing; a finite one that the tensor still "
+        "did not move means its gradient was cut off (frozen, detached, or not in the optimizer)."
+    )
+
+
 def _tensor(folder, name: str):
     with safe_open(str(folder / "model.safetensors"), framework="pt") as handle:
         return handle.get_tensor(name)
@@ -89,7 +100,8 @@ def test_demo_trains_the_random_encoder_in_both_stages_and_the_decoder_in_stage_
     encoder = _tensor(demo_dir / "encoder", ENCODER_TENSOR)
     stage1 = _tensor(demo_dir / "stage1", f"model.vision_tower.{ENCODER_TENSOR}")
     final = _tensor(demo_dir / "model", f"model.vision_tower.{ENCODER_TENSOR}")
-    assert not encoder.equal(stage1) and not stage1.equal(final)
+    assert not encoder.equal(stage1), f"stage 1 left the encoder bitwise unchanged. {_steps(demo_dir / 'stage1')}"
+    assert not stage1.equal(final), f"stage 2 left the encoder bitwise unchanged. {_steps(demo_dir / 'model')}"
     decoder = _tensor(demo_dir / "decoder", f"model.{DECODER_TENSOR}")  # the exported SmolLM2-135M-Instruct
     assert decoder.shape == (576, 576)
     assert decoder.equal(_tensor(demo_dir / "stage1", f"model.language_model.{DECODER_TENSOR}"))
