@@ -42,6 +42,7 @@ import logging
 import os
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -334,13 +335,22 @@ def _load(path: str | os.PathLike, entry: str | None = None) -> dict[str, torch.
     containers."""
     logger.info("Reading %s", path)
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        # mmap needs torch.save's zip format; the legacy (pre-1.6) format is read whole, still weights_only
+        content = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as error:
         reasons = [line.strip() for line in str(error).splitlines() if "Unsupported global" in line]
+        if not reasons:  # not a torch.save file at all, e.g. a plain pickle.dump (its opcodes are refused)
+            raise ValueError(
+                f"Refusing to load {path}: it is not a torch.save checkpoint of tensors (a plain pickle?), and this "
+                "converter reads checkpoints with torch.load(weights_only=True) only."
+            ) from error
         raise ValueError(
             f"Refusing to load {path}: it holds pickled objects other than tensors and plain containers, and this "
             f"converter only unpickles those (torch.load(weights_only=True)). {' '.join(reasons)}"
         ) from error
+    except (RuntimeError, EOFError, OSError) as error:  # a truncated or damaged file
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"Cannot read {path} as a PyTorch checkpoint (damaged or truncated?): {reason}") from error
     if entry is not None:
         if not isinstance(content, dict) or entry not in content:
             raise ValueError(f"{path} has no {entry!r} entry; is it the right kind of checkpoint?")
