@@ -524,7 +524,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "script's prompt and setup (no pad to square, 512 tokens counting the prompt, float32 with --dtype auto)",
     )
     parser.add_argument(
-        "--max-new-tokens", type=positive_int, default=None, help="default: 512 (original_inference: 512 minus the prompt)"
+        "--max-new-tokens",
+        type=positive_int,
+        default=None,
+        help="default: 512 (original_inference: 512 minus the prompt)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument(
