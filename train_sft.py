@@ -506,6 +506,11 @@ def parse_arguments(
         raise ValueError(
             f"desc_type (or --dataset_config) must be one of {DESCRIPTION_TYPES}, got {patentlmm_args.desc_type!r}."
         )
+    if training_args.fsdp and training_args.use_cpu:
+        raise ValueError(
+            "--fsdp on the CPU (--use_cpu true) would be ignored: transformers then trains with plain DDP "
+            "(MULTI_CPU), and without --use_cpu it refuses FSDP without GPUs. Use DDP on the CPU, FSDP on GPUs."
+        )
     return script_args, training_args, model_args, patentlmm_args
 
 
@@ -574,7 +579,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
     trainer.train(resume_from_checkpoint=_resume_path(training_args))
     output = save_outputs(trainer, processor, patentlmm_args, model_args)
-    logger.info("Saved to %s", output)
+    if trainer.is_world_process_zero():  # the one process that wrote the final folder says so
+        logger.info("Saved to %s", output)
     return output
 
 
