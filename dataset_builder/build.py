@@ -60,6 +60,7 @@ from processing.images import load_image
 from .features import CONFIGS, patentdesc_features
 from .cli import at_least
 from .files import atomic_directory, remove_stale_temporaries, run_lock
+from .ocr_folders import engine_of_folder, find_ocr_folder
 from .pool import ResilientPool, WorkerDiedError
 from .records import DiskMap, Record, find_split_dir, iter_ocr_cache, iter_official_ocr, iter_records
 from .reports import ReportWriter, frames_note
@@ -92,6 +93,7 @@ class DatasetLayout:
     """The files of one dataset root, laid out like the official `DATASET/` folder."""
 
     root: Path
+    ocr_engine: str | None = None  # name or key of the OCR cache to read, when ocr/ holds several engines'
 
     @property
     def json_path(self) -> Path:
@@ -111,7 +113,21 @@ class DatasetLayout:
 
     @property
     def ocr_cache_paths(self) -> list[Path]:
-        return sorted((self.root / "ocr").glob("ocr_cache*.jsonl"))
+        folder = self.ocr_folder
+        return sorted(folder.glob("ocr_cache*.jsonl")) if folder is not None else []
+
+    @property
+    def ocr_folder(self) -> Path | None:
+        """The OCR cache folder (`ocr_folders.find_ocr_folder`), `None` when there is no OCR cache."""
+        try:
+            return find_ocr_folder(self.root / "ocr", self.ocr_engine)
+        except FileNotFoundError:
+            return None
+
+    @property
+    def ocr_engine_record(self) -> dict | None:
+        """`engine.to_dict()` of the OCR that made the cache (recorded in the card and the Parquet metadata)."""
+        return engine_of_folder(self.ocr_folder) if self.ocr_folder is not None else None
 
     @property
     def reports_dir(self) -> Path:
@@ -130,6 +146,7 @@ class BuildOptions:
     max_shard_bytes: int = 500 * 1024**2
     allow_missing_ocr: bool = False
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+    ocr_engine: str | None = None  # the OCR cache to read when ocr/ holds several engines' (name or key)
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.max_shard_bytes < 1:
@@ -223,7 +240,7 @@ def iter_examples(
     Only figures of `splits` have their image checked, so asking for one split costs one JSON pass, not more.
     `work_dir` holds the run's temporary SQLite indexes (default: the system's temporary folder).
     """
-    layout = DatasetLayout(Path(root))
+    layout = DatasetLayout(Path(root), options.ocr_engine)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=".patentdesc-work-") as tmp:
         tesseract, official = _index_ocr(layout, Path(tmp), report)
         assigner = SplitAssigner(layout.split_dir, tmp, options.ratios, options.seed, report)
@@ -369,7 +386,8 @@ Built with `python -m dataset_builder build` of the PatentLMM Hugging Face port.
 
 - `brief` and `detailed`: one row per figure whose description of that type is not empty (as in the original).
 - Columns: `image_id` (`<publication>__<figure>`), `patent_id`, `figure`, `image` (PNG), `description`,
-  `ocr_words` and `ocr_boxes` (Tesseract words and 0-1000 boxes, as LayoutLMv3's image processor makes them){official}.
+  `ocr_words` and `ocr_boxes` (OCR words and 0-1000 boxes){official}.
+- OCR: {ocr} (`processing.ocr`; also in each Parquet file's schema metadata, key `patentlmm_ocr`).
 
 ```python
 from datasets import load_dataset
@@ -411,6 +429,7 @@ def write_dataset_card(
     num_bytes: dict[str, dict[str, int]],
     official_ocr: bool,
     split_lists: bool,
+    ocr_engine: dict | None = None,
 ) -> Path:
     """Writes `folder/README.md`: YAML `configs` (data files per split, `brief` the default), `dataset_info`
     (features and split sizes per config), license and tags, then the card text."""
@@ -451,7 +470,10 @@ def write_dataset_card(
         else "No split lists were given: a deterministic split by patent (no patent in two splits)."
     )
     official = ", and `ocr_input_ids`/`ocr_bbox` (LayoutLMv3 token ids and boxes of the official `ocr.json`)"
-    body = _CARD_BODY.format(official=official if official_ocr else "", splits_text=splits_text, table=table)
+    ocr = f"`{json.dumps(ocr_engine, sort_keys=True)}`" if ocr_engine else "none (built without an OCR cache)"
+    body = _CARD_BODY.format(
+        official=official if official_ocr else "", splits_text=splits_text, table=table, ocr=ocr
+    )
     path = folder / "README.md"
     path.write_text(f"---\n{card_data.to_yaml()}\n---\n\n{body}", encoding="utf-8")
     return path
@@ -465,13 +487,16 @@ def build_patentdesc_dataset(
 ) -> BuildSummary:
     """Builds `output` (default `root/patentdesc-355k`) from `root`; reports go to `root/reports/rejected.jsonl`
     (replaced at each run). The folder appears complete or not at all."""
-    layout = DatasetLayout(Path(root))
+    layout = DatasetLayout(Path(root), options.ocr_engine)
     if not layout.json_path.is_file():
         raise FileNotFoundError(f"{layout.json_path} not found: --root must hold PatentDesc-355k.json")
     output = Path(output) if output is not None else layout.output_dir
     output.parent.mkdir(parents=True, exist_ok=True)
     official_ocr = layout.official_ocr_path.is_file()
+    ocr_engine = layout.ocr_engine_record
     schema = patentdesc_features(official_ocr).arrow_schema
+    if ocr_engine is not None:  # which OCR made the ocr_words/ocr_boxes columns, in every Parquet file
+        schema = schema.with_metadata({**(schema.metadata or {}), b"patentlmm_ocr": json.dumps(ocr_engine).encode()})
     report_path = layout.reports_dir / "rejected.jsonl"
     with (
         run_lock(output.with_name(f".{output.name}.lock"), f"a build of {output}"),
@@ -497,7 +522,7 @@ def build_patentdesc_dataset(
                 num_bytes.setdefault(config, {})[split] = sum(path.stat().st_size for path in paths)
         if not num_examples:
             raise ValueError(f"no usable figure in {root}: see why in {report_path}")
-        write_dataset_card(staging, num_examples, num_bytes, official_ocr, layout.split_dir is not None)
+        write_dataset_card(staging, num_examples, num_bytes, official_ocr, layout.split_dir is not None, ocr_engine)
     return BuildSummary(output=output, num_examples=num_examples, num_reported=num_reported)
 
 
@@ -527,6 +552,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-shard-mb", type=at_least(1), default=500, help="Parquet shard size (default: %(default)s MB)"
     )
     parser.add_argument("--allow-missing-ocr", action="store_true", help="keep figures without OCR (null OCR columns)")
+    parser.add_argument("--ocr-engine", default=None, help="the OCR cache to use when ocr/ holds several (name or key)")
     parser.add_argument(
         "--max-image-pixels", type=at_least(1), default=DEFAULT_MAX_IMAGE_PIXELS, help="pixel cap (decompression bombs)"
     )
@@ -540,6 +566,7 @@ def run(args: argparse.Namespace) -> int:
         max_shard_bytes=args.max_shard_mb * 1024**2,
         allow_missing_ocr=args.allow_missing_ocr,
         max_image_pixels=args.max_image_pixels,
+        ocr_engine=args.ocr_engine,
     )
     summary = build_patentdesc_dataset(args.root, args.output, options)
     print(summary)

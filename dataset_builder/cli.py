@@ -2,7 +2,7 @@
 `add_arguments(parser)` and `run(args)`, imported only when its command runs.
 
     python -m dataset_builder download --root DATASET          # images/<id>.png from each image_url
-    python -m dataset_builder ocr --root DATASET               # ocr/ocr_cache.jsonl (Tesseract words + boxes)
+    python -m dataset_builder ocr --root DATASET               # ocr/<engine key>/ocr_cache.jsonl (words + boxes)
     python -m dataset_builder build --root DATASET             # patentdesc-355k/ (Parquet + dataset card)
     python -m dataset_builder export-llava --root DATASET      # llava_json/ for the original code
     python -m dataset_builder all --root DATASET --export-llava # download -> ocr -> build (-> export-llava)
@@ -32,7 +32,7 @@ __all__ = [
 # subcommand -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS = {
     "download": ("dataset_builder.download", "download the figures from their image_url (resumable)"),
-    "ocr": ("dataset_builder.ocr_stage", "OCR the figures with Tesseract into a cache (resumable)"),
+    "ocr": ("dataset_builder.ocr_stage", "OCR the figures (--engine drawing|tesseract|rapidocr) into a cache (resumable)"),
     "build": ("dataset_builder.build", "write the patentdesc-355k/ datasets folder (Parquet + dataset card)"),
     "export-llava": ("dataset_builder.export_llava", "write llava_json/ as the original prep_patent_data.py"),
     "all": ("dataset_builder.cli", "run download, ocr, build (and export-llava) on one root"),

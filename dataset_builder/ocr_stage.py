@@ -1,8 +1,9 @@
-"""`ocr`: Tesseract words and boxes of every downloaded figure, cached as JSON Lines.
+"""`ocr`: OCR words and boxes of every downloaded figure, cached as JSON Lines.
 
 Run from the repository root, on a folder laid out like the official `DATASET/` (after `download`):
 
     python -m dataset_builder ocr --root DATASET/                       # every images/*.png, one process per core
+    python -m dataset_builder ocr --root DATASET/ --engine tesseract    # the paper's OCR (what its weights saw)
     python -m dataset_builder ocr --root DATASET/ --workers 8 --timeout 120
     # 8 independent jobs (a Slurm array, a Kubernetes indexed job) sharing DATASET/:
     python -m dataset_builder ocr --root DATASET/ --num-shards 8 --shard-index $SLURM_ARRAY_TASK_ID
@@ -10,32 +11,41 @@ Run from the repository root, on a folder laid out like the official `DATASET/` 
 (`patentlmm dataset ocr ...` is the same command.) In code: `run_ocr(image_ids, images_dir, cache_path, report_path)`,
 `read_ocr_cache(folder)`.
 
-The cache: `ocr/ocr_cache.jsonl` (shard k of n: `ocr/ocr_cache-{k:05d}-of-{n:05d}.jsonl`), one JSON object a line,
-`{"image_id", "words": [str], "boxes": [[x0, y0, x1, y1]], "width", "height"}`, boxes normalised to 0-1000 by the
-figure's size: exactly the words and boxes of `processing.ocr.run_tesseract`, i.e. of
-`LayoutLMv3ImageProcessor(apply_ocr=True)` (same `pytesseract.image_to_data` call, same filtering and
-`normalize_box`; only a per-image `timeout` is added, and 1-bit PNGs go to Tesseract as files, which gives the same
-pixels without re-encoding them as RGB). Each line is written and flushed as its image finishes, so a
-crash loses only the images in flight; a rerun skips every id found in any `ocr/ocr_cache*.jsonl` and first cuts a
-half-written last line off its own file (readers ignore such a line too).
+Engines (`--engine`, default `drawing`; `processing.ocr.OCR_ENGINES`): each engine + settings has its own folder,
+`ocr/<key>/` (`key` = `engine.key`, e.g. `drawing-1a2b3c4d`), holding `ocr_engine.json` (`engine.to_dict()`), so
+switching engines never mixes results; a folder made by another engine is refused. `find_ocr_folder(root / "ocr")`
+is the folder `build` reads (the only one, or the one of `--ocr-engine`); caches made before engines existed
+(`ocr/ocr_cache*.jsonl`) are Tesseract's.
 
-Work is spread over a process pool (`--workers`, default: the usable cores), one single-threaded Tesseract per
-worker (`OMP_THREAD_LIMIT=1`: Tesseract's OpenMP threads slow a page down on small machines); a worker killed by a
-signal (the out-of-memory killer, say) fails only the figure it was OCRing (`pool.ResilientPool`). Failures are lines
-of `reports/ocr_failures.jsonl` (sharded: `reports/ocr_failures-{k:05d}-of-{n:05d}.jsonl`), each with its real
-reason and `"permanent"`: the image's own problems (unreadable or damaged, over the pixel cap) are permanent and a
-rerun skips them unless given `--retry-failed`; the others (a missing image, Tesseract killed by a signal, failing
-or over `--timeout` seconds, a worker that died) are retried by a plain rerun. One `ocr` run per cache file at a
-time: a second stops at once with a clear message. Ids are assigned to shards by `download.shard_of`.
+The cache: `ocr/<key>/ocr_cache.jsonl` (shard k of n: `ocr_cache-{k:05d}-of-{n:05d}.jsonl`), one JSON object a line,
+`{"image_id", "words": [str], "boxes": [[x0, y0, x1, y1]], "width", "height"}`, boxes normalised to 0-1000 by the
+figure's size: exactly the engine's words and boxes; with `tesseract`, those of `processing.ocr.run_tesseract`, i.e.
+of `LayoutLMv3ImageProcessor(apply_ocr=True)` (same `pytesseract.image_to_data` call, same filtering and
+`normalize_box`; only a per-image `timeout` is added, and 1-bit PNGs go to Tesseract as files, which gives the same
+pixels without re-encoding them as RGB; the ONNX engines have no timeout). Each line is written and flushed as its
+image finishes, so a crash loses only the images in flight; a rerun skips every id found in any `ocr_cache*.jsonl`
+of its folder and first cuts a half-written last line off its own file (readers ignore such a line too).
+
+Work is spread over a process pool (`--workers`, default: the usable cores), one single-threaded engine per worker
+(ONNX sessions with one intra-op thread, loaded once per worker; Tesseract with `OMP_THREAD_LIMIT=1`: its OpenMP
+threads slow a page down on small machines); a worker killed by a signal (the out-of-memory killer, say) fails
+only the figure it was OCRing (`pool.ResilientPool`). Failures are lines of `reports/ocr_failures-<key>.jsonl`
+(sharded: `reports/ocr_failures-<key>-{k:05d}-of-{n:05d}.jsonl`; named by engine key, so one engine's failures do
+not stop another), each with its real reason and `"permanent"`: the image's own problems (unreadable or damaged,
+over the pixel cap) are permanent and a rerun skips them unless given `--retry-failed`; the others (a missing
+image, Tesseract killed by a signal, failing or over `--timeout` seconds, another engine failing on the figure, a
+worker that died) are retried by a plain rerun. One `ocr` run per cache file at a time: a second stops at once with
+a clear message. Ids are assigned to shards by `download.shard_of`.
 
 The official `ocr.json` (LayoutLMv3 token ids, the paper's OCR) needs no step here: put it at `DATASET/ocr.json` and
 `build` reads it itself (`records.iter_official_ocr`) into the `ocr_input_ids` / `ocr_bbox` columns, which training
-and `patentlmm describe` then use in preference to the Tesseract words.
+and `patentlmm describe` then use in preference to the OCR words.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -52,12 +62,21 @@ from tqdm.auto import tqdm
 
 from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
 from processing.images import ImageTooLargeError, load_image
-from processing.ocr import TESSERACT_INSTALL_HINT, TesseractNotAvailableError
+from processing.ocr import (
+    DEFAULT_OCR_ENGINE,
+    OCR_ENGINES,
+    TESSERACT_INSTALL_HINT,
+    OcrEngine,
+    TesseractEngine,
+    TesseractNotAvailableError,
+    ocr_engine_from_dict,
+)
 
 from .cli import at_least
 from .download import shard_of, sharded_name
-from .files import run_lock
+from .files import atomic_write, run_lock
 from .ids import InvalidImageIdError, validate_image_id
+from .ocr_folders import CACHE_STEM, ENGINE_FILE, engine_of_folder, find_ocr_folder
 from .pool import ResilientPool, WorkerDiedError
 from .reports import ReportWriter, permanent_failures
 
@@ -68,14 +87,16 @@ except ImportError:  # transformers 4.x
 
 __all__ = [
     "CACHE_STEM",
+    "ENGINE_FILE",
     "OcrSummary",
     "add_arguments",
+    "engine_of_folder",
+    "find_ocr_folder",
     "read_ocr_cache",
     "run",
     "run_ocr",
 ]
 
-CACHE_STEM = "ocr_cache"  # ocr/ocr_cache.jsonl, ocr/ocr_cache-00003-of-00008.jsonl
 DEFAULT_TIMEOUT = 60.0  # seconds of Tesseract per figure; a USPTO sheet takes ~0.5-2 s
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -166,9 +187,18 @@ def _init_worker() -> None:
     os.environ["OMP_THREAD_LIMIT"] = "1"  # read by each tesseract process this worker starts
 
 
-def _ocr_figure(image_id: str, path: str, timeout: float, max_pixels: int | None) -> tuple[str, Any, bool]:
+@functools.lru_cache(maxsize=2)
+def _worker_engine(spec: str) -> OcrEngine:
+    """The engine of a JSON `engine.to_dict()`, built once per worker process (its models load once)."""
+    return ocr_engine_from_dict(json.loads(spec))
+
+
+def _ocr_figure(
+    image_id: str, path: str, timeout: float, max_pixels: int | None, engine_spec: str = '{"engine": "tesseract"}'
+) -> tuple[str, Any, bool]:
     """In a worker: `("ok", cache entry, False)` or `("error", reason, permanent)`; a permanent failure (the image
-    itself) is not retried by a plain rerun, a transient one (Tesseract's) is. Missing Tesseract is raised."""
+    itself) is not retried by a plain rerun, a transient one (the engine's) is. Missing Tesseract (or a missing
+    optional engine) is raised."""
     name = f"{Path(path).parent.name}/{Path(path).name}"
     try:
         image = load_image(path, max_pixels)
@@ -180,18 +210,29 @@ def _ocr_figure(image_id: str, path: str, timeout: float, max_pixels: int | None
         return "error", f"unreadable image {name}: not an image (Pillow cannot identify its format)", True
     except Exception as error:  # noqa: BLE001 (a damaged file: whatever its decoder raises)
         return "error", f"unreadable image {name}: {type(error).__name__}: {error}", True
+    engine = _worker_engine(engine_spec)
+    width, height = image.size
+    if not isinstance(engine, TesseractEngine):
+        try:
+            words, boxes = engine(image)
+        except ImportError:
+            raise
+        except Exception as error:  # noqa: BLE001 (one figure an engine cannot read is reported; the run goes on)
+            return "error", f"{engine.name} OCR failed: {type(error).__name__}: {error}", False
+        return "ok", {"image_id": image_id, "words": words, "boxes": boxes, "width": width, "height": height}, False
     # The OCR of transformers' `apply_tesseract` (what `processing.ocr.run_tesseract` calls), plus `timeout`. A 1-bit
     # PNG is given to Tesseract as its file, not re-encoded from RGB: the same pixels, half the time.
     source = path if _is_bilevel_png(path) else image
     try:
-        data = pytesseract.image_to_data(source, lang=None, output_type="dict", config="", timeout=timeout)
+        data = pytesseract.image_to_data(
+            source, lang=engine.lang, output_type="dict", config=engine.config, timeout=timeout
+        )
     except pytesseract.TesseractNotFoundError as error:
         raise TesseractNotAvailableError(TESSERACT_INSTALL_HINT) from error
     except pytesseract.TesseractError as error:  # a RuntimeError too: caught before the timeout below
         return "error", _tesseract_failure(error), False
     except RuntimeError as error:  # pytesseract's own RuntimeError: 'Tesseract process timeout'
         return "error", f"tesseract timed out after {timeout:g} s ({error})", False
-    width, height = image.size
     words, boxes = [], []
     for word, x, y, w, h in zip(data["text"], data["left"], data["top"], data["width"], data["height"]):
         if word.strip():
@@ -226,11 +267,14 @@ def run_ocr(
     timeout: float = DEFAULT_TIMEOUT,
     max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     retry_failed: bool = False,
+    engine: str | dict | OcrEngine = DEFAULT_OCR_ENGINE,
 ) -> OcrSummary:
-    """OCRs `images_dir/<image_id>.png` for the ids of shard `shard_index`, appending to `cache_path`.
+    """OCRs `images_dir/<image_id>.png` for the ids of shard `shard_index` with `engine` (a name, `to_dict()` or
+    an engine), appending to `cache_path`.
 
     Ids already in any cache file next to `cache_path`, or with a permanent failure in `report_path` (unless
-    `retry_failed`), are skipped. See the module docstring for the cache format and the failure report.
+    `retry_failed`), are skipped. The folder of `cache_path` belongs to one engine (its `ocr_engine.json`): another
+    engine's folder is refused. See the module docstring for the cache format and the failure report.
     """
     if num_shards < 1 or not 0 <= shard_index < num_shards:
         raise ValueError(f"need num_shards >= 1 and 0 <= shard_index < num_shards, got {shard_index} of {num_shards}")
@@ -238,11 +282,13 @@ def run_ocr(
         raise ValueError(f"workers must be >= 1, got {workers}")
     started = time.monotonic()
     images_dir, cache_path, report_path = Path(images_dir), Path(cache_path), Path(report_path)
+    engine = ocr_engine_from_dict(engine)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     with run_lock(cache_path.with_name(f".{cache_path.name}.lock"), f"an ocr run writing {cache_path}"):
+        _claim_folder(cache_path.parent, engine)
         summary = _run_ocr_locked(
             image_ids, images_dir, cache_path, report_path, workers, num_shards, shard_index, timeout, max_pixels,
-            retry_failed,
+            retry_failed, json.dumps(engine.to_dict(), sort_keys=True),
         )  # fmt: skip
     summary.seconds = time.monotonic() - started
     return summary
@@ -259,8 +305,9 @@ def _run_ocr_locked(
     timeout: float,
     max_pixels: int | None,
     retry_failed: bool,
+    engine_spec: str,
 ) -> OcrSummary:
-    """`run_ocr` once it holds the lock of its cache file."""
+    """`run_ocr` once it holds the lock of its cache file (`engine_spec`: the engine's `to_dict()` as JSON)."""
     cached = {entry["image_id"] for path in _cache_files(cache_path.parent) for entry in _iter_jsonl(path)}
     failed_before = set() if retry_failed else permanent_failures(report_path)
     summary = OcrSummary()
@@ -287,11 +334,11 @@ def _run_ocr_locked(
         if not todo:
             return summary
 
-        # 2) a pool of single-threaded Tesseracts (one killed worker fails only its own figure, see `pool.py`);
+        # 2) a pool of single-threaded engines (one killed worker fails only its own figure, see `pool.py`);
         # results are appended in the order they finish
         _cut_partial_last_line(cache_path)
         workers = min(workers or _default_workers(), len(todo))
-        tasks = ((i, (i, os.fspath(images_dir / f"{i}.png"), timeout, max_pixels)) for i in todo)
+        tasks = ((i, (i, os.fspath(images_dir / f"{i}.png"), timeout, max_pixels, engine_spec)) for i in todo)
         label = "ocr" if num_shards == 1 else f"ocr shard {shard_index}/{num_shards}"
         with (
             ResilientPool(workers, initializer=_init_worker) as pool,
@@ -313,9 +360,30 @@ def _run_ocr_locked(
     return summary
 
 
+def _claim_folder(folder: Path, engine: OcrEngine) -> None:
+    """Records `engine` as the maker of `folder`'s cache, or raises if another engine (or setting) made it."""
+    recorded = engine_of_folder(folder)
+    if recorded is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_write(folder / ENGINE_FILE) as handle:
+            handle.write(json.dumps(engine.to_dict(), indent=2, sort_keys=True) + "\n")
+    elif ocr_engine_from_dict(recorded).key != engine.key:
+        raise ValueError(
+            f"{folder} holds the OCR of {recorded}, not of {engine.to_dict()}: give each engine its own folder "
+            f"(`ocr` writes to ocr/<engine key>/, here ocr/{engine.key}/)."
+        )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `ocr` (see the module docstring)."""
     parser.add_argument("--root", required=True, type=Path, help="dataset folder holding images/")
+    parser.add_argument(
+        "--engine",
+        choices=sorted(OCR_ENGINES),
+        default=DEFAULT_OCR_ENGINE,
+        help="OCR engine (tesseract: the paper's OCR; drawing: reads patent drawings' numerals; see `patentlmm ocr "
+        "--list-engines`)",
+    )
     parser.add_argument("--workers", type=at_least(1), default=None, help="OCR processes (default: the usable cores)")
     parser.add_argument(
         "--timeout", type=at_least(0, float, exclusive=True), default=DEFAULT_TIMEOUT, help="seconds per figure"
@@ -332,7 +400,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`ocr`: Tesseract over `<root>/images/*.png` into `<root>/ocr/`."""
+    """`ocr`: the engine over `<root>/images/*.png` into `<root>/ocr/<engine key>/`."""
     root = Path(args.root)
     images_dir = root / "images"
     if not images_dir.is_dir():
@@ -340,11 +408,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     with os.scandir(images_dir) as entries:
         image_ids = sorted(entry.name[: -len(".png")] for entry in entries if entry.name.endswith(".png"))
-    report_path = root / "reports" / sharded_name("ocr_failures", args.num_shards, args.shard_index)
+    engine = ocr_engine_from_dict(args.engine)
+    report_path = root / "reports" / sharded_name(f"ocr_failures-{engine.key}", args.num_shards, args.shard_index)
     summary = run_ocr(
         image_ids,
         images_dir,
-        root / "ocr" / sharded_name(CACHE_STEM, args.num_shards, args.shard_index),
+        root / "ocr" / engine.key / sharded_name(CACHE_STEM, args.num_shards, args.shard_index),
         report_path,
         workers=args.workers,
         num_shards=args.num_shards,
@@ -352,6 +421,7 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         max_pixels=args.max_image_pixels,
         retry_failed=args.retry_failed,
+        engine=engine,
     )
-    print(f"{summary} (shard {args.shard_index} of {args.num_shards}; failures: {report_path})")
+    print(f"{summary} (engine {engine.key}; shard {args.shard_index} of {args.num_shards}; failures: {report_path})")
     return 0

@@ -13,6 +13,7 @@ COMMANDS = {
     "init-tiny": ("patentlmm.tiny_command", "write a tiny random-weight model + processor (tests, smoke runs)"),
     "describe": ("patentlmm.describe", "describe patent figures with a PatentLMM model"),
     "convert-original": ("patentlmm.convert", "convert the original PatentMME/PatentLMM checkpoints to a HF folder"),
+    "ocr": ("patentlmm.ocr_command", "what an OCR engine reads on figures: words and 0-1000 boxes (--list-engines)"),
     "eval": ("patentlmm.evaluate", "score descriptions: the paper's BLEU/ROUGE/METEOR and reference-numeral fidelity"),
     "train": ("patentlmm.train", "train PatentLMM (stage 1 or 2) from a YAML recipe: patentlmm train RECIPE.yaml"),
     "dataset": ("patentlmm.dataset_command", "PatentDesc-355k: download, ocr, build, export-llava, all"),

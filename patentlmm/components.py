@@ -10,6 +10,7 @@ from transformers import LayoutLMv3ImageProcessor, PreTrainedTokenizerBase
 from modeling_patentlmm import PatentLMMConfig
 from processing import PatentLMMProcessor
 from processing.constants import DEFAULT_IMAGE_TOKEN
+from processing.ocr import DEFAULT_OCR_ENGINE
 
 __all__ = ["build_processor", "prepare_decoder_tokenizer"]
 
@@ -30,10 +31,14 @@ def prepare_decoder_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedT
 
 
 def build_processor(
-    config: PatentLMMConfig, tokenizer: PreTrainedTokenizerBase, ocr_tokenizer: PreTrainedTokenizerBase
+    config: PatentLMMConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    ocr_tokenizer: PreTrainedTokenizerBase,
+    ocr_engine: str | dict = DEFAULT_OCR_ENGINE,
 ) -> PatentLMMProcessor:
     """The processor matching `config`: the encoder's input size, mean = std = 0.5 (PatentMME's normalisation), OCR
-    run by the processor itself (the image processor's own `apply_ocr` is off)."""
+    run by the processor itself with `ocr_engine` (the image processor's own `apply_ocr` is off). New models read
+    figures with the `drawing` engine; `convert-original` passes `"tesseract"`, what the official weights saw."""
     size = config.vision_config.input_size
     image_processor = LayoutLMv3ImageProcessor(
         apply_ocr=False, size={"height": size, "width": size}, image_mean=[0.5] * 3, image_std=[0.5] * 3
@@ -45,4 +50,5 @@ def build_processor(
         num_image_patches=config.num_image_patches,
         vision_feature_select_strategy=config.vision_feature_select_strategy,
         max_ocr_tokens=config.max_ocr_tokens,
+        ocr_engine=ocr_engine,
     )

@@ -61,6 +61,7 @@ from transformers import (
 from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration
 from modeling_patentlmm.configuration_patentlmm import PATENTMME_LARGE
 from processing.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MAX_OCR_TOKENS
+from processing.ocr import PAPER_OCR_ENGINE
 
 from .components import build_processor, prepare_decoder_tokenizer
 
@@ -261,7 +262,7 @@ def convert_original(
     model.save_pretrained(output)
     if keep_adapter:
         _save_adapter(original.lora, lora_alpha, torch_dtype, output)
-    build_processor(config, tokenizer, ocr).save_pretrained(output)
+    build_processor(config, tokenizer, ocr, ocr_engine=PAPER_OCR_ENGINE).save_pretrained(output)
     logger.info("Saved PatentLMM (%.3fB parameters, %s) to %s", model.num_parameters() / 1e9, torch_dtype, output)
     return output
 

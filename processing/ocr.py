@@ -1,13 +1,21 @@
-"""OCR helpers: Tesseract words and boxes, LayoutLMv3 tokenisation, truncation, and the official `ocr.json` format.
+"""All OCR of the package: engines by name (image in, words + 0-1000 boxes out), LayoutLMv3 tokenisation, `ocr.json`.
 
-All functions are pure (no model); `run_tesseract` is the only one that starts a program.
+Engines (`OCR_ENGINES`, `load_ocr_engine(name, **settings)`; docs/ocr.md compares them on real figures):
+- `tesseract`: exactly the paper's path, `LayoutLMv3ImageProcessor(apply_ocr=True)` (same words, same boxes);
+- `rapidocr`: PP-OCRv4 text detection + recognition (`ocr_rapidocr.py`, the `patentlmm[ocr]` extra);
+- `drawing`: reads patent drawings: sheet orientation, isolated reference numerals, and text lines (`ocr_drawing.py`).
+An engine is a frozen dataclass of its settings; `engine.to_dict()` / `ocr_engine_from_dict` save and rebuild it and
+`engine.key` names its results (the `dataset ocr` cache). Optional engines are imported on first use.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from PIL import Image
 
@@ -19,8 +27,18 @@ except ImportError:  # transformers 4.x
     from transformers.models.layoutlmv3.image_processing_layoutlmv3 import apply_tesseract
 
 __all__ = [
+    "DEFAULT_OCR_ENGINE",
+    "OCR_ENGINES",
+    "OcrEngine",
+    "OcrEngineNotInstalledError",
     "OcrTokens",
+    "OcrWords",
+    "PAPER_OCR_ENGINE",
+    "TesseractEngine",
     "TesseractNotAvailableError",
+    "load_ocr_engine",
+    "normalize_boxes",
+    "ocr_engine_from_dict",
     "ocr_tokens_from_official",
     "run_tesseract",
     "tokenize_ocr",
@@ -29,6 +47,17 @@ __all__ = [
 ]
 
 OcrTokens = tuple[list[int], list[list[int]]]  # (token ids, one 0-1000 box per token)
+OcrWords = tuple[list[str], list[list[int]]]  # (words, one 0-1000 box [x0, y0, x1, y1] per word)
+
+PAPER_OCR_ENGINE = "tesseract"  # what the official checkpoints were trained on (convert-original folders use it)
+DEFAULT_OCR_ENGINE = "drawing"  # new datasets, new models, the demo
+# name -> one line for `patentlmm ocr --list-engines`
+OCR_ENGINES = {
+    "tesseract": "Tesseract as LayoutLMv3ImageProcessor(apply_ocr=True): the paper's OCR",
+    "rapidocr": "PP-OCRv4 text detection + recognition (ONNX, patentlmm[ocr])",
+    "drawing": "patent drawings: landscape sheets turned upright, isolated reference numerals + PP-OCR text lines",
+}
+OCR_EXTRA_HINT = "pip install 'patentlmm[ocr]'"
 
 TESSERACT_INSTALL_HINT = (
     "Tesseract OCR is not installed or not on PATH. Install it with `apt-get install tesseract-ocr` "
@@ -39,6 +68,89 @@ TESSERACT_INSTALL_HINT = (
 
 class TesseractNotAvailableError(RuntimeError):
     """Raised when the `tesseract` binary (or `pytesseract`) is missing."""
+
+
+class OcrEngineNotInstalledError(ImportError):
+    """Raised when an optional OCR engine's package is missing; the message names the pip extra."""
+
+
+class OcrEngine:
+    """An OCR engine: `engine(image)` -> `(words, boxes)`, boxes `[x0, y0, x1, y1]` in 0-1000 of the image as given.
+
+    Subclasses are frozen dataclasses whose fields are their settings (JSON values), so that `to_dict()` saves an
+    engine and `ocr_engine_from_dict` rebuilds the same one; models they load are kept outside the fields.
+    """
+
+    name: ClassVar[str]
+
+    def __call__(self, image: Image.Image) -> OcrWords:
+        raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def to_dict(self) -> dict[str, Any]:
+        """`{"engine": name, **settings}`: what a processor, a dataset card or a cache records."""
+        return {"engine": self.name, **self.settings()}
+
+    @property
+    def key(self) -> str:
+        """`name-<8 hex>` from the name and settings: results of different engines or settings never share a key."""
+        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.name}-{digest}"
+
+    def __getstate__(self) -> dict[str, Any]:  # loaded models (ONNX sessions) are rebuilt, not pickled
+        return self.settings()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for field, value in state.items():
+            object.__setattr__(self, field, value)
+
+
+def load_ocr_engine(name: str = DEFAULT_OCR_ENGINE, **settings: Any) -> OcrEngine:
+    """The engine called `name` (see `OCR_ENGINES`) with `settings` (its dataclass fields)."""
+    if name not in OCR_ENGINES:
+        raise ValueError(f"Unknown OCR engine {name!r}; choose one of {sorted(OCR_ENGINES)}.")
+    if name == "tesseract":
+        return TesseractEngine(**settings)
+    if name == "rapidocr":  # static relative imports, so that remote-code checkpoints copy these files
+        from .ocr_rapidocr import RapidOcrEngine
+
+        return RapidOcrEngine(**settings)
+    from .ocr_drawing import DrawingEngine
+
+    return DrawingEngine(**settings)
+
+
+def ocr_engine_from_dict(spec: dict[str, Any] | str | OcrEngine) -> OcrEngine:
+    """An engine from `engine.to_dict()` (or a bare name, or an engine, returned as is)."""
+    if isinstance(spec, OcrEngine):
+        return spec
+    if isinstance(spec, str):
+        return load_ocr_engine(spec)
+    settings = dict(spec)
+    return load_ocr_engine(settings.pop("engine"), **settings)
+
+
+def normalize_boxes(boxes: Sequence[Sequence[float]], width: int, height: int) -> list[list[int]]:
+    """Pixel boxes `[x0, y0, x1, y1]` -> 0-1000 integers, as LayoutLMv3's `normalize_box` (and clipped to 0-1000)."""
+    return [
+        [min(1000, max(0, int(1000 * v / size))) for v, size in zip(box, (width, height, width, height))]
+        for box in boxes
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class TesseractEngine(OcrEngine):
+    """Tesseract exactly as `LayoutLMv3ImageProcessor(apply_ocr=True)`: `lang` (`-l`, `None` = English) and
+    `config` (extra flags, e.g. `"--psm 11"` for sparse text)."""
+
+    name: ClassVar[str] = "tesseract"
+    lang: str | None = None
+    config: str = ""
+
+    def __call__(self, image: Image.Image) -> OcrWords:
+        return run_tesseract(image, self.lang, self.config)
 
 
 def run_tesseract(image: Image.Image, lang: str | None = None, config: str = "") -> tuple[list[str], list[list[int]]]:

@@ -2,8 +2,9 @@
 
 Per figure:
   1. open and convert to RGB (any Pillow mode; size-capped before decoding),
-  2. OCR with Tesseract exactly as `LayoutLMv3ImageProcessor(apply_ocr=True)` (or take precomputed words/boxes,
-     or precomputed LayoutLMv3 token ids/boxes from the official `ocr.json`),
+  2. OCR with its OCR engine (`ocr_engine`, saved with the processor: `tesseract` is exactly
+     `LayoutLMv3ImageProcessor(apply_ocr=True)`, `drawing` reads patent drawings; see `ocr.py`), or take
+     precomputed words/boxes, or precomputed LayoutLMv3 token ids/boxes from the official `ocr.json`,
   3. LayoutLMv3-tokenise the words (<= `max_ocr_tokens`, the last token kept on truncation),
   4. pad to a square with the normalisation mean (`pad_to_square`, as the original's training; its inference script
      does not pad), resize to the encoder's size and normalise (LayoutLMv3 image processor),
@@ -17,7 +18,6 @@ This file imports only its siblings and installed libraries, so it works as remo
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Sequence
@@ -31,8 +31,21 @@ from transformers.utils import cached_file
 
 from .constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_OCR_TOKENS, IGNORE_INDEX, OCR_PAD_BOX
 from .images import ImageInput, expand_to_square, load_image
-from .ocr import OcrTokens, ocr_tokens_from_official, run_tesseract, tokenize_ocr
+from .ocr import (
+    PAPER_OCR_ENGINE,
+    OcrEngine,
+    OcrTokens,
+    load_ocr_engine,
+    ocr_engine_from_dict,
+    ocr_tokens_from_official,
+    tokenize_ocr,
+)
 from .prompts import CHAT_TEMPLATES, tokenize_prompt, unescape_description
+
+# Remote code: transformers 4.57 copies only the files this module imports itself, so the optional engines' modules
+# are named here (importing them needs only numpy; their packages load when an engine first runs).
+from .ocr_drawing import DrawingEngine  # noqa: E402, F401
+from .ocr_rapidocr import RapidOcrEngine  # noqa: E402, F401
 
 __all__ = ["PatentLMMProcessor", "PatentLMMProcessorKwargs"]
 
@@ -80,8 +93,13 @@ class PatentLMMProcessor(ProcessorMixin):
         vision_feature_select_strategy (`str`, defaults to `"patch"`): as in `PatentLMMConfig`.
         max_ocr_tokens (`int`, defaults to 512): OCR token budget per figure, `</s>` included.
         image_token (`str`, defaults to `"<image>"`): the placeholder written in prompts.
-        ocr_lang (`str`, *optional*): Tesseract language (`-l`); `None` uses Tesseract's default (English).
-        tesseract_config (`str`, defaults to `""`): extra Tesseract flags, as in `LayoutLMv3ImageProcessor`.
+        ocr_lang (`str`, *optional*): with `ocr_engine=None`, Tesseract's language (`-l`; `None` = English).
+        tesseract_config (`str`, defaults to `""`): with `ocr_engine=None`, extra Tesseract flags, as in
+            `LayoutLMv3ImageProcessor`.
+        ocr_engine (`str`, `dict` or `OcrEngine`, *optional*): the OCR engine, by name (`"tesseract"`,
+            `"rapidocr"`, `"drawing"`) or as `engine.to_dict()` (how it is saved); `None` is Tesseract with
+            `ocr_lang` and `tesseract_config`: the paper's OCR, and what processors saved before engines existed
+            load with.
         max_image_pixels (`int`, defaults to 64,000,000): larger figures raise `ImageTooLargeError`.
         num_ocr_workers (`int`, *optional*): figures of one call OCR'd at once; `None` = one per CPU core.
         pad_to_square (`bool`, defaults to `True`): pad each figure to a square (fill: the normalisation mean) before
@@ -109,6 +127,7 @@ class PatentLMMProcessor(ProcessorMixin):
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         num_ocr_workers: int | None = None,
         pad_to_square: bool = True,
+        ocr_engine: str | dict | OcrEngine | None = None,
         **kwargs,
     ):
         if vision_feature_select_strategy not in ("patch", "cls_patch"):
@@ -127,11 +146,14 @@ class PatentLMMProcessor(ProcessorMixin):
         self.max_ocr_tokens = max_ocr_tokens
         self.image_token = image_token
         self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
-        self.ocr_lang = ocr_lang
-        self.tesseract_config = tesseract_config
         self.max_image_pixels = max_image_pixels
         self.num_ocr_workers = num_ocr_workers
         self.pad_to_square = pad_to_square
+        if ocr_engine is None:
+            ocr_engine = load_ocr_engine(PAPER_OCR_ENGINE, lang=ocr_lang, config=tesseract_config)
+        elif ocr_lang is not None or tesseract_config:
+            raise ValueError("Pass Tesseract's settings inside ocr_engine, not as ocr_lang/tesseract_config beside it.")
+        self.ocr_engine = ocr_engine_from_dict(ocr_engine)
         super().__init__(image_processor, tokenizer, ocr_tokenizer, **kwargs)
         templates = {"default": chat_template} if isinstance(chat_template, str) else chat_template
         self.chat_templates = dict(templates if templates is not None else CHAT_TEMPLATES)
@@ -144,8 +166,8 @@ class PatentLMMProcessor(ProcessorMixin):
         return num_ocr_tokens + self.num_image_patches - (1 if self.vision_feature_select_strategy == "patch" else 0)
 
     def ocr(self, image: ImageInput) -> tuple[list[str], list[list[int]]]:
-        """Tesseract words and 0-1000 boxes of one figure (any input `load_image` accepts)."""
-        return run_tesseract(load_image(image, self.max_image_pixels), self.ocr_lang, self.tesseract_config)
+        """Words and 0-1000 boxes of one figure (any input `load_image` accepts), read by `ocr_engine`."""
+        return self.ocr_engine(load_image(image, self.max_image_pixels))
 
     def _get_num_multimodal_tokens(
         self, image_sizes: Sequence[Sequence[int]] | None = None, **kwargs
@@ -160,10 +182,10 @@ class PatentLMMProcessor(ProcessorMixin):
         )
 
     def _ocr_tokens(self, images: list, words: list, boxes: list, official: list) -> list[OcrTokens]:
-        """LayoutLMv3 tokens of each figure, from `official` tokens, precomputed words/boxes, or Tesseract.
+        """LayoutLMv3 tokens of each figure, from `official` tokens, precomputed words/boxes, or `ocr_engine`.
 
-        Tesseract runs in `num_ocr_workers` threads (each drives its own single-threaded `tesseract` process);
-        tokenisation stays in this thread.
+        The engine runs in `num_ocr_workers` threads (Tesseract: each drives its own single-threaded `tesseract`
+        process; ONNX engines release the GIL); tokenisation stays in this thread.
         """
         for i in range(len(images)):
             if official[i] is not None and (words[i] is not None or boxes[i] is not None):
@@ -173,7 +195,7 @@ class PatentLMMProcessor(ProcessorMixin):
                 raise ValueError(f"Image {i}: {given} were given without {missing}; pass one 0-1000 box per word.")
         to_ocr = [i for i in range(len(images)) if official[i] is None and words[i] is None]
         workers = min(len(to_ocr), self.num_ocr_workers or os.cpu_count() or 1)
-        ocr = functools.partial(run_tesseract, lang=self.ocr_lang, config=self.tesseract_config)
+        ocr = self.ocr_engine
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
                 found = list(pool.map(ocr, [images[i] for i in to_ocr]))
@@ -394,11 +416,10 @@ class PatentLMMProcessor(ProcessorMixin):
             "vision_feature_select_strategy": self.vision_feature_select_strategy,
             "max_ocr_tokens": self.max_ocr_tokens,
             "image_token": self.image_token,
-            "ocr_lang": self.ocr_lang,
-            "tesseract_config": self.tesseract_config,
             "max_image_pixels": self.max_image_pixels,
             "num_ocr_workers": self.num_ocr_workers,
             "pad_to_square": self.pad_to_square,
+            "ocr_engine": self.ocr_engine.to_dict(),
         }
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> list[str]:

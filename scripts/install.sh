@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs patentlmm into the active Python with everything it needs:
-#   1. Tesseract OCR (Debian/Ubuntu: apt-get; elsewhere install it yourself, e.g. `brew install tesseract`), and
+#   1. Tesseract OCR (Debian/Ubuntu: apt-get; elsewhere install it yourself, e.g. `brew install tesseract`), with
+#      `ocr`/`demo`/`test` the libGL and GLib that opencv-python (of the `rapidocr`/`drawing` OCR engines) loads, and
 #      with the `test` extra Chromium + ChromeDriver (the web demo's browser test), with `eval`/`demo`/`test`
 #      WordNet 3.0 (METEOR),
 #   2. PyTorch, only if none is installed (default: the CPU build torch==2.13.0; set TORCH_SPEC to choose),
@@ -16,6 +17,8 @@ torch_spec="${TORCH_SPEC:-torch==2.13.0}"
 python="${PYTHON:-python3}"
 
 apt_packages=(tesseract-ocr tesseract-ocr-eng)
+# opencv-python (brought by rapidocr-onnxruntime, the `ocr` extra) loads libGL and GLib
+case ",$extras," in *,ocr,* | *,demo,* | *,test,*) apt_packages+=(libgl1 libglib2.0-0) ;; esac
 case ",$extras," in *,test,*) apt_packages+=(chromium chromium-driver) ;; esac
 case ",$extras," in *,eval,* | *,demo,* | *,test,*) apt_packages+=(wordnet-base wordnet-sense-index) ;; esac
 

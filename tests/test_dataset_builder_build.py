@@ -411,3 +411,16 @@ def test_bad_ocr_json_values_are_reported_by_id_and_the_build_goes_on(tmp_path):
     assert dict(zip(brief["image_id"], brief["ocr_input_ids"])) == {
         "US1000000B2__1": [0, 7, 2], "US1000000B2__2": None, "US1000000B2__3": None
     }  # fmt: skip
+
+
+def test_card_and_parquet_metadata_record_the_ocr_engine(built):
+    """The fixture's cache is a flat `ocr/ocr_cache.jsonl` (made before engines were keyed): Tesseract's."""
+    import pyarrow.parquet as pq
+
+    from processing.ocr import TesseractEngine
+
+    folder = built / "patentdesc-355k"
+    expected = TesseractEngine().to_dict()
+    assert f"- OCR: `{json.dumps(expected, sort_keys=True)}`" in (folder / "README.md").read_text()
+    for path in folder.glob("*/*.parquet"):
+        assert json.loads(pq.read_schema(path).metadata[b"patentlmm_ocr"]) == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -15,10 +16,10 @@ from PIL import Image
 
 from dataset_builder.download import shard_of
 from dataset_builder.files import AlreadyRunningError
-from dataset_builder.ocr_stage import add_arguments, read_ocr_cache, run, run_ocr
+from dataset_builder.ocr_stage import add_arguments, find_ocr_folder, read_ocr_cache, run, run_ocr
 from dataset_builder.reports import read_report
 from processing.images import load_image
-from processing.ocr import run_tesseract
+from processing.ocr import TesseractEngine, load_ocr_engine, run_tesseract
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_IMAGES = REPO.parent / "shared" / "data" / "patent-figures" / "images"
@@ -26,6 +27,7 @@ IMAGES = SHARED_IMAGES if any(SHARED_IMAGES.glob("*.png")) else REPO / "examples
 IDS = sorted(path.stem for path in IMAGES.glob("*.png"))
 SMALLEST = "US20250204297A1__12"  # in both folders; Tesseract finds no word on it, so it is the fastest figure
 WORDY = "US20250204297A1__8"  # in both folders; a dozen words
+run_tesseract_stage = functools.partial(run_ocr, engine="tesseract")  # the paper's OCR, compared to run_tesseract
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def sharded_cache(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("ocr")
     for index in range(2):
         name = f"ocr_cache-{index:05d}-of-00002.jsonl"
-        summary = run_ocr(
+        summary = run_tesseract_stage(
             IDS, IMAGES, folder / name, folder / "failures.jsonl", workers=2, num_shards=2, shard_index=index
         )
         assert summary.processed == summary.total == sum(shard_of(i, 2) == index for i in IDS)
@@ -67,7 +69,7 @@ def test_other_image_modes_equal_run_tesseract(tmp_path):
     rgba.putalpha(grey.point(lambda v: 255 - v))  # ink opaque, paper transparent
     rgba.save(images / "US20250204297A1__2.png")
     ids = ["US20250204297A1__1", "US20250204297A1__2"]
-    summary = run_ocr(ids, images, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl", workers=2)
+    summary = run_tesseract_stage(ids, images, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl", workers=2)
     assert summary.processed == 2
     cache = read_ocr_cache(tmp_path / "ocr_cache.jsonl")
     for image_id in ids:
@@ -91,10 +93,10 @@ def test_rerun_skips_cached_ids(sharded_cache, tmp_path):
     before = {path.name: path.read_bytes() for path in folder.iterdir() if not path.name.endswith(".lock")}
     for index in range(2):
         cache = folder / f"ocr_cache-{index:05d}-of-00002.jsonl"
-        summary = run_ocr(IDS, IMAGES, cache, folder / "failures.jsonl", num_shards=2, shard_index=index)
+        summary = run_tesseract_stage(IDS, IMAGES, cache, folder / "failures.jsonl", num_shards=2, shard_index=index)
         assert (summary.processed, summary.failed) == (0, 0) and summary.cached == summary.total
     # An unsharded run over the same folder also finds every id in the shards' files.
-    summary = run_ocr(IDS, IMAGES, folder / "ocr_cache.jsonl", folder / "failures.jsonl")
+    summary = run_tesseract_stage(IDS, IMAGES, folder / "ocr_cache.jsonl", folder / "failures.jsonl")
     assert (summary.total, summary.cached, summary.processed) == (len(IDS), len(IDS), 0)
     after = {path.name: path.read_bytes() for path in folder.iterdir() if not path.name.endswith(".lock")}
     assert after == before
@@ -108,7 +110,7 @@ def test_half_written_last_line_is_ignored_then_redone(sharded_cache, tmp_path):
     cache.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])  # killed mid-write
     assert last_id not in read_ocr_cache(folder) and len(read_ocr_cache(folder)) == len(IDS) - 1
 
-    summary = run_ocr(IDS, IMAGES, cache, folder / "failures.jsonl", num_shards=2, shard_index=0)
+    summary = run_tesseract_stage(IDS, IMAGES, cache, folder / "failures.jsonl", num_shards=2, shard_index=0)
     assert summary.processed == 1
     assert cache.read_text() == "".join(lines)  # the partial line was cut, the figure redone
     assert read_ocr_cache(folder) == read_ocr_cache(sharded_cache)
@@ -123,7 +125,7 @@ def test_failures_are_recorded_and_the_rest_goes_on(tmp_path):
     (images / "US20250204297A1__3.png").write_bytes(b"<html>not an image</html>")
     ids = [SMALLEST, "US20250204297A1__2", "US20250204297A1__3", "US20250204297A1__4", "../etc/passwd"]
     report = tmp_path / "reports" / "ocr_failures.jsonl"
-    summary = run_ocr(ids, images, tmp_path / "ocr" / "ocr_cache.jsonl", report, workers=2)
+    summary = run_tesseract_stage(ids, images, tmp_path / "ocr" / "ocr_cache.jsonl", report, workers=2)
     assert (summary.total, summary.processed, summary.failed) == (5, 1, 4)
     reasons = {line["image_id"]: line["reason"] for line in read_report(report)}
     assert all(line["stage"] == "ocr" for line in read_report(report))
@@ -137,22 +139,22 @@ def test_failures_are_recorded_and_the_rest_goes_on(tmp_path):
     assert permanent == {"US20250204297A1__2": True, "US20250204297A1__3": True, "US20250204297A1__4": False,
                          "../etc/passwd": True}  # fmt: skip
     # A rerun skips the permanent failures and retries the missing file (it may have been downloaded since).
-    again = run_ocr(ids, images, tmp_path / "ocr" / "ocr_cache.jsonl", report, workers=2)
+    again = run_tesseract_stage(ids, images, tmp_path / "ocr" / "ocr_cache.jsonl", report, workers=2)
     assert (again.cached, again.previously_failed, again.processed, again.failed) == (1, 3, 0, 1)
 
 
 def test_over_the_pixel_cap_and_timeout_are_recorded(tmp_path):
     report = tmp_path / "failures.jsonl"
-    summary = run_ocr([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", report, timeout=0.001)
+    summary = run_tesseract_stage([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", report, timeout=0.001)
     assert (summary.processed, summary.failed) == (0, 1)
     (line,) = read_report(report)
     assert "timed out" in line["reason"]
 
     cap_report = tmp_path / "cap" / "failures.jsonl"
-    summary = run_ocr([SMALLEST], IMAGES, tmp_path / "cap" / "ocr_cache.jsonl", cap_report, max_pixels=1000)
+    summary = run_tesseract_stage([SMALLEST], IMAGES, tmp_path / "cap" / "ocr_cache.jsonl", cap_report, max_pixels=1000)
     assert summary.failed == 1 and "too large" in read_report(cap_report)[0]["reason"]
 
-    summary = run_ocr([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", report, retry_failed=True)
+    summary = run_tesseract_stage([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", report, retry_failed=True)
     assert summary.processed == 1 and read_ocr_cache(tmp_path / "ocr_cache.jsonl")[SMALLEST]["words"] == []
 
 
@@ -161,8 +163,10 @@ def test_run_command_line(tmp_path):
     shutil.copy(IMAGES / f"{SMALLEST}.png", tmp_path / "images")
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    assert run(parser.parse_args(["--root", str(tmp_path), "--workers", "1"])) == 0
-    assert set(read_ocr_cache(tmp_path / "ocr" / "ocr_cache.jsonl")) == {SMALLEST}
+    assert run(parser.parse_args(["--root", str(tmp_path), "--workers", "1", "--engine", "tesseract"])) == 0
+    key = TesseractEngine().key
+    assert set(read_ocr_cache(tmp_path / "ocr" / key / "ocr_cache.jsonl")) == {SMALLEST}
+    assert find_ocr_folder(tmp_path / "ocr") == tmp_path / "ocr" / key
 
 
 def _tesseract_reading(image_id: str):
@@ -180,7 +184,7 @@ def test_damaged_files_name_their_file_and_id_and_the_run_goes_on(tmp_path):
     for image_id, (_, data) in damaged.items():  # AVIF and QOI bytes under a .png name, a PNG with a bad chunk
         (images / f"{image_id}.png").write_bytes(data)
     report = tmp_path / "failures.jsonl"
-    summary = run_ocr([SMALLEST, *damaged], images, tmp_path / "ocr" / "ocr_cache.jsonl", report, workers=2)
+    summary = run_tesseract_stage([SMALLEST, *damaged], images, tmp_path / "ocr" / "ocr_cache.jsonl", report, workers=2)
     assert (summary.processed, summary.failed) == (1, 3)
     lines = {line["image_id"]: line for line in read_report(report)}
     for image_id, (name, _) in damaged.items():
@@ -191,12 +195,12 @@ def test_damaged_files_name_their_file_and_id_and_the_run_goes_on(tmp_path):
 def test_a_killed_tesseract_is_reported_as_killed_and_a_plain_rerun_retries_it(tmp_path):
     cache, report = tmp_path / "ocr" / "ocr_cache.jsonl", tmp_path / "failures.jsonl"
     with ProcessKiller(_tesseract_reading(WORDY)) as killer:
-        summary = run_ocr([SMALLEST, WORDY], IMAGES, cache, report, workers=2)
+        summary = run_tesseract_stage([SMALLEST, WORDY], IMAGES, cache, report, workers=2)
     assert len(killer.killed) == 1 and (summary.processed, summary.failed) == (1, 1)
     (line,) = read_report(report)
     assert line["image_id"] == WORDY and line["permanent"] is False
     assert line["reason"].startswith("tesseract was killed by SIGKILL")  # not "timed out"
-    again = run_ocr([SMALLEST, WORDY], IMAGES, cache, report, workers=2)
+    again = run_tesseract_stage([SMALLEST, WORDY], IMAGES, cache, report, workers=2)
     assert (again.cached, again.processed, again.previously_failed, again.failed) == (1, 1, 0, 0)
     assert read_ocr_cache(cache)[WORDY] == _reference(WORDY)
 
@@ -207,13 +211,13 @@ def test_a_worker_killed_by_a_signal_fails_only_its_figure_and_a_rerun_retries_i
     ids = sorted({SMALLEST, WORDY, *IDS[:4]})
     cache, report = tmp_path / "ocr" / "ocr_cache.jsonl", tmp_path / "failures.jsonl"
     with ProcessKiller(_tesseract_reading(WORDY), target=parent_of) as killer:
-        summary = run_ocr(ids, IMAGES, cache, report, workers=2)
+        summary = run_tesseract_stage(ids, IMAGES, cache, report, workers=2)
     assert len(killer.killed) == 2  # the pool's worker, then the worker of WORDY alone
     assert (summary.processed, summary.failed) == (len(ids) - 1, 1)
     (line,) = read_report(report)
     assert line["image_id"] == WORDY and line["permanent"] is False
     assert "the worker process died while processing it (killed by a signal" in line["reason"]
-    again = run_ocr(ids, IMAGES, cache, report, workers=2)
+    again = run_tesseract_stage(ids, IMAGES, cache, report, workers=2)
     assert (again.cached, again.processed, again.failed) == (len(ids) - 1, 1, 0)
     assert set(read_ocr_cache(cache)) == set(ids)
 
@@ -224,9 +228,9 @@ def test_a_second_ocr_run_on_the_same_cache_stops_at_once(tmp_path):
     with held_lock(cache.with_name(".ocr_cache.jsonl.lock")) as holder:
         message = rf"an ocr run writing {cache} is already running \(pid {holder} "
         with pytest.raises(AlreadyRunningError, match=message):
-            run_ocr([SMALLEST], IMAGES, cache, tmp_path / "failures.jsonl")
+            run_tesseract_stage([SMALLEST], IMAGES, cache, tmp_path / "failures.jsonl")
     assert not cache.exists()
-    assert run_ocr([SMALLEST], IMAGES, cache, tmp_path / "failures.jsonl").processed == 1  # the holder is gone
+    assert run_tesseract_stage([SMALLEST], IMAGES, cache, tmp_path / "failures.jsonl").processed == 1  # the holder is gone
 
 
 def test_a_file_name_with_a_newline_is_reported_not_ocred(tmp_path):
@@ -235,7 +239,70 @@ def test_a_file_name_with_a_newline_is_reported_not_ocred(tmp_path):
     shutil.copy(IMAGES / f"{SMALLEST}.png", tmp_path / "images")
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    assert run(parser.parse_args(["--root", str(tmp_path), "--workers", "1"])) == 0
-    assert list(read_ocr_cache(tmp_path / "ocr" / "ocr_cache.jsonl")) == [SMALLEST]
-    (line,) = read_report(tmp_path / "reports" / "ocr_failures.jsonl")
+    assert run(parser.parse_args(["--root", str(tmp_path), "--workers", "1", "--engine", "tesseract"])) == 0
+    key = TesseractEngine().key
+    assert list(read_ocr_cache(tmp_path / "ocr" / key / "ocr_cache.jsonl")) == [SMALLEST]
+    (line,) = read_report(tmp_path / "reports" / f"ocr_failures-{key}.jsonl")
     assert line["image_id"] == f"{SMALLEST}\n" and "is not of the form" in line["reason"]
+
+
+# ---------------------------------------------------------------------------------------------- engines
+
+
+def test_drawing_engine_through_the_stage_equals_the_engine(tmp_path):
+    """The default engine, in worker processes: the same words and boxes as the engine in this process."""
+    engine = load_ocr_engine("drawing")
+    ids = [SMALLEST, WORDY]
+    summary = run_ocr(ids, IMAGES, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl", workers=2)
+    assert (summary.processed, summary.failed) == (2, 0)
+    cache = read_ocr_cache(tmp_path)
+    for image_id in ids:
+        assert (cache[image_id]["words"], cache[image_id]["boxes"]) == engine(load_image(IMAGES / f"{image_id}.png"))
+    assert "21" in cache[SMALLEST]["words"]  # the numeral Tesseract's page mode does not see on FIG. 12
+    assert json.loads((tmp_path / "ocr_engine.json").read_text()) == engine.to_dict()
+
+
+def test_a_folder_of_one_engine_refuses_another(tmp_path):
+    run_tesseract_stage([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl")
+    for other in ("drawing", TesseractEngine(config="--psm 11")):
+        with pytest.raises(ValueError, match="holds the OCR of .*tesseract.*give each engine its own folder"):
+            run_ocr([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl", engine=other)
+    # A cache written before engines were recorded is Tesseract's: the paper's engine may go on with it.
+    (tmp_path / "ocr_engine.json").unlink()
+    again = run_tesseract_stage([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl")
+    assert again.cached == 1
+    with pytest.raises(ValueError, match="give each engine its own folder"):
+        run_ocr([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl", engine="drawing")
+
+
+def test_switching_engines_keeps_each_engines_cache_and_build_picks_one(tmp_path):
+    (tmp_path / "images").mkdir()
+    shutil.copy(IMAGES / f"{SMALLEST}.png", tmp_path / "images")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for engine in ("tesseract", "drawing"):
+        assert run(parser.parse_args(["--root", str(tmp_path), "--workers", "1", "--engine", engine])) == 0
+    tesseract, drawing = TesseractEngine().key, load_ocr_engine("drawing").key
+    assert read_ocr_cache(tmp_path / "ocr" / tesseract)[SMALLEST]["words"] == []  # the paper's OCR: nothing
+    assert "21" in read_ocr_cache(tmp_path / "ocr" / drawing)[SMALLEST]["words"]
+    with pytest.raises(ValueError, match=r"several engines .*--ocr-engine"):
+        find_ocr_folder(tmp_path / "ocr")
+    assert find_ocr_folder(tmp_path / "ocr", "drawing") == tmp_path / "ocr" / drawing
+    assert find_ocr_folder(tmp_path / "ocr", tesseract) == tmp_path / "ocr" / tesseract
+    with pytest.raises(FileNotFoundError, match="no OCR cache of 'rapidocr'"):
+        find_ocr_folder(tmp_path / "ocr", "rapidocr")
+
+
+def test_drawing_engine_reports_bad_figures_and_processes_blank_ones(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("1", (600, 800), 1).save(images / "US20250204297A1__1.png")  # a blank sheet: no word, still a row
+    good = (IMAGES / f"{SMALLEST}.png").read_bytes()
+    (images / "US20250204297A1__2.png").write_bytes(good[: len(good) // 3])  # truncated PNG
+    ids = ["US20250204297A1__1", "US20250204297A1__2"]
+    report = tmp_path / "failures.jsonl"
+    summary = run_ocr(ids, images, tmp_path / "ocr" / "ocr_cache.jsonl", report, workers=2)
+    assert (summary.processed, summary.failed) == (1, 1)
+    assert read_ocr_cache(tmp_path / "ocr")["US20250204297A1__1"]["words"] == []
+    (line,) = read_report(report)
+    assert line["image_id"] == "US20250204297A1__2" and "unreadable image" in line["reason"]

@@ -110,3 +110,17 @@ def test_demo_trains_the_random_encoder_in_both_stages_and_the_decoder_in_stage_
     assert config["freeze_vision_tower"] is False and config["text_config"]["num_hidden_layers"] == 30
     decoder_config = json.loads((demo_dir / "decoder" / "config.json").read_text())
     assert "quantization_config" not in decoder_config  # a plain float32 folder, not a GGUF one
+
+
+@pytest.mark.slow
+def test_demo_reads_its_figures_with_the_drawing_engine(demo_dir):
+    """The dataset, the model's processor and the fidelity metric all use the `drawing` OCR engine."""
+    from processing.ocr import load_ocr_engine
+
+    key = load_ocr_engine("drawing").key
+    assert [p.name for p in (demo_dir / "data" / "ocr").iterdir() if p.is_dir()] == [key]
+    processor_config = json.loads((demo_dir / "model" / "processor_config.json").read_text())
+    assert processor_config["ocr_engine"]["engine"] == "drawing"
+    rows = [json.loads(line) for line in (demo_dir / "predictions.jsonl").read_text().splitlines()]
+    assert {row["fidelity_ocr"] for row in rows} == {key}
+    assert "Read by the <code>drawing</code> engine" in (demo_dir / "report.html").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -16,13 +17,14 @@ from patentlmm.describe import (
     prepare_output,
 )
 from processing import build_prompt
+from processing.ocr import TesseractEngine, load_ocr_engine
 
 IDS = ["US20250204297A1__1", "US20250204297A1__8", "US20250204297A1__12", "US20250204297A1__13", "US20250204297A1__16"]
 
 
 @pytest.fixture(scope="module")
 def ocr(tiny, figures) -> dict[str, tuple[list[str], list[list[int]]]]:
-    """Tesseract words and boxes of the five figures, run once for the module."""
+    """The tiny processor's OCR (its engine) of the five figures, run once for the module."""
     _, processor = tiny
     return {i: processor.ocr(figures[i]["path"]) for i in IDS}
 
@@ -30,7 +32,7 @@ def ocr(tiny, figures) -> dict[str, tuple[list[str], list[list[int]]]]:
 @pytest.fixture(scope="module")
 def figures_dataset(tmp_path_factory, figures, ocr) -> Path:
     """A `load_dataset(folder, "brief")` Parquet dataset of the five real figures; precomputed OCR for all but the
-    first figure (which describe then OCRs with Tesseract)."""
+    first figure (which describe then OCRs with the processor's engine)."""
     datasets = pytest.importorskip("datasets")
     rows = {"image_id": [], "image": [], "description": [], "ocr_words": [], "ocr_boxes": []}
     for index, image_id in enumerate(IDS):
@@ -241,3 +243,29 @@ def test_model_folders_that_cannot_load_get_a_one_line_reason(tiny_dir, tmp_path
         with pytest.raises(ValueError, match=rf"{weights} is not a valid safetensors file: ") as caught:
             load_model_and_processor(str(folder))
         assert "\n" not in str(caught.value)
+
+
+def test_fidelity_numerals_come_from_the_drawing_engine_whatever_the_models_ocr(tiny, figures):
+    """A model served with the paper's Tesseract still gets its figures' numerals read by the `drawing` engine."""
+    model, processor = tiny
+    processor = copy.copy(processor)
+    processor.ocr_engine = TesseractEngine()
+    figure = [Figure("US20250204297A1__12", figures["US20250204297A1__12"]["path"])]
+    (paper,) = next(iter_descriptions(model, processor, figure, max_new_tokens=1, fidelity_ocr="tesseract"))
+    (row,) = next(iter_descriptions(model, processor, figure, max_new_tokens=1))
+    assert paper["figure_numerals"] == [] and paper["fidelity_ocr"] == TesseractEngine().key
+    assert "21" in row["figure_numerals"] and row["fidelity_ocr"] == load_ocr_engine("drawing").key
+
+
+def test_no_repeat_ngram_guard_stops_loops(tiny, figures, ocr):
+    """The random tiny model loops under plain greedy decoding; with `no_repeat_ngram_size=1` no token comes twice."""
+    model, processor = tiny
+    batch = [Figure(i, figures[i]["path"], None, *ocr[i]) for i in IDS[:2]]
+    prompt = build_prompt("brief")
+
+    def tokens(no_repeat_ngram_size: int) -> list[list[int]]:
+        texts = generate_batch(model, processor, batch, prompt, 48, no_repeat_ngram_size=no_repeat_ngram_size)
+        return [processor.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+
+    assert any(len(set(ids)) < len(ids) for ids in tokens(0))
+    assert all(len(set(ids)) == len(ids) > 40 for ids in tokens(1))

@@ -123,6 +123,7 @@ def test_eval_command_prints_the_paper_layout_and_writes_json(tmp_path, capsys):
             "reference": "FIG. 8 shows 10.",
             "figure_numerals": ["10", "16"],
             "figure_labels": ["8"],
+            "fidelity_ocr": "drawing-0123abcd",
         },
         {"image_id": "c", "type": "detailed", "prediction": "A view.", "reference": "A view."},
     ]
@@ -144,5 +145,10 @@ def test_eval_command_prints_the_paper_layout_and_writes_json(tmp_path, capsys):
     assert results["brief"]["fidelity"]["numeral_recall"] == pytest.approx(100 / 3)
     assert results["brief"]["fidelity"]["label_agreement"] == 100.0
     assert [s["image_id"] for s in results["brief"]["fidelity_per_sample"]] == ["a", "b"]
+    # per figure: the numerals its OCR read, those the prediction mentions, and which OCR read them
+    b_scores = results["brief"]["fidelity_per_sample"][1]
+    assert (b_scores["figure_numerals"], b_scores["numerals_mentioned"]) == (["10", "16"], ["10"])
+    assert results["brief"]["fidelity_ocr"] == ["drawing-0123abcd", "unrecorded"]
+    assert "figure OCR: drawing-0123abcd, unrecorded" in printed
     assert "fidelity" not in results["detailed"] and results["detailed"]["metrics"]["rougeL"] == 100.0
     assert format_table(evaluate_predictions(rows)) == printed.rstrip("\n")

@@ -6,18 +6,31 @@ Each figure is OCR'd at most once per module (Tesseract takes ~0.5-1 s a page).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytesseract
 import pytest
 import torch
+from PIL import Image
 
 from processing.constants import DEFAULT_MAX_OCR_TOKENS, OCR_PAD_BOX
 from processing.images import load_image
+from conftest import run_outside_repo
+from patentlmm.numerals import extract_references
 from processing.ocr import (
+    DEFAULT_OCR_ENGINE,
+    OCR_ENGINES,
+    PAPER_OCR_ENGINE,
+    TesseractEngine,
     TesseractNotAvailableError,
+    load_ocr_engine,
+    ocr_engine_from_dict,
     ocr_tokens_from_official,
     run_tesseract,
     tokenize_ocr,
@@ -26,6 +39,7 @@ from processing.ocr import (
 )
 from processing.prompts import build_prompt
 
+REPO = Path(__file__).resolve().parents[1]
 FIGURE_8 = "US20250204297A1__8"  # reference numerals 16, 11 and the label "Figure 8"
 BLANK = "US20250204297A1__12"  # Tesseract finds no words
 
@@ -111,6 +125,8 @@ def test_blank_figure_tokenises_to_cls_and_sep(blank_ocr, ocr_tokenizer):
 def test_blank_figure_through_the_whole_processor_with_tesseract(figures, tiny):
     """No words -> `<s></s>` (2 OCR tokens) -> 2 - 1 + 577 = 578 placeholders; the tiny model runs on it."""
     model, processor = tiny
+    processor = copy.copy(processor)
+    processor.ocr_engine = TesseractEngine()  # on which the paper's OCR finds no word
     out = processor(images=figures[BLANK]["path"], text=build_prompt("brief"))
     assert out["ocr_input_ids"].tolist() == [[0, 2]]
     assert out["ocr_attention_mask"].tolist() == [[1, 1]]
@@ -148,6 +164,8 @@ def test_missing_tesseract_binary_raises_with_install_hint(no_tesseract_on_path,
 def test_processor_without_tesseract_raises_but_precomputed_ocr_still_works(
     no_tesseract_on_path, figures, processor, figure8_ocr
 ):
+    processor = copy.copy(processor)
+    processor.ocr_engine = TesseractEngine()
     path, prompt = figures[FIGURE_8]["path"], build_prompt("brief")
     with pytest.raises(TesseractNotAvailableError, match="apt-get install tesseract-ocr"):
         processor(images=path, text=prompt)
@@ -303,3 +321,216 @@ def test_official_entry_errors():
         ocr_tokens_from_official({"input_ids": [[0, 5, 2]], "bbox": [[[0, 0, 0, 0], [9, 0, 1, 0], [0, 0, 0, 0]]]})
     with pytest.raises(ValueError, match="3 OCR token ids but 2 boxes"):
         ocr_tokens_from_official({"input_ids": [[0, 5, 2]], "bbox": [[[0, 0, 0, 0], [0, 0, 0, 0]]]})
+
+
+# ---------------------------------------------------------------------------------------------- OCR engines
+# Ground truth read by eye on the sheets (the numerals drawn on them, and their own label).
+FIGURE_2_NUMERALS = {"1", "2", "3", "4", "5", "6", "7", "8", "9"}  # leader lines to each part, label "Figure 2"
+FIGURE_11_NUMERALS = {"17", "18", "19", "20"}  # label "Figure 11"
+FIGURE_16_NUMERALS = {"28", "32", "33", "34", "35", "36", "37", "38"}  # label "Figure 16"
+
+
+@pytest.fixture(scope="module")
+def drawing():
+    return load_ocr_engine("drawing")
+
+
+@pytest.fixture(scope="module")
+def figure2(figures):
+    return load_image(figures["US20250204297A1__2"]["path"])
+
+
+@pytest.fixture(scope="module")
+def figure2_read(drawing, figure2):
+    return drawing(figure2)
+
+
+def _references(words):
+    return extract_references(" ".join(words))
+
+
+@pytest.mark.parametrize("config", ["", "--psm 11"])
+def test_tesseract_engine_equals_layoutlmv3_image_processor_word_for_word_and_box_for_box(figure8_rgb, config):
+    from transformers import LayoutLMv3ImageProcessor
+
+    engine = load_ocr_engine("tesseract", config=config)
+    expected = LayoutLMv3ImageProcessor(apply_ocr=True, tesseract_config=config)(figure8_rgb, return_tensors=None)
+    words, boxes = engine(figure8_rgb)
+    assert words == expected["words"][0] and words
+    assert boxes == [list(box) for box in expected["boxes"][0]]
+
+
+def test_engines_are_listed_and_unknown_names_rejected():
+    assert list(OCR_ENGINES) == ["tesseract", "rapidocr", "drawing"]
+    assert (PAPER_OCR_ENGINE, DEFAULT_OCR_ENGINE) == ("tesseract", "drawing")
+    with pytest.raises(ValueError, match=r"Unknown OCR engine 'paddle'; choose one of \['drawing', 'rapidocr'"):
+        load_ocr_engine("paddle")
+
+
+def test_engine_settings_round_trip_and_keys_separate_engines_and_settings():
+    engines = [
+        load_ocr_engine("tesseract"),
+        load_ocr_engine("tesseract", config="--psm 11"),
+        load_ocr_engine("tesseract", lang="deu"),
+        load_ocr_engine("rapidocr"),
+        load_ocr_engine("drawing"),
+        load_ocr_engine("drawing", det_side=1280),
+    ]
+    assert len({engine.key for engine in engines}) == len(engines)
+    for engine in engines:
+        spec = json.loads(json.dumps(engine.to_dict()))
+        assert ocr_engine_from_dict(spec) == engine and ocr_engine_from_dict(spec).key == engine.key
+    assert engines[1].to_dict() == {"engine": "tesseract", "lang": None, "config": "--psm 11"}
+    assert engines[0].key.startswith("tesseract-") and len(engines[0].key) == len("tesseract-") + 8
+
+
+def test_rapidocr_reads_the_numerals_and_label_of_figure_11(figures):
+    image = load_image(figures["US20250204297A1__11"]["path"])
+    words, boxes = load_ocr_engine("rapidocr")(image)
+    found = _references(words)
+    assert FIGURE_11_NUMERALS <= found.numerals and "11" in found.labels
+    validate_boxes(boxes)
+    assert len(boxes) == len(words)
+    # "Figure 11" is one line split into two words: "Figure" left of "11", same height, bottom right of the sheet.
+    figure, number = words.index("Figure"), words.index("Figure") + 1
+    assert words[number] == "11" and boxes[figure][2] <= boxes[number][0] and boxes[figure][1] > 900
+
+
+def test_drawing_reads_single_digit_numerals_that_page_ocr_misses(figure2_read, figure8_rgb):
+    words, boxes = figure2_read
+    found = _references(words)
+    assert FIGURE_2_NUMERALS <= found.numerals and found.labels == ("2",)
+    validate_boxes(boxes)
+    # The numerals run down the left edge of the tall sheet, 1 at the top and 9 at the bottom (the label's "2" is
+    # at the bottom right).
+    left = {word: box for word, box in zip(words, boxes) if word in FIGURE_2_NUMERALS and box[2] < 150}
+    assert sorted(left, key=lambda word: left[word][1]) == sorted(FIGURE_2_NUMERALS)
+
+
+def test_drawing_reads_figure_16(drawing, figures):
+    words, _ = drawing(load_image(figures["US20250204297A1__16"]["path"]))
+    found = _references(words)
+    assert FIGURE_16_NUMERALS <= found.numerals and "16" in found.labels
+
+
+@pytest.mark.parametrize("degrees", [90, 270])
+def test_landscape_sheet_is_read_like_the_upright_one_with_boxes_on_the_sheet_as_given(
+    drawing, figure2, figure2_read, degrees
+):
+    landscape = figure2.rotate(degrees, expand=True)  # the figure turned a quarter, as on landscape sheets
+    before = landscape.tobytes()
+    words, boxes = drawing(landscape)
+    assert landscape.tobytes() == before  # the figure itself is not changed
+    assert FIGURE_2_NUMERALS <= _references(words).numerals and _references(words).labels == ("2",)
+    width, height = landscape.size
+    upright_words, upright_boxes = figure2_read
+    assert len(words) == len(upright_words)  # the same words ...
+    for word, box in zip(words, boxes):
+        # ... each box, in pixels of the landscape sheet turned back upright, covering what the upright read found
+        x0, y0, x1, y1 = box[0] * width / 1000, box[1] * height / 1000, box[2] * width / 1000, box[3] * height / 1000
+        if degrees == 90:  # PIL turns counter-clockwise: upright (x, y) -> (y, W_upright - x)
+            back = (figure2.width - y1, x0, figure2.width - y0, x1)
+        else:
+            back = (y0, figure2.height - x1, y1, figure2.height - x0)
+        assert any(
+            _covers(back, [v * s / 1000 for v, s in zip(other, (figure2.width, figure2.height) * 2)])
+            for same, other in zip(upright_words, upright_boxes)
+            if same == word
+        ), (word, back)
+
+
+def _covers(box, target):
+    """`box` covers more than half of `target` in each direction."""
+    overlap_w = min(box[2], target[2]) - max(box[0], target[0])
+    overlap_h = min(box[3], target[3]) - max(box[1], target[1])
+    return overlap_w > 0.5 * (target[2] - target[0]) and overlap_h > 0.5 * (target[3] - target[1])
+
+
+def test_blank_figure_reads_no_word_with_the_drawing_engine(drawing):
+    assert drawing(Image.new("RGB", (800, 1000), "white")) == ([], [])
+
+
+def test_missing_optional_engine_names_the_pip_extra(tmp_path):
+    """A real absence: the child's import system cannot find rapidocr_onnxruntime."""
+    script = (
+        "import sys; sys.modules['rapidocr_onnxruntime'] = None\n"
+        "from PIL import Image\n"
+        "from processing.ocr import OcrEngineNotInstalledError, load_ocr_engine\n"
+        "try:\n"
+        "    load_ocr_engine('drawing')(Image.new('RGB', (64, 64), 'white'))\n"
+        "except OcrEngineNotInstalledError as error:\n"
+        "    print('ERROR', error)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ERROR" in result.stdout and "pip install 'patentlmm[ocr]'" in result.stdout
+
+
+def test_processor_saves_and_reloads_its_engine(processor, tmp_path):
+    custom = copy.copy(processor)
+    custom.ocr_engine = load_ocr_engine("drawing", det_side=1280)
+    custom.save_pretrained(tmp_path / "p")
+    saved = json.loads((tmp_path / "p" / "processor_config.json").read_text())
+    assert saved["ocr_engine"] == {**load_ocr_engine("drawing").to_dict(), "det_side": 1280}
+    assert type(custom).from_pretrained(tmp_path / "p").ocr_engine == custom.ocr_engine
+    # Folders saved before engines existed (ocr_lang / tesseract_config, no ocr_engine) load with Tesseract.
+    del saved["ocr_engine"]
+    saved.update(ocr_lang="eng", tesseract_config="--psm 11")
+    (tmp_path / "p" / "processor_config.json").write_text(json.dumps(saved))
+    assert type(custom).from_pretrained(tmp_path / "p").ocr_engine == TesseractEngine("eng", "--psm 11")
+    with pytest.raises(ValueError, match="inside ocr_engine"):
+        type(custom).from_pretrained(tmp_path / "p", ocr_engine="drawing")
+    overridden = type(custom).from_pretrained(tmp_path / "p", ocr_engine="drawing", ocr_lang=None, tesseract_config="")
+    assert overridden.ocr_engine == load_ocr_engine("drawing")
+
+
+_LOAD_ENGINE_WITH_TRANSFORMERS4 = """
+import json, sys, transformers
+from transformers import AutoProcessor
+processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+print(json.dumps({"transformers": transformers.__version__, "engine": processor.ocr_engine.to_dict()}))
+"""
+
+
+def test_transformers4_loads_the_processor_with_its_engine(processor, tmp_path, transformers4_python):
+    custom = copy.copy(processor)
+    custom.ocr_engine = load_ocr_engine("drawing", det_side=1280)
+    folder = tmp_path / f"engine-{tmp_path.name}"  # a fresh name: transformers caches remote code by folder name
+    custom.save_pretrained(folder)
+    script = tmp_path / "load.py"
+    script.write_text(_LOAD_ENGINE_WITH_TRANSFORMERS4)
+    report = json.loads(run_outside_repo(transformers4_python, script, str(folder)).splitlines()[-1])
+    assert report["transformers"].startswith("4.")
+    assert report["engine"] == custom.ocr_engine.to_dict()
+
+
+# ---------------------------------------------------------------------------------------------- patentlmm ocr
+
+
+def test_ocr_command_json_lines_and_bad_files(figures, tmp_path, capsys):
+    from patentlmm.cli import main
+
+    path = figures["US20250204297A1__12"]["path"]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    assert main(["ocr", str(path), str(broken), "--engine", "tesseract", "--settings", '{"config": "--psm 11"}',
+                 "--json"]) == 1
+    out, err = capsys.readouterr()
+    (line,) = out.splitlines()
+    read = json.loads(line)
+    expected = run_tesseract(load_image(path), config="--psm 11")
+    assert read == {"image": str(path), "engine": "tesseract", "words": expected[0], "boxes": expected[1]}
+    assert f"patentlmm ocr: {broken}:" in err
+
+
+def test_ocr_command_drawing_engine_and_list(figures, capsys):
+    from patentlmm.cli import main
+
+    assert main(["ocr", str(figures["US20250204297A1__12"]["path"])]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{figures['US20250204297A1__12']['path']} (drawing, ") and " 21" in out
+    assert main(["ocr", "--list-engines"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in listed] == list(OCR_ENGINES)
+    assert listed[-1].endswith("(default)")

@@ -512,11 +512,10 @@ def test_non_default_settings_survive_save_and_load(processor, tmp_path, paths, 
             "vision_feature_select_strategy": "cls_patch",
             "max_ocr_tokens": 8,
             "image_token": "<image>",
-            "ocr_lang": "eng",
-            "tesseract_config": "--psm 11",
             "max_image_pixels": None,
             "num_ocr_workers": 3,
             "pad_to_square": False,
+            "ocr_engine": {"engine": "tesseract", "lang": "eng", "config": "--psm 11"},  # from ocr_lang/tesseract_config
         }
         assert loaded.chat_templates == CHAT_TEMPLATES
         out = loaded(images=paths[FIG8], text=build_prompt("brief"), **_precomputed(words_and_boxes, FIG8))
