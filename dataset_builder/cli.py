@@ -32,7 +32,7 @@ __all__ = [
 # subcommand -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS = {
     "download": ("dataset_builder.download", "download the figures from their image_url (resumable)"),
-    "ocr": ("dataset_builder.ocr_stage", "OCR the figures (--engine drawing|tesseract|rapidocr) into a cache (resumable)"),
+    "ocr": ("dataset_builder.ocr_stage", "OCR the figures (--engine drawing|tesseract|rapidocr), cached (resumable)"),
     "build": ("dataset_builder.build", "write the patentdesc-355k/ datasets folder (Parquet + dataset card)"),
     "export-llava": ("dataset_builder.export_llava", "write llava_json/ as the original prep_patent_data.py"),
     "all": ("dataset_builder.cli", "run download, ocr, build (and export-llava) on one root"),

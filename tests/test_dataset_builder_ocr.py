@@ -230,7 +230,7 @@ def test_a_second_ocr_run_on_the_same_cache_stops_at_once(tmp_path):
         with pytest.raises(AlreadyRunningError, match=message):
             run_tesseract_stage([SMALLEST], IMAGES, cache, tmp_path / "failures.jsonl")
     assert not cache.exists()
-    assert run_tesseract_stage([SMALLEST], IMAGES, cache, tmp_path / "failures.jsonl").processed == 1  # the holder is gone
+    assert run_tesseract_stage([SMALLEST], IMAGES, cache, tmp_path / "failures.jsonl").processed == 1  # holder gone
 
 
 def test_a_file_name_with_a_newline_is_reported_not_ocred(tmp_path):
