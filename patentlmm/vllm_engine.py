@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,15 +30,7 @@ def load_vllm(model_name_or_path: str, dtype: str, **engine_args: Any) -> tuple[
         raise ImportError(f"--engine vllm needs vLLM: {INSTALL_HINT}.") from error
 
     options = {"limit_mm_per_prompt": {"image": 1}, **engine_args}
-    # `run_tesseract` leaves OMP_THREAD_LIMIT=1 in this process's environment; vLLM's CPU kernels started under it
-    # run many times slower (a 3-figure describe: over 100 s instead of 37 s on 2 cores), so the engine process
-    # started here must not inherit it.
-    thread_limit = os.environ.pop("OMP_THREAD_LIMIT", None)
-    try:
-        llm = LLM(model=model_name_or_path, trust_remote_code=True, model_impl="transformers", dtype=dtype, **options)
-    finally:
-        if thread_limit is not None:
-            os.environ["OMP_THREAD_LIMIT"] = thread_limit
+    llm = LLM(model=model_name_or_path, trust_remote_code=True, model_impl="transformers", dtype=dtype, **options)
     return llm, PatentLMMProcessor.from_pretrained(model_name_or_path)
 
 

@@ -14,7 +14,8 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from PIL import Image
@@ -153,22 +154,52 @@ class TesseractEngine(OcrEngine):
         return run_tesseract(image, self.lang, self.config)
 
 
+class _TesseractEnvironment(Mapping):
+    """The environment pytesseract starts `tesseract` with (its module's `environ`, read by `subprocess_args` in
+    pytesseract 0.3.13): `os.environ`, plus `OMP_THREAD_LIMIT=1` for the processes that `run_tesseract` starts in
+    its thread when `os.environ` does not set it. Other children and other pytesseract callers see `os.environ`."""
+
+    def __init__(self) -> None:
+        self.in_run_tesseract = threading.local()
+
+    def _current(self) -> Mapping[str, str]:
+        if getattr(self.in_run_tesseract, "value", False) and "OMP_THREAD_LIMIT" not in os.environ:
+            return {**os.environ, "OMP_THREAD_LIMIT": "1"}
+        return os.environ
+
+    def __getitem__(self, key: str) -> str:
+        return self._current()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+
+_TESSERACT_ENVIRONMENT = _TesseractEnvironment()
+
+
 def run_tesseract(image: Image.Image, lang: str | None = None, config: str = "") -> tuple[list[str], list[list[int]]]:
     """OCRs an RGB figure exactly as `LayoutLMv3ImageProcessor(apply_ocr=True)` does.
 
     Returns the non-empty words and their boxes `[x0, y0, x1, y1]` normalised to 0-1000 by the image's own size.
-    Tesseract's OpenMP threads make a single page several times slower on small machines, so
-    `OMP_THREAD_LIMIT=1` is used unless the environment already sets it.
+    Tesseract's OpenMP threads make a single page several times slower on small machines, so the `tesseract`
+    processes get `OMP_THREAD_LIMIT=1` unless the environment already sets it; this process's environment (which
+    every other child inherits) is left as it is.
     """
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     try:
         import pytesseract
     except ImportError as error:
         raise TesseractNotAvailableError("`pip install pytesseract`; " + TESSERACT_INSTALL_HINT) from error
+    pytesseract.pytesseract.environ = _TESSERACT_ENVIRONMENT
+    _TESSERACT_ENVIRONMENT.in_run_tesseract.value = True
     try:
         words, boxes = apply_tesseract(image, lang, config)
     except pytesseract.TesseractNotFoundError as error:
         raise TesseractNotAvailableError(TESSERACT_INSTALL_HINT) from error
+    finally:
+        _TESSERACT_ENVIRONMENT.in_run_tesseract.value = False
     return list(words), [list(map(int, box)) for box in boxes]
 
 

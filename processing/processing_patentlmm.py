@@ -425,7 +425,8 @@ class PatentLMMProcessor(ProcessorMixin):
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> list[str]:
         """Writes the image processor and decoder tokenizer to the root, the OCR tokenizer to `ocr_tokenizer/`,
         the chat templates as `.jinja` files, `processor_config.json`, and (when registered for `AutoProcessor`)
-        this module's source files for `trust_remote_code` loading."""
+        this module's source files for `trust_remote_code` loading. A SentencePiece decoder tokenizer is saved to
+        tokenize a whole prompt as the original's rule does (`_start_a_word_after_each_special_token`)."""
         if kwargs.pop("push_to_hub", False):
             raise ValueError("Use processor.push_to_hub(repo_id) to upload a processor.")
         from transformers.dynamic_module_utils import custom_object_save
@@ -436,6 +437,7 @@ class PatentLMMProcessor(ProcessorMixin):
         self.ocr_tokenizer.save_pretrained(os.path.join(save_directory, OCR_TOKENIZER_SUBFOLDER))
         for folder in (save_directory, os.path.join(save_directory, OCR_TOKENIZER_SUBFOLDER)):
             _make_tokenizer_config_portable(folder)
+        _start_a_word_after_each_special_token(save_directory)
 
         templates = {**self.chat_templates, "default": self.chat_template}  # a replaced default is saved too
         templates = {name: template for name, template in templates.items() if template is not None}
@@ -513,6 +515,38 @@ def _make_tokenizer_config_portable(folder: str) -> None:
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(config, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
+
+
+def _start_a_word_after_each_special_token(folder: str) -> None:
+    """Saves a SentencePiece decoder tokenizer (Metaspace pre-tokenizer, LLaMA's) so that it starts a word after
+    every special token as well as at the start of the text: Metaspace `prepend_scheme="always"` in `tokenizer.json`
+    and `legacy: true` in `tokenizer_config.json` (transformers 5 rebuilds LLaMA's pre-tokenizer from that flag, and
+    does not save it; 4.x reads `tokenizer.json`).
+
+    A text without special tokens tokenises as before, and a whole prompt then tokenises exactly as
+    `prompts.tokenize_prompt` (the original's rule) does, the `▁` after `<image>` included, which `legacy=False`
+    (`"first"`) drops: vLLM's chat, which tokenises the rendered chat template whole, gets the processor's ids.
+    """
+    from tokenizers import Tokenizer, pre_tokenizers
+
+    tokenizer_file = os.path.join(folder, "tokenizer.json")
+    if not os.path.isfile(tokenizer_file):
+        return
+    backend = Tokenizer.from_file(tokenizer_file)
+    metaspace = backend.pre_tokenizer
+    if not isinstance(metaspace, pre_tokenizers.Metaspace) or metaspace.prepend_scheme == "never":
+        return
+    if metaspace.prepend_scheme != "always":
+        metaspace.prepend_scheme = "always"
+        backend.pre_tokenizer = metaspace
+        backend.save(tokenizer_file)
+    config_file = os.path.join(folder, "tokenizer_config.json")
+    with open(config_file, encoding="utf-8") as handle:
+        config = json.load(handle)
+    config["legacy"] = True
+    with open(config_file, "w", encoding="utf-8") as handle:
+        json.dump(config, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
 
 
 def _as_list(value):

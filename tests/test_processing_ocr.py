@@ -97,14 +97,31 @@ def test_run_tesseract_equals_layoutlmv3_image_processor_apply_ocr(figure8_rgb, 
     assert [[list(map(int, box)) for box in reference["boxes"][0]]] == [figure8_ocr[1]]
 
 
-def test_run_tesseract_caps_openmp_threads_unless_already_set(figure8_rgb, monkeypatch):
+def test_run_tesseract_caps_openmp_threads_of_tesseract_alone_unless_already_set(figure8_rgb, monkeypatch, tmp_path):
+    """The real `tesseract`, started through a script that records the limit it was given; this process's
+    environment stays untouched (vLLM's CPU kernels, started later in a child, crawl under the limit)."""
+    import shutil
+
+    import pytesseract
+
+    seen = tmp_path / "omp_thread_limit"
+    wrapper = tmp_path / "tesseract"
+    script = f'echo "${{OMP_THREAD_LIMIT:-unset}}" >> {seen}\nexec {shutil.which("tesseract")} "$@"\n'
+    wrapper.write_text("#!/bin/sh\n" + script)
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", str(wrapper))
     monkeypatch.delenv("OMP_THREAD_LIMIT", raising=False)
     small = figure8_rgb.crop((0, 0, 64, 64))  # a tiny blank corner: fast
     assert run_tesseract(small) == ([], [])
-    assert os.environ["OMP_THREAD_LIMIT"] == "1"
+    assert "OMP_THREAD_LIMIT" not in os.environ
+    assert seen.read_text().split()[-1] == "1"  # the OCR run (pytesseract may ask `tesseract --version` first)
     monkeypatch.setenv("OMP_THREAD_LIMIT", "2")
     run_tesseract(small)
     assert os.environ["OMP_THREAD_LIMIT"] == "2"
+    assert seen.read_text().split()[-1] == "2"
+    monkeypatch.delenv("OMP_THREAD_LIMIT")
+    pytesseract.image_to_data(small)  # pytesseract called directly (as LayoutLMv3's apply_ocr does): no limit added
+    assert seen.read_text().split()[-1] == "unset"
 
 
 @pytest.fixture(scope="module")

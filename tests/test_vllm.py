@@ -93,18 +93,61 @@ def test_worst_case_placeholders_per_figure(tiny):
     assert counts["num_image_patches"] == [1, 1]  # one row of pixel_values per figure
 
 
-def test_chat_prompt_tokenized_without_special_tokens_equals_the_processors_prompt(tiny, figures):
-    """vLLM's chat renders the default template and tokenizes it without adding `<s>`: the template's `<s> `
-    must give the ids `build_prompt` gets from the processor (which adds `<s>` itself, once)."""
+def _sentencepiece_processor(processor, legacy: bool, folder: Path):
+    """`processor` with the LLaMA SentencePiece decoder tokenizer loaded under `legacy` (in memory)."""
+    import shutil
+
+    from transformers import LlamaTokenizerFast
+
+    from patentlmm.components import prepare_decoder_tokenizer
+    from patentlmm.tiny import _package_file
+    from processing import PatentLMMProcessor
+
+    shutil.copy(_package_file("mistral_common", "data/tokenizer.model.v1"), folder / "tokenizer.model")
+    tokenizer = LlamaTokenizerFast.from_pretrained(folder, legacy=legacy, add_bos_token=True, add_eos_token=False)
+    return PatentLMMProcessor(
+        processor.image_processor,
+        prepare_decoder_tokenizer(tokenizer),
+        processor.ocr_tokenizer,
+        num_image_patches=processor.num_image_patches,
+        max_ocr_tokens=processor.max_ocr_tokens,
+    )
+
+
+@pytest.mark.parametrize("legacy", [None, False, True], ids=["init-tiny", "non-legacy", "legacy"])
+def test_saved_tokenizer_turns_the_rendered_chat_prompt_into_the_processors_ids(tiny, figures, tmp_path, legacy):
+    """vLLM's chat renders the default template and tokenizes it whole, adding no `<s>`, with the tokenizer of the
+    model folder; vLLM then expands `<image>`. That must give the processor's ids, which follow the original's rule
+    (`tokenize_prompt`: the text after the figure starts a word, `▁`), whatever the decoder tokenizer's `legacy`."""
+    from transformers import AutoTokenizer
+
+    from processing import PatentLMMProcessor
+    from processing.prompts import tokenize_prompt
+
     _, processor = tiny
+    if legacy is not None:
+        (tmp_path / "sentencepiece").mkdir()
+        processor = _sentencepiece_processor(processor, legacy, tmp_path / "sentencepiece")
+    processor.save_pretrained(tmp_path / "saved")
+    served_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "saved")  # as vLLM loads it
+
     rendered = processor.apply_chat_template(build_messages("brief"), add_generation_prompt=True)
-    expected = processor.tokenizer(build_prompt("brief"))["input_ids"]
-    assert expected[0] == processor.tokenizer.bos_token_id and expected.count(processor.tokenizer.bos_token_id) == 1
-    assert processor.tokenizer(rendered, add_special_tokens=False)["input_ids"] == expected
-    figure, words, boxes = figures["US20250204297A1__8"]["path"], [["FIG.", "8"]], [[[1, 2, 3, 4], [5, 6, 7, 8]]]
-    from_template = processor(images=figure, text=rendered, ocr_words=words, ocr_boxes=boxes)
-    from_prompt = processor(images=figure, text=build_prompt("brief"), ocr_words=words, ocr_boxes=boxes)
-    assert from_template["input_ids"].tolist() == from_prompt["input_ids"].tolist()
+    figure = figures["US20250204297A1__8"]["path"]
+    ocr = {"ocr_words": [["FIG.", "8"]], "ocr_boxes": [[[1, 2, 3, 4]] * 2]}
+    inputs = processor(images=figure, text=rendered, **ocr)
+    ids = inputs["input_ids"][0].tolist()
+    count = processor.num_image_features(inputs["ocr_input_ids"].shape[1])
+    rule = tokenize_prompt(processor.tokenizer, build_prompt("brief"))
+    at = rule.index(processor.image_token_id)
+    assert ids == rule[:at] + [processor.image_token_id] * count + rule[at + 1 :]
+    assert processor.tokenizer.convert_ids_to_tokens(rule[at + 1 : at + 3]) == ["▁", "<0x0A>"]
+    assert served_tokenizer(rendered, add_special_tokens=False)["input_ids"] == rule
+    # The saved tokenizer tokenizes text without special tokens as the in-memory one, and reloads into a processor
+    # that makes the same ids.
+    text = "FIG. 8 is a cross-sectional view of the nozzle (402)."
+    assert served_tokenizer(text)["input_ids"] == processor.tokenizer(text)["input_ids"]
+    reloaded = PatentLMMProcessor.from_pretrained(tmp_path / "saved", tokenizer=served_tokenizer)
+    assert reloaded(images=figure, text=rendered, **ocr)["input_ids"].tolist() == [ids]
 
 
 def test_image_features_as_vllm_asks_and_tuple_outputs(tiny, figures):
@@ -174,10 +217,7 @@ def vllm_python() -> str:
 
 
 def _vllm_env(tmp_path: Path) -> dict[str, str]:
-    """This process's environment for vLLM, without the `OMP_THREAD_LIMIT=1` that `run_tesseract` left in it
-    (vLLM's CPU kernels started under it run many times slower)."""
-    env = {key: value for key, value in os.environ.items() if key != "OMP_THREAD_LIMIT"}
-    return {**env, **VLLM_ENVIRONMENT, "PYTHONPATH": str(REPO), "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    return {**os.environ, **VLLM_ENVIRONMENT, "PYTHONPATH": str(REPO), "HF_MODULES_CACHE": str(tmp_path / "modules")}
 
 
 def _rows(path: Path) -> list[dict]:
@@ -289,11 +329,8 @@ def test_openai_server_answers_a_chat_request_with_a_figure_as_generate_does(tin
     for served, ocr in ((answer, {}), (given_answer, {"ocr_words": [GIVEN_WORDS], "ocr_boxes": [GIVEN_BOXES]})):
         inputs = processor(images=figure, text=prompt, **ocr)  # without `ocr`: Tesseract here too
         ids, served_ids = inputs["input_ids"][0].tolist(), served["prompt_token_ids"]
-        # vLLM tokenizes the rendered chat prompt whole, so the `▁` that the original's rule (`tokenize_prompt`,
-        # each chunk around `<image>` on its own) puts after the figure is not there; all else is the same.
-        after = len(ids) - ids[::-1].index(processor.image_token_id)  # just after the last placeholder
-        assert ids[after] == processor.tokenizer.convert_tokens_to_ids("▁")
-        assert served_ids == ids[:after] + ids[after + 1 :]
+        # The processor's ids exactly (the original's rule: `▁` after the figure), the figure's placeholders included.
+        assert served_ids == ids
         # The model side is exact: generate on the ids vLLM built, with the figure's tensors from the processor.
         served_inputs = {**inputs, "input_ids": torch.tensor([served_ids])}
         served_inputs["attention_mask"] = torch.ones_like(served_inputs["input_ids"])
