@@ -272,11 +272,13 @@ def run_demo(options: DemoOptions) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = DemoOptions()
+    from dataset_builder.cli import at_least
+
+    defaults, count = DemoOptions(), at_least(1)
     parser.add_argument("--web", action="store_true", help="serve the Gradio web demo on --model instead")
     parser.add_argument("--model", default="outputs/demo/model", help="--web: PatentLMM folder or Hub repo id")
     parser.add_argument("--host", default="127.0.0.1", help="--web: address to listen on")
-    parser.add_argument("--port", type=int, default=7860, help="--web: port")
+    parser.add_argument("--port", type=at_least(1), default=7860, help="--web: port")
     parser.add_argument("--output-dir", type=Path, default=defaults.output_dir, help="default: %(default)s")
     parser.add_argument(
         "--figures", type=Path, default=defaults.figures_dir, help="<id>.png + descriptions.json (default: bundled)"
@@ -284,12 +286,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--type", dest="desc_type", choices=DESCRIPTION_TYPES, default=defaults.desc_type, help="default: %(default)s"
     )
-    parser.add_argument("--num-held-out", type=int, default=defaults.num_held_out, help="default: %(default)s")
+    parser.add_argument("--num-held-out", type=count, default=defaults.num_held_out, help="default: %(default)s")
     parser.add_argument("--base-llm", default=None, help="decoder folder or Hub id (default: SmolLM2-135M-Instruct)")
-    parser.add_argument("--stage1-steps", type=int, default=defaults.stage1_steps, help="default: %(default)s")
-    parser.add_argument("--stage2-steps", type=int, default=defaults.stage2_steps, help="default: %(default)s")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default: %(default)s")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: 96 (offline demo), 512 (--web)")
+    parser.add_argument("--stage1-steps", type=count, default=defaults.stage1_steps, help="default: %(default)s")
+    parser.add_argument("--stage2-steps", type=count, default=defaults.stage2_steps, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=count, default=defaults.batch_size, help="default: %(default)s")
+    parser.add_argument("--max-new-tokens", type=count, default=None, help="default: 96 (offline demo), 512 (--web)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
 
 

@@ -52,6 +52,18 @@ def test_options_are_checked():
         DemoOptions(stage2_steps=0)
 
 
+@pytest.mark.parametrize("option", ["--num-held-out", "--stage1-steps", "--stage2-steps", "--batch-size",
+                                    "--max-new-tokens", "--port"])  # fmt: skip
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_counts_out_of_range_are_one_line_argparse_errors(option, value, capsys):
+    from patentlmm.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", option, value])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: {value} is not an integer >= 1" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     """One reduced `patentlmm demo` run through the console command (one step per stage, 4 new tokens)."""
