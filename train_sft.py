@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -152,8 +153,9 @@ class PatentLMMArguments:
 
 
 class PatentLMMSFTTrainer(SFTTrainer):
-    """SFTTrainer with the projector in its own optimizer parameter groups (learning rate `mm_projector_lr`) and
-    the collator's count of cut descriptions logged as `truncated_samples` (cumulative, all processes)."""
+    """SFTTrainer with the projector in its own optimizer parameter groups (learning rate `mm_projector_lr`), the
+    collator's count of cut descriptions logged as `truncated_samples` (cumulative, all processes), and a warning for
+    every logged non-finite `grad_norm` (that step's clipped update was zero or NaN, never a real one)."""
 
     def __init__(self, *args, mm_projector_lr: float | None = None, **kwargs):
         self.mm_projector_lr = mm_projector_lr
@@ -180,6 +182,18 @@ class PatentLMMSFTTrainer(SFTTrainer):
         ]
         self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
         return self.optimizer
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        grad_norm = logs.get("grad_norm")
+        if grad_norm is not None and not math.isfinite(grad_norm):
+            logger.warning(
+                "Step %d: grad_norm is %s, a non-finite gradient: clipping (max_grad_norm %s) scaled every gradient "
+                "to 0 (or NaN), so this step moved no weight, or made some NaN.",
+                self.state.global_step,
+                grad_norm,
+                self.args.max_grad_norm,
+            )
+        super().log(logs, start_time)
 
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)

@@ -20,6 +20,7 @@ import torch
 from conftest import REPO, run_outside_repo
 from datasets import Dataset
 from safetensors.torch import load_file
+from transformers import TrainerCallback
 
 pytest.importorskip("trl")
 pytest.importorskip("peft")
@@ -200,6 +201,31 @@ def test_overfitting_one_batch_lowers_the_loss(tmp_path, patentdesc_dir, small):
     assert len(losses) == 5
     assert losses == sorted(losses, reverse=True) and losses[-1] < 0.85 * losses[0], losses
     assert (tmp_path / "adapter_config.json").is_file()  # --merge_lora false: the adapter is the output
+
+
+class InfiniteGradient(TrainerCallback):
+    """Turns one projector weight's gradient into inf in the real backward, as the sporadic failure of issue 14 did."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        weight = next(p for n, p in model.named_parameters() if train_sft.PROJECTOR_MODULE in n and p.requires_grad)
+        weight.register_hook(lambda grad: torch.full_like(grad, float("inf")))
+
+
+def test_a_non_finite_grad_norm_is_reported_with_its_step(tmp_path, patentdesc_dir, small, monkeypatch, caplog):
+    init = train_sft.PatentLMMSFTTrainer.__init__
+
+    def with_infinite_gradient(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.add_callback(InfiniteGradient())
+
+    monkeypatch.setattr(train_sft.PatentLMMSFTTrainer, "__init__", with_infinite_gradient)
+    with caplog.at_level("WARNING", logger="train_sft"):
+        train_sft.main(
+            ["--config", str(REPO / "recipes" / "stage2_brief.yaml"), "--model_name_or_path", str(small[0]),
+             "--dataset_name", str(patentdesc_dir), "--output_dir", str(tmp_path), "--max_train_samples", "2",
+             "--max_steps", "1", "--merge_lora", "false", *FAST]
+        )  # fmt: skip
+    assert "Step 1: grad_norm is inf, a non-finite gradient: clipping (max_grad_norm 1.0) scaled" in caplog.text
 
 
 KILL_AT_STEP = """
