@@ -57,8 +57,8 @@ from tqdm.auto import tqdm
 from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
 from processing.images import load_image
 
-from .features import CONFIGS, patentdesc_features
 from .cli import at_least
+from .features import CONFIGS, patentdesc_features
 from .files import atomic_directory, remove_stale_temporaries, run_lock
 from .ocr_folders import engine_of_folder, find_ocr_folder
 from .pool import ResilientPool, WorkerDiedError

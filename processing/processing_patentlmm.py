@@ -40,12 +40,12 @@ from .ocr import (
     ocr_tokens_from_official,
     tokenize_ocr,
 )
-from .prompts import CHAT_TEMPLATES, tokenize_prompt, unescape_description
 
 # Remote code: transformers 4.57 copies only the files this module imports itself, so the optional engines' modules
 # are named here (importing them needs only numpy; their packages load when an engine first runs).
 from .ocr_drawing import DrawingEngine  # noqa: E402, F401
 from .ocr_rapidocr import RapidOcrEngine  # noqa: E402, F401
+from .prompts import CHAT_TEMPLATES, tokenize_prompt, unescape_description
 
 __all__ = ["PatentLMMProcessor", "PatentLMMProcessorKwargs"]
 

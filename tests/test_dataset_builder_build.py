@@ -17,10 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers_damaged import damaged_images, encoded
-from helpers_processes import ProcessKiller, child_of, held_lock
 from datasets import Image as ImageFeature
 from datasets import load_dataset
+from helpers_damaged import damaged_images, encoded
+from helpers_processes import ProcessKiller, child_of, held_lock
 from PIL import Image
 
 from dataset_builder.build import BuildOptions, build_patentdesc_dataset, prepare_image

@@ -132,4 +132,5 @@ def test_export_llava_removes_a_killed_exports_temporaries(root):
     (llava / ".work.tmp-0123456789ab").mkdir(parents=True)
     (llava / ".brief_train.tmp-0123456789ab").write_text('[{"id": "half')
     assert main(["export-llava", "--root", str(root)]) == 0
-    assert sorted(path.name for path in llava.iterdir()) == ["brief_train", "brief_val", "detailed_train", "detailed_val"]
+    expected = ["brief_train", "brief_val", "detailed_train", "detailed_val"]
+    assert sorted(path.name for path in llava.iterdir()) == expected

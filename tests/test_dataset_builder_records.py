@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dataset_builder.ids import InvalidImageIdError, validate_image_id
 from dataset_builder import jsonstream
+from dataset_builder.ids import InvalidImageIdError, validate_image_id
 from dataset_builder.jsonstream import BrokenFileError, iter_object_entries
 from dataset_builder.records import (
     OCR_VOCAB_SIZE,

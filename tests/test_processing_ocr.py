@@ -17,12 +17,12 @@ from pathlib import Path
 import pytesseract
 import pytest
 import torch
+from conftest import run_outside_repo
 from PIL import Image
 
+from patentlmm.numerals import extract_references
 from processing.constants import DEFAULT_MAX_OCR_TOKENS, OCR_PAD_BOX
 from processing.images import load_image
-from conftest import run_outside_repo
-from patentlmm.numerals import extract_references
 from processing.ocr import (
     DEFAULT_OCR_ENGINE,
     OCR_ENGINES,

@@ -515,7 +515,8 @@ def test_non_default_settings_survive_save_and_load(processor, tmp_path, paths, 
             "max_image_pixels": None,
             "num_ocr_workers": 3,
             "pad_to_square": False,
-            "ocr_engine": {"engine": "tesseract", "lang": "eng", "config": "--psm 11"},  # from ocr_lang/tesseract_config
+            # from ocr_lang/tesseract_config
+            "ocr_engine": {"engine": "tesseract", "lang": "eng", "config": "--psm 11"},
         }
         assert loaded.chat_templates == CHAT_TEMPLATES
         out = loaded(images=paths[FIG8], text=build_prompt("brief"), **_precomputed(words_and_boxes, FIG8))
