@@ -31,4 +31,11 @@ export PATENTLMM_VLLM_PYTHON="$venv_vllm/bin/python"
 
 cd "$repo"
 "$python" -m ruff check .  # the linter first: pyproject.toml [tool.ruff]
-"$python" -m pytest "$@"
+if [ "$#" -gt 0 ]; then
+    "$python" -m pytest "$@"
+else
+    # The vLLM tests in a pytest process of their own: after the rest of the suite in one process, their vLLM
+    # subprocesses stalled past their timeouts in one full CI run (they pass alone and after the training tests).
+    "$python" -m pytest --ignore tests/test_vllm.py
+    "$python" -m pytest tests/test_vllm.py
+fi
