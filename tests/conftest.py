@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# A datasets cache of this session's own: `load_dataset` keys a local folder's cache by its path, and pytest reuses
+# its temporary paths across sessions, so a cache left by an earlier session (whose image files are gone) was read.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="patentlmm-test-datasets-cache-")
+
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = REPO / "examples" / "figures"
 
