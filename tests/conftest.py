@@ -28,7 +28,7 @@ def figures() -> dict[str, dict]:
 @pytest.fixture(scope="session")
 def tiny():
     """(model, processor): a tiny random PatentLMM in eval mode and its processor, shared by the session."""
-    from patentlmm.tiny import build_tiny
+    from patentlmm.assembly.tiny import build_tiny
 
     return build_tiny()
 

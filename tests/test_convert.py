@@ -45,9 +45,9 @@ from transformers import (
 
 from modeling_patentlmm import PatentLMMConfig
 from patentlmm import convert
-from patentlmm.convert import convert_original
-from patentlmm.describe import default_max_new_tokens
-from patentlmm.tiny import _package_file, build_ocr_tokenizer
+from patentlmm.assembly.convert import convert_original
+from patentlmm.assembly.tiny import _package_file, build_ocr_tokenizer
+from patentlmm.inference.describe import default_max_new_tokens
 from processing import PatentLMMProcessor, build_messages, run_tesseract, tokenize_ocr
 
 FIGURE = "US20250204297A1__10"  # 978 x 2320: far from square, so padding it would change the pixels
@@ -511,7 +511,7 @@ def test_patentmme_fills_encoder_tensors_the_checkpoint_lacks(original, figures,
     module = _deepspeed_module(original)
     dropped = "base_model.model.model.vision_tower.vision_tower.encoder.layer.1.output.dense.weight"
     del module[dropped]
-    with caplog.at_level(logging.INFO, logger="patentlmm.convert"):
+    with caplog.at_level(logging.INFO, logger="patentlmm.assembly.convert"):
         out = _convert_deepspeed(original, tmp_path, module, patentmme=original.patentmme)
     assert "mlm_head.dense.weight" in caplog.text and "model.patch_classifier.weight" in caplog.text  # heads reported
     with safe_open(out / "model.safetensors", "pt") as handle:

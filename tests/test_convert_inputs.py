@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from patentlmm.convert import _load
+from patentlmm.assembly.convert import _load
 
 
 class _Payload:

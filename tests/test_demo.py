@@ -10,7 +10,7 @@ import sys
 import pytest
 from safetensors import safe_open
 
-from patentlmm.demo import DemoOptions, held_out_ids, prepare_root
+from patentlmm.demo.pipeline import DemoOptions, held_out_ids, prepare_root
 
 IDS = [f"US20250204297A1__{n}" for n in range(1, 20)]
 ENCODER_TENSOR = "encoder.layer.0.attention.self.query.weight"  # LayoutLMv3Model's name for it

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from patentlmm.cli import main
-from patentlmm.describe import (
+from patentlmm.inference.describe import (
     Figure,
     describe,
     generate_batch,
@@ -174,7 +174,7 @@ def test_bad_files_are_reported_by_id_and_the_good_figures_are_written(tiny_dir,
     bad = [tmp_path / name for name in ("notes.png", "bomb.png", "cut.png", "strip.png")]
     output = tmp_path / "out.jsonl"
     argv = ["describe", "--model", str(tiny_dir), "--max-new-tokens", "2", "--batch-size", "2", "--output", str(output)]
-    with caplog.at_level("WARNING", logger="patentlmm.describe"):
+    with caplog.at_level("WARNING", logger="patentlmm.inference.describe"):
         assert main([*argv, str(bad[0]), str(good[0]), str(bad[1]), str(bad[2]), str(good[1]), str(bad[3])]) == 0
     assert [json.loads(line)["image_id"] for line in output.read_text().splitlines()] == IDS[:2]
     skipped = {record.args[0]: record.args[1] for record in caplog.records if record.msg.startswith("Skipped")}
@@ -184,7 +184,7 @@ def test_bad_files_are_reported_by_id_and_the_good_figures_are_written(tiny_dir,
     assert "could not be decoded" in skipped["cut"]
     assert "padded to a square it is 30000x30000" in skipped["strip"]
     caplog.clear()
-    with caplog.at_level("WARNING", logger="patentlmm.describe"):
+    with caplog.at_level("WARNING", logger="patentlmm.inference.describe"):
         assert main([*argv, *map(str, good + bad)]) == 0  # the rerun skips the written ids, reports the bad ones again
     assert len(output.read_text().splitlines()) == 2
     assert sorted(r.args[0] for r in caplog.records if r.msg.startswith("Skipped")) == ["bomb", "cut", "notes", "strip"]
@@ -195,7 +195,7 @@ def test_a_damaged_line_in_the_resumable_jsonl_is_skipped_with_a_warning(tmp_pat
     rows = [{"image_id": "US1__1", "type": "brief"}, {"image_id": "US1__2", "type": "brief"}]
     output.write_text(json.dumps(rows[0]) + "\n" + '{"image_id": "US1__3", "typ\x00\n' + "[1, 2]\n"
                       + json.dumps(rows[1]) + "\n" + '{"image_id": "US1__4"')  # fmt: skip
-    with caplog.at_level("WARNING", logger="patentlmm.describe"):
+    with caplog.at_level("WARNING", logger="patentlmm.inference.describe"):
         assert prepare_output(output, "brief") == {"US1__1", "US1__2"}
     warnings = [record.getMessage() for record in caplog.records]
     assert any("line 2 is damaged" in w for w in warnings) and any("line 3 is damaged" in w for w in warnings)
@@ -203,7 +203,7 @@ def test_a_damaged_line_in_the_resumable_jsonl_is_skipped_with_a_warning(tmp_pat
 
 
 def test_files_with_the_same_name_in_two_folders_get_distinct_ids(tmp_path, figures):
-    from patentlmm.describe import figures_from_files, file_ids
+    from patentlmm.inference.describe import figures_from_files, file_ids
 
     for folder in ("a", "b", "c/a"):
         (tmp_path / folder).mkdir(parents=True)
@@ -231,7 +231,7 @@ def test_invalid_numeric_options_are_argparse_errors(option, value, reason, caps
 def test_model_folders_that_cannot_load_get_a_one_line_reason(tiny_dir, tmp_path):
     import shutil
 
-    from patentlmm.describe import load_model_and_processor
+    from patentlmm.inference.describe import load_model_and_processor
 
     no_ocr = shutil.copytree(tiny_dir, tmp_path / "no-ocr", ignore=shutil.ignore_patterns("ocr_tokenizer"))
     with pytest.raises(FileNotFoundError, match=r"no-ocr is not a PatentLMM folder: it has no ocr_tokenizer"):

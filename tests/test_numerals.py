@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from patentlmm.numerals import References, aggregate_fidelity, extract_references, fidelity
+from patentlmm.evaluation.numerals import References, aggregate_fidelity, extract_references, fidelity
 from processing import load_image, run_tesseract
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "patent-figures" / "descriptions.json"

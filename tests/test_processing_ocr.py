@@ -20,7 +20,7 @@ import torch
 from conftest import run_outside_repo
 from PIL import Image
 
-from patentlmm.numerals import extract_references
+from patentlmm.evaluation.numerals import extract_references
 from processing.constants import DEFAULT_MAX_OCR_TOKENS, OCR_PAD_BOX
 from processing.images import load_image
 from processing.ocr import (

@@ -213,8 +213,8 @@ def sentencepiece_processor(request, tiny, tmp_path_factory):
 
     from transformers import LlamaTokenizerFast
 
-    from patentlmm.components import prepare_decoder_tokenizer
-    from patentlmm.tiny import _package_file
+    from patentlmm.assembly.components import prepare_decoder_tokenizer
+    from patentlmm.assembly.tiny import _package_file
 
     folder = tmp_path_factory.mktemp("sentencepiece")
     shutil.copy(_package_file("mistral_common", "data/tokenizer.model.v1"), folder / "tokenizer.model")
@@ -256,8 +256,8 @@ def test_whole_prompt_tokenisation_would_lose_the_word_start():
 
     from transformers import LlamaTokenizerFast
 
-    from patentlmm.components import prepare_decoder_tokenizer
-    from patentlmm.tiny import _package_file
+    from patentlmm.assembly.components import prepare_decoder_tokenizer
+    from patentlmm.assembly.tiny import _package_file
 
     with tempfile.TemporaryDirectory() as folder:
         shutil.copy(_package_file("mistral_common", "data/tokenizer.model.v1"), f"{folder}/tokenizer.model")

@@ -90,7 +90,7 @@ def small(tmp_path_factory) -> tuple[Path, Path]:
     so a step takes about a second) and its decoder + LM head alone as a LLaMA causal LM with its tokenizer."""
     from transformers import LlamaForCausalLM
 
-    from patentlmm.tiny import TinyModelArguments, build_tiny
+    from patentlmm.assembly.tiny import TinyModelArguments, build_tiny
 
     model, processor = build_tiny(TinyModelArguments(input_size=64))
     with torch.no_grad():  # peaked next-token distributions, as a pretrained LM has (default init: all near uniform)

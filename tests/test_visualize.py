@@ -1,11 +1,11 @@
-"""`patentlmm.visualize`: the OCR overlay and the numeral highlighting shared by the web demo and the report."""
+"""`patentlmm.evaluation.visualize`: the OCR overlay and the numeral highlighting."""
 
 from __future__ import annotations
 
 from PIL import Image
 
-from patentlmm.numerals import References
-from patentlmm.visualize import IN_FIGURE, NOT_IN_FIGURE, highlight_numerals, ocr_overlay
+from patentlmm.evaluation.numerals import References
+from patentlmm.evaluation.visualize import IN_FIGURE, NOT_IN_FIGURE, highlight_numerals, ocr_overlay
 
 
 def test_highlight_numerals_marks_numerals_by_whether_the_figure_has_them():

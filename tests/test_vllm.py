@@ -99,8 +99,8 @@ def _sentencepiece_processor(processor, legacy: bool, folder: Path):
 
     from transformers import LlamaTokenizerFast
 
-    from patentlmm.components import prepare_decoder_tokenizer
-    from patentlmm.tiny import _package_file
+    from patentlmm.assembly.components import prepare_decoder_tokenizer
+    from patentlmm.assembly.tiny import _package_file
     from processing import PatentLMMProcessor
 
     shutil.copy(_package_file("mistral_common", "data/tokenizer.model.v1"), folder / "tokenizer.model")
@@ -183,7 +183,7 @@ def test_tiny_decoder_head_dim_is_one_vllms_cpu_attention_takes(tiny):
 
 
 def test_vllm_engine_refuses_unknown_engine(tiny):
-    from patentlmm.describe import describe
+    from patentlmm.inference.describe import describe
 
     model, processor = tiny
     with pytest.raises(ValueError, match=r"engine must be one of \('transformers', 'vllm'\)"):

@@ -10,7 +10,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from PIL import Image  # noqa: E402
 
-from patentlmm.web_demo import MAX_UPLOAD_SIZE, build_app  # noqa: E402
+from patentlmm.demo.web import MAX_UPLOAD_SIZE, build_app  # noqa: E402
 from processing import build_prompt  # noqa: E402
 
 FIG8 = "US20250204297A1__8"

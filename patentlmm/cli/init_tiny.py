@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from .tiny import TinyModelArguments, init_tiny
+from patentlmm.assembly.tiny import TinyModelArguments, init_tiny
 
 __all__ = ["add_arguments", "run"]
 

@@ -11,10 +11,11 @@ them (by default with the `drawing` engine: `describe --fidelity-ocr NAME` choos
 `type`.
 
 - Table 2 metrics (B-2, B-4, Avg.B = mean of BLEU-1..4, R-1, R-2, R-L, METEOR; percent) over the rows with a
-  reference: `patentlmm.metrics.patentlmm_metrics.paper_metrics`, whose docstring gives each implementation and its
+  reference: `patentlmm.evaluation.metrics.patentlmm_metrics.paper_metrics`, whose docstring gives each
+  implementation and its
   settings (sacrebleu corpus BLEU, 13a, no smoothing; rouge_score F1 averaged over samples, no stemmer; NLTK METEOR
   with Debian's WordNet, averaged over samples). The same module loads with `evaluate.load(<its path>)`.
-- Reference-numeral fidelity (`patentlmm.numerals`) over the rows with figure OCR: numeral precision/recall
+- Reference-numeral fidelity (`patentlmm.evaluation.numerals`) over the rows with figure OCR: numeral precision/recall
   (micro, percent) and figure-label agreement of the predictions and, as a yardstick, of the references; per-sample
   scores go to the JSON, with each figure's numerals as read (`figure_numerals`) and those the prediction
   mentions (`numerals_mentioned`); `fidelity_ocr` lists the engines that read the figures.
@@ -29,8 +30,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .metrics.patentlmm_metrics import METRIC_NAMES, paper_metrics
-from .numerals import References, aggregate_fidelity, fidelity
+from patentlmm.evaluation.metrics.patentlmm_metrics import METRIC_NAMES, paper_metrics
+from patentlmm.evaluation.numerals import References, aggregate_fidelity, fidelity
 
 __all__ = ["PAPER_RESULTS", "add_arguments", "evaluate_predictions", "format_table", "read_predictions", "run"]
 

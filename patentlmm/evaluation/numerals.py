@@ -31,7 +31,7 @@ letter suffix in the figure but written plain in the text (or the reverse) does 
 several labels, all of which count as the figure's own. Per sample, `fidelity` also lists the figure's numerals
 (`figure_numerals`) and those the text mentions (`numerals_mentioned`).
 
-    from patentlmm.numerals import extract_references, fidelity
+    from patentlmm.evaluation.numerals import extract_references, fidelity
     figure = extract_references(" ".join(ocr_words))
     scores = fidelity(prediction, figure)
 """

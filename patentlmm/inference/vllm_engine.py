@@ -11,7 +11,7 @@ from processing.prompts import tokenize_prompt
 if TYPE_CHECKING:  # the `vllm` extra, imported only when this engine runs
     from vllm import LLM
 
-    from .describe import Figure
+    from patentlmm.inference.describe import Figure
 
 __all__ = ["generate_batch", "load_vllm"]
 

@@ -1,10 +1,11 @@
 """The paper's seven description metrics (PatentLMM, arXiv 2501.15074, Table 2), offline, as an `evaluate` module.
 
     import evaluate
-    metric = evaluate.load("patentlmm/metrics/patentlmm_metrics.py")  # a path: nothing is fetched from a hub
+    metric = evaluate.load("patentlmm/evaluation/metrics/patentlmm_metrics.py")  # a path: nothing is fetched from a hub
     metric.compute(predictions=["FIG. 3 is a side view."], references=["FIG. 3 is a side view of the hinge."])
 
-or, without `evaluate`: `from patentlmm.metrics.patentlmm_metrics import paper_metrics`. Scores are in percent.
+or, without `evaluate`: `from patentlmm.evaluation.metrics.patentlmm_metrics import paper_metrics`. Scores are in
+percent.
 
 Implementations and settings (predictions and references are plain strings, one reference per prediction):
 - BLEU-n (n = 1..4): sacrebleu's corpus BLEU (`sacrebleu.metrics.BLEU(max_ngram_order=n, tokenize="13a",

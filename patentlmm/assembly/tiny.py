@@ -21,10 +21,9 @@ import torch
 from transformers import LayoutLMv3Config, LayoutLMv3Model, LayoutLMv3TokenizerFast, LlamaTokenizerFast
 
 from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration
+from patentlmm.assembly.components import build_processor, prepare_decoder_tokenizer
 from processing import PatentLMMProcessor
 from processing.constants import DEFAULT_IMAGE_TOKEN
-
-from .components import build_processor, prepare_decoder_tokenizer
 
 __all__ = [
     "TinyModelArguments",

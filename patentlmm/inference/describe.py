@@ -9,7 +9,8 @@
 Python: `describe("./my-patentlmm", dataset="./patentdesc-355k", split="test", output="preds.jsonl")`.
 
 JSONL rows: `image_id`, `type`, `prediction`, `reference` (when the dataset has the description), and the figure's
-`figure_numerals` / `figure_labels` (`patentlmm.numerals`), which `patentlmm eval` scores predictions against, as
+`figure_numerals` / `figure_labels` (`patentlmm.evaluation.numerals`), which `patentlmm eval` scores predictions
+against, as
 read by the fidelity OCR (`--fidelity-ocr`, default `drawing`, which reads the numerals page OCR misses; its
 `engine.key` is the row's `fidelity_ocr`). The model's own OCR (its processor's engine) is reused when it is the
 same engine, else the fidelity engine reads the figure too.
@@ -32,7 +33,7 @@ prompt (:122), figures resized without padding to a square (:127), at most 512 t
 the figure counted once (:135, `generate(max_length=512)`), and with `--dtype auto` float32 (the model ran unconverted
 in fp32, :83). With a converted official checkpoint and the official OCR, batch size 1 reproduces its tokens.
 
-`--engine vllm` generates step 3's batches with vLLM (`patentlmm.vllm_engine`; the `vllm` extra) instead of
+`--engine vllm` generates step 3's batches with vLLM (`patentlmm.inference.vllm_engine`; the `vllm` extra) instead of
 `generate`; everything else is the same (figures, OCR, sorting, prompt ids, greedy decoding, rows, resume).
 """
 
@@ -55,14 +56,13 @@ import torch
 from tqdm.auto import tqdm
 
 from modeling_patentlmm import PatentLMMForConditionalGeneration
+from patentlmm.evaluation.numerals import extract_references
+from patentlmm.inference import vllm_engine
 from processing import PatentLMMProcessor, build_prompt, load_image, tokenize_ocr
 from processing.constants import DESCRIPTION_TYPES
 from processing.images import ImageInput
 from processing.ocr import DEFAULT_OCR_ENGINE, OCR_ENGINES, OcrEngine, ocr_engine_from_dict, ocr_tokens_from_official
 from processing.prompts import PROMPT_FORMATS, tokenize_prompt
-
-from . import vllm_engine
-from .numerals import extract_references
 
 __all__ = [
     "ENGINES",
@@ -89,7 +89,7 @@ DEFAULT_CACHE = "static"
 DEFAULT_MAX_NEW_TOKENS = 512
 ORIGINAL_INFERENCE = "original_inference"  # the prompt format that also takes the original script's other settings
 ORIGINAL_MAX_LENGTH = 512  # finetuned_inference.py:135, generate(max_length=512): prompt tokens included
-ENGINES = ("transformers", "vllm")  # `generate` in this process, or vLLM (`patentlmm.vllm_engine`)
+ENGINES = ("transformers", "vllm")  # `generate` in this process, or vLLM (`patentlmm.inference.vllm_engine`)
 SORT_WINDOW_BATCHES = 16  # figures are length-sorted within windows of this many batches (bounded memory)
 
 
@@ -359,7 +359,7 @@ def iter_descriptions(
     """Yields the JSONL rows of each generated batch (length-sorted batches; rows in input order within a batch).
 
     `max_new_tokens` None: `default_max_new_tokens`; `original_inference` also resizes figures without padding.
-    `model` is a PatentLMM model, or a `vllm.LLM` serving one (`patentlmm.vllm_engine.load_vllm`).
+    `model` is a PatentLMM model, or a `vllm.LLM` serving one (`patentlmm.inference.vllm_engine.load_vllm`).
     """
     prompt = build_prompt(desc_type, prompt_format)
     if max_new_tokens is None:

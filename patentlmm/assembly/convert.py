@@ -60,10 +60,9 @@ from transformers import (
 
 from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration
 from modeling_patentlmm.configuration_patentlmm import PATENTMME_LARGE
+from patentlmm.assembly.components import build_processor, prepare_decoder_tokenizer
 from processing.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MAX_OCR_TOKENS
 from processing.ocr import PAPER_OCR_ENGINE
-
-from .components import build_processor, prepare_decoder_tokenizer
 
 __all__ = ["DEFAULT_LORA_ALPHA", "add_arguments", "convert_original", "run"]
 

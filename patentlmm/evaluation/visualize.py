@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw
 
-from .numerals import References, find_numerals
+from patentlmm.evaluation.numerals import References, find_numerals
 
 __all__ = ["IN_FIGURE", "NOT_IN_FIGURE", "highlight_numerals", "ocr_overlay"]
 
