@@ -213,7 +213,7 @@ def main() -> None:
     if args.engine == "vllm":
         import vllm
 
-        from patentlmm import vllm_engine
+        from patentlmm.inference import vllm_engine
 
         weights = tempfile.TemporaryDirectory()  # row 2's weights, as vLLM loads them: from a folder
         fast.save_pretrained(weights.name)

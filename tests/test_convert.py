@@ -44,7 +44,7 @@ from transformers import (
 )
 
 from modeling_patentlmm import PatentLMMConfig
-from patentlmm import convert
+from patentlmm.assembly import convert
 from patentlmm.assembly.convert import convert_original
 from patentlmm.assembly.tiny import _package_file, build_ocr_tokenizer
 from patentlmm.inference.describe import default_max_new_tokens
