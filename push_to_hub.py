@@ -31,6 +31,8 @@ from safetensors import safe_open
 from transformers import GenerationConfig
 from transformers.dynamic_module_utils import get_relative_import_files
 
+from patentlmm.assets import FIGURES
+
 __all__ = [
     "MODEL_REPO_FILES",
     "add_arguments",
@@ -46,8 +48,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent
-DEFAULT_WIDGET_DIR = REPO_ROOT / "examples" / "figures"  # the bundled real USPTO figures
+DEFAULT_WIDGET_DIR = FIGURES  # the bundled real USPTO figures
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 REQUIRED_FILES = ("config.json", "processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
 _TOKENIZER_FILES = (

@@ -71,7 +71,7 @@ from patentlmm.inference.describe import DEFAULT_CACHE, SORT_WINDOW_BATCHES, Fig
 from processing import PatentLMMProcessor, build_prompt, load_image, run_tesseract, tokenize_ocr  # noqa: E402
 
 SHARED_FIGURES = REPO_ROOT.parent / "shared" / "data" / "patent-figures" / "images"
-EXAMPLE_FIGURES = REPO_ROOT / "examples" / "figures"
+EXAMPLE_FIGURES = REPO_ROOT / "patentlmm" / "assets" / "figures"
 
 # Decoder / encoder shapes: (text hidden, layers, heads, intermediate), (vision hidden, layers, heads, intermediate).
 SHAPES = {

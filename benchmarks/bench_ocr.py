@@ -2,7 +2,7 @@
 
 Run from the repository root (Tesseract on `PATH`):
 
-    python benchmarks/bench_ocr.py                  # the 19 shared figures (or examples/figures/), 2 workers
+    python benchmarks/bench_ocr.py                  # the 19 shared figures (or patentlmm/assets/figures/), 2 workers
     python benchmarks/bench_ocr.py --images DIR --workers 4
 
 Rows (images/s, ratios against the first row):
@@ -43,7 +43,7 @@ from dataset_builder.ocr_stage import read_ocr_cache, run_ocr  # noqa: E402
 
 def _default_images() -> Path:
     shared = REPO.parent / "shared" / "data" / "patent-figures" / "images"
-    return shared if any(shared.glob("*.png")) else REPO / "examples" / "figures"
+    return shared if any(shared.glob("*.png")) else REPO / "patentlmm" / "assets" / "figures"
 
 
 def _cpu_seconds() -> float:

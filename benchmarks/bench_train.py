@@ -7,7 +7,7 @@ Run from the repository root:
     python benchmarks/bench_train.py --shape 7b --stage 1 --batch_size 12     # stage 1 (projector only)
 
 What runs: `train_sft.PatentLMMSFTTrainer` (TRL's SFTTrainer with PatentLMM's collator and the projector's own
-learning rate) on batches built by `PatentLMMCollator` from the bundled real figures (`examples/figures/`, OCR
+learning rate) on batches built by `PatentLMMCollator` from the bundled real figures (`patentlmm/assets/figures/`, OCR
 words precomputed once with Tesseract, brief descriptions), with the stage's recipe settings: stage 2 = LoRA r 128 /
 alpha 256 on every decoder linear layer + the projector, stage 1 = the projector only; gradient checkpointing on
 (`--no_gradient_checkpointing` turns it off); bf16 weights on a GPU, float32 on the CPU. Weights are random:
@@ -55,7 +55,7 @@ from processing import run_tesseract  # noqa: E402
 from processing.collator import PatentLMMCollator  # noqa: E402
 from processing.images import load_image  # noqa: E402
 
-FIGURES = REPO_ROOT / "examples" / "figures"
+FIGURES = REPO_ROOT / "patentlmm" / "assets" / "figures"
 # Dense bf16 peak of the GPU (TFLOP/s), by a substring of its name.
 PEAK_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "A10": 125.0}
 

@@ -15,7 +15,7 @@ import pytest
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="patentlmm-test-datasets-cache-")
 
 REPO = Path(__file__).resolve().parents[1]
-FIGURES = REPO / "examples" / "figures"
+FIGURES = REPO / "patentlmm" / "assets" / "figures"
 
 
 @pytest.fixture(scope="session")

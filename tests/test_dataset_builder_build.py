@@ -35,7 +35,7 @@ from processing.prompts import escape_description
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "patent-figures"
-CORPUS = SHARED if (SHARED / "descriptions.json").is_file() else REPO / "examples" / "figures"
+CORPUS = SHARED if (SHARED / "descriptions.json").is_file() else REPO / "patentlmm" / "assets" / "figures"
 IMAGES = CORPUS / "images" if (CORPUS / "images").is_dir() else CORPUS
 
 

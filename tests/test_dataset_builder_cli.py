@@ -16,7 +16,7 @@ import pytest
 from dataset_builder.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-FIGURES = REPO / "examples" / "figures"
+FIGURES = REPO / "patentlmm" / "assets" / "figures"
 
 
 def test_module_entry_point_lists_the_steps_without_importing_them():

@@ -25,7 +25,7 @@ from dataset_builder.files import AlreadyRunningError
 from dataset_builder.reports import read_report
 
 REPO = Path(__file__).resolve().parents[1]
-FIGURES = sorted((REPO / "examples" / "figures").glob("*.png"))
+FIGURES = sorted((REPO / "patentlmm" / "assets" / "figures").glob("*.png"))
 FAST = {"per_host_rate": 0, "timeout": 1.0, "backoff": 0.01, "retries": 3}  # retries without real waiting
 
 

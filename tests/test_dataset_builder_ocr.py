@@ -23,7 +23,7 @@ from processing.ocr import TesseractEngine, load_ocr_engine, run_tesseract
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_IMAGES = REPO.parent / "shared" / "data" / "patent-figures" / "images"
-IMAGES = SHARED_IMAGES if any(SHARED_IMAGES.glob("*.png")) else REPO / "examples" / "figures"
+IMAGES = SHARED_IMAGES if any(SHARED_IMAGES.glob("*.png")) else REPO / "patentlmm" / "assets" / "figures"
 IDS = sorted(path.stem for path in IMAGES.glob("*.png"))
 SMALLEST = "US20250204297A1__12"  # in both folders; Tesseract finds no word on it, so it is the fastest figure
 WORDY = "US20250204297A1__8"  # in both folders; a dozen words

@@ -56,7 +56,7 @@ def mini_dataset(tmp_path_factory, figures) -> Path:
 
 
 def test_staged_folder_is_complete_and_card_metadata_parses(tiny_dir, tmp_path):
-    widget = sorted((REPO / "examples" / "figures").glob("*.png"))[:2]
+    widget = sorted((REPO / "patentlmm" / "assets" / "figures").glob("*.png"))[:2]
     stripped = tmp_path / "stripped"
     stripped.mkdir()
     for path in tiny_dir.iterdir():  # a folder without remote code or generation config, as some tools save
@@ -136,7 +136,8 @@ def test_only_model_files_are_uploaded_and_the_rest_is_listed(tiny_dir, tmp_path
     shutil.copyfile(folder / "model.safetensors", folder / "checkpoint-5" / "model.safetensors")
     (folder / "train.py").write_text(f"TOKEN = '{token}'\n")
     expected = {path for path in select_model_files(tiny_dir)[0]} | {"README.md"}
-    expected |= {f"examples/{path.name}" for path in sorted((REPO / "examples" / "figures").glob("*.png"))[:3]}
+    widget = sorted((REPO / "patentlmm" / "assets" / "figures").glob("*.png"))[:3]
+    expected |= {f"examples/{path.name}" for path in widget}
 
     with HubServer() as hub:
         env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf-home"), "HF_TOKEN": "hf_push",

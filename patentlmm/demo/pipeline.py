@@ -39,13 +39,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patentlmm.assembly.tiny import TinyModelArguments
+from patentlmm.assets import FIGURES
 from patentlmm.cli.train import import_train_sft
 from processing.constants import DESCRIPTION_TYPES
 from processing.ocr import DEFAULT_OCR_ENGINE
 
 __all__ = ["DEMO_ENCODER", "DemoOptions", "add_arguments", "held_out_ids", "prepare_root", "run", "run_demo"]
 
-DEFAULT_FIGURES = Path(__file__).resolve().parents[1] / "examples" / "figures"  # the checkout's bundled figures
+DEFAULT_FIGURES = FIGURES  # the bundled figures (package data)
 # The demo's encoder: PatentMME's layout (LayoutLMv3, 384 px input) at a size a CPU trains in minutes; 32 px patches
 # give 144 image positions instead of 576, which keeps the decoder's sequences (and the run) short.
 DEMO_ENCODER = TinyModelArguments(
@@ -103,7 +104,7 @@ def prepare_root(figures_dir: Path, root: Path, num_held_out: int) -> dict[str, 
     if not descriptions_path.is_file():
         raise FileNotFoundError(
             f"{descriptions_path} not found: --figures must hold <id>.png files and their descriptions.json "
-            "(the checkout's examples/figures/ by default)."
+            "(the bundled figures by default)."
         )
     entries = json.loads(descriptions_path.read_text(encoding="utf-8"))
     missing = [image_id for image_id in entries if not (figures_dir / f"{image_id}.png").is_file()]
