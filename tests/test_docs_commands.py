@@ -233,7 +233,7 @@ def test_documented_command(where, argv, parsed_training, request):
     elif argv[0] == "patentlmm":
         from patentlmm.cli import build_parser
 
-        build_parser(argv[1]).parse_args(argv[1:])  # exits (SystemExit 2) on an unknown option
+        build_parser(argv[1:]).parse_args(argv[1:])  # exits (SystemExit 2) on an unknown option
     elif argv[0] == "python" and argv[1].startswith("benchmarks/"):
         with mock.patch.object(sys, "argv", argv[1:]):
             _parse_only(lambda: runpy.run_path(str(REPO / argv[1]), run_name="__main__"))

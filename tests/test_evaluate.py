@@ -17,7 +17,7 @@ pytest.importorskip("nltk")
 from patentlmm.evaluation.evaluate import PAPER_RESULTS, add_arguments, evaluate_predictions, format_table, run  # noqa: E402
 from patentlmm.evaluation.metrics.patentlmm_metrics import LEXNAMES, paper_metrics, prepare_wordnet  # noqa: E402
 
-METRIC_FILE = Path(__file__).resolve().parents[1] / "patentlmm" / "metrics" / "patentlmm_metrics.py"
+METRIC_FILE = Path(__file__).resolve().parents[1] / "patentlmm" / "evaluation" / "metrics" / "patentlmm_metrics.py"
 
 
 @pytest.fixture(scope="module", autouse=True)
