@@ -1,28 +1,4 @@
-"""Training throughput of PatentLMM through train_sft's trainer: tokens/s, peak memory and (on a GPU) MFU.
-
-Run from the repository root:
-
-    python benchmarks/bench_train.py                          # tiny random model, stage 2 LoRA, CPU or GPU
-    python benchmarks/bench_train.py --shape 7b --batch_size 8 --steps 10     # GPU: 7B-shaped, bf16, LoRA r 128
-    python benchmarks/bench_train.py --shape 7b --stage 1 --batch_size 12     # stage 1 (projector only)
-
-What runs: `train_sft.PatentLMMSFTTrainer` (TRL's SFTTrainer with PatentLMM's collator and the projector's own
-learning rate) on batches built by `PatentLMMCollator` from the bundled real figures (`patentlmm/assets/figures/`, OCR
-words precomputed once with Tesseract, brief descriptions), with the stage's recipe settings: stage 2 = LoRA r 128 /
-alpha 256 on every decoder linear layer + the projector, stage 1 = the projector only; gradient checkpointing on
-(`--no_gradient_checkpointing` turns it off); bf16 weights on a GPU, float32 on the CPU. Weights are random:
-`--shape tiny` is `patentlmm.assembly.tiny` (384 px, 577 image positions, 2-layer 64-wide decoder); `--shape 7b` is
-PatentMME-large (LayoutLMv3-large, 384 px) + a LLaMA-2-7B-shaped decoder (32 layers, 4096 wide, 32,001 tokens).
-
-Reported after `--warmup` untimed steps, over `--steps` timed steps (one optimizer step each, no accumulation):
-- tokens/s: decoder tokens (prompt, image placeholders, description; padding excluded) per second of step time;
-- peak memory: `torch.cuda.max_memory_allocated` on a GPU, the process's peak RSS on the CPU;
-- MFU (GPU only): model FLOPs per second / the GPU's dense bf16 peak (`--peak_tflops`, known for H100/H200/A100).
-  Model FLOPs per decoder token: 2 N (forward) + 2 N (backward to the activations; the frozen base weights get no
-  gradient) over the decoder's N non-embedding parameters incl. the LM head, plus attention 4 L T d forward and as
-  much backward; the frozen encoder adds its forward, 2 N_enc per encoder position. LoRA's own FLOPs and the
-  recomputation of gradient checkpointing are not counted (the usual MFU convention); stage 1 counts the same.
-"""
+"""Training throughput of `patentlmm.training`'s trainer: tokens/s, peak memory, MFU on a GPU (docs/training.md)."""
 
 from __future__ import annotations
 
@@ -47,10 +23,11 @@ from datasets import Dataset  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 from trl import ModelConfig, SFTConfig  # noqa: E402
 
-import train_sft  # noqa: E402
-from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration  # noqa: E402
-from patentlmm.assembly.components import build_processor  # noqa: E402
+from modeling_patentlmm import PatentLMMForConditionalGeneration  # noqa: E402
+from modeling_patentlmm.configuration_patentlmm import PATENTMME_LARGE  # noqa: E402
+from patentlmm.assembly.components import build_config, build_processor  # noqa: E402
 from patentlmm.assembly.tiny import build_decoder_tokenizer, build_ocr_tokenizer, build_tiny  # noqa: E402
+from patentlmm.training import build_trainer, lora_config, to_conversational  # noqa: E402
 from processing import run_tesseract  # noqa: E402
 from processing.collator import PatentLMMCollator  # noqa: E402
 from processing.images import load_image  # noqa: E402
@@ -66,18 +43,15 @@ def build_model(shape: str, dtype: torch.dtype, device: str):
         model, processor = build_tiny()
         return model.to(device=device, dtype=dtype), processor
     tokenizer, ocr_tokenizer = build_decoder_tokenizer(), build_ocr_tokenizer()
-    config = PatentLMMConfig(
-        text_config={
-            "model_type": "llama",
-            "vocab_size": len(tokenizer),
-            "max_position_embeddings": 4096,
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        },
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    text_config = {
+        "model_type": "llama",  # LLaMA-2-7B's shape: transformers' LlamaConfig defaults
+        "vocab_size": len(tokenizer),
+        "max_position_embeddings": 4096,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    config = build_config(tokenizer, dict(PATENTMME_LARGE), text_config)
     config.text_config._attn_implementation = config._attn_implementation = "sdpa"
     default_dtype = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -97,7 +71,7 @@ def rows(repeat: int) -> Dataset:
         image.thumbnail((768, 768))  # the encoder sees 384 px; a smaller file keeps decoding out of the timings
         for key, value in zip(columns, (image, entry["brief_description"], words, boxes)):
             columns[key].extend([value] * repeat)
-    return train_sft.to_conversational(Dataset.from_dict(columns), "brief")
+    return to_conversational(Dataset.from_dict(columns), "brief")
 
 
 class StepTimer(TrainerCallback):
@@ -152,8 +126,8 @@ def _synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shape", choices=["tiny", "7b"], default="tiny")
     parser.add_argument("--stage", type=int, choices=[1, 2], default=2)
     parser.add_argument("--batch_size", type=int, default=2)
@@ -164,61 +138,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no_gradient_checkpointing", action="store_true")
     parser.add_argument("--attn_implementation", default="sdpa")
     parser.add_argument("--peak_tflops", type=float, help="the GPU's dense bf16 peak; default: by its name")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    gpu = torch.cuda.is_available()
-    device, dtype = ("cuda", torch.bfloat16) if gpu else ("cpu", torch.float32)
-    torch.manual_seed(0)
-    model, processor = build_model(args.shape, dtype, device)
-    model.config._attn_implementation = args.attn_implementation
-    model.config.text_config._attn_implementation = args.attn_implementation
-    if args.stage == 1:
-        model.requires_grad_(False)
-        model.model.multi_modal_projector.requires_grad_(True)
-    parameters = counted_parameters(model)
+
+def training_arguments(args: argparse.Namespace, output: str, gpu: bool) -> SFTConfig:
+    """One optimizer step per batch, no checkpoints, no reporting; bf16 on a GPU, float32 on the CPU."""
     total_steps = args.warmup + args.steps
-    dataset = rows(repeat=-(-total_steps * args.batch_size // 5))
-    collator = CountingCollator(processor, "plain" if args.stage == 1 else "vicuna_v1", max_length=2048)
-    timer = StepTimer()
-    with tempfile.TemporaryDirectory() as output:
-        training_args = SFTConfig(
-            output_dir=output,
-            max_steps=total_steps,
-            per_device_train_batch_size=args.batch_size,
-            gradient_accumulation_steps=1,
-            learning_rate=2e-4,
-            bf16=gpu,
-            use_cpu=not gpu,
-            gradient_checkpointing=not args.no_gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
-            max_length=None,
-            remove_unused_columns=False,
-            dataset_kwargs={"skip_prepare_dataset": True},
-            dataloader_num_workers=0,
-            save_strategy="no",
-            report_to="none",
-            logging_steps=total_steps,
-            disable_tqdm=True,
-        )
-        peft_config = None
-        if args.stage == 2:
-            lora = ModelConfig(lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.05)
-            peft_config = train_sft.lora_config(lora)
-        trainer = train_sft.PatentLMMSFTTrainer(
-            model=model,
-            args=training_args,
-            data_collator=collator,
-            train_dataset=dataset,
-            processing_class=processor,
-            peft_config=peft_config,
-            mm_projector_lr=2e-5 if args.stage == 2 else None,
-            callbacks=[timer],
-        )
-        if gpu:
-            torch.cuda.reset_peak_memory_stats()
-        trainer.train()
+    return SFTConfig(
+        output_dir=output,
+        max_steps=total_steps,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=1,
+        learning_rate=2e-4,
+        bf16=gpu,
+        use_cpu=not gpu,
+        gradient_checkpointing=not args.no_gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        dataloader_num_workers=0,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=total_steps,
+        disable_tqdm=True,
+    )
 
-    timed = slice(args.warmup, total_steps)
+
+def report(args, model, trainer, timer: StepTimer, collator: CountingCollator, parameters, dtype, gpu: bool) -> None:
+    """Prints the device, the configuration and what the timed steps measured."""
+    timed = slice(args.warmup, args.warmup + args.steps)
     seconds = sum(timer.times[timed])
     decoder_tokens = sum(d for d, _ in collator.tokens[timed])
     encoder_tokens = sum(e for _, e in collator.tokens[timed])
@@ -250,6 +196,39 @@ def main(argv: list[str] | None = None) -> None:
             print(f"model TFLOP/s: {achieved / 1e12:.1f} (MFU: unknown peak for {name}; pass --peak_tflops)")
         else:
             print(f"model TFLOP/s: {achieved / 1e12:.1f}; MFU: {100 * achieved / (peak * 1e12):.1f}% of {peak} bf16")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    gpu = torch.cuda.is_available()
+    device, dtype = ("cuda", torch.bfloat16) if gpu else ("cpu", torch.float32)
+    torch.manual_seed(0)
+    model, processor = build_model(args.shape, dtype, device)
+    model.config._attn_implementation = args.attn_implementation
+    model.config.text_config._attn_implementation = args.attn_implementation
+    if args.stage == 1:
+        model.requires_grad_(False)
+        model.model.multi_modal_projector.requires_grad_(True)
+    parameters = counted_parameters(model)
+    dataset = rows(repeat=-(-(args.warmup + args.steps) * args.batch_size // 5))
+    collator = CountingCollator(processor, "plain" if args.stage == 1 else "vicuna_v1", max_length=2048)
+    timer = StepTimer()
+    lora = ModelConfig(lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.05)
+    with tempfile.TemporaryDirectory() as output:
+        trainer = build_trainer(
+            model,
+            processor,
+            training_arguments(args, output, gpu),
+            collator,
+            dataset,
+            peft_config=lora_config(lora) if args.stage == 2 else None,
+            mm_projector_lr=2e-5 if args.stage == 2 else None,
+            callbacks=[timer],
+        )
+        if gpu:
+            torch.cuda.reset_peak_memory_stats()
+        trainer.train()
+    report(args, model, trainer, timer, collator, parameters, dtype, gpu)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Stage 2 on two CPU processes (torchrun, gloo): the ranks train on disjoint rows, the final folder is written once
 and a run resumes from its checkpoint under DDP. FSDP2 does not run on the CPU through the Trainer: the last test
-records why and that train_sft.py refuses it."""
+records why and that training refuses it."""
 
 from __future__ import annotations
 
@@ -69,11 +69,11 @@ def test_fsdp_on_the_cpu_is_refused_with_the_reason():
     with `torchrun --nproc_per_node 2 tests/scripts/ddp_train.py ... --fsdp full_shard --fsdp_config
     '{"fsdp_version": 2}'`: with --use_cpu true the run finishes as plain DDP (distributed type MULTI_CPU,
     `is_fsdp_enabled` False, no DTensor parameter), with --use_cpu false it stops at "Using fsdp only works in
-    distributed training.". So train_sft.py refuses the combination instead of silently training without FSDP."""
-    import train_sft
+    distributed training.". So training refuses the combination instead of silently training without FSDP."""
+    from patentlmm import training
 
     argv = ["--config", str(REPO / "recipes" / "stage2_brief.yaml"), "--model_name_or_path", "m", "--dataset_name",
             "d", "--output_dir", "o", "--use_cpu", "true", "--fsdp", "full_shard",
             "--fsdp_config", json.dumps({"fsdp_version": 2})]  # fmt: skip
     with pytest.raises(ValueError, match=r"--fsdp on the CPU \(--use_cpu true\) would be ignored"):
-        train_sft.parse_arguments(argv)
+        training.parse_arguments(argv)

@@ -1,4 +1,5 @@
-"""train_sft.py end to end on CPU: tiny random model, the five real figures, the real SFTTrainer, a few steps.
+"""Training (`patentlmm.training`, which train_sft.py runs) end to end on CPU: tiny random model, the five real
+figures, the real SFTTrainer, a few steps.
 
 Stage 1 builds from a base LLM folder + a PatentLMM folder's encoder and changes the projector only; stage 2 starts
 from the stage-1 output and changes LoRA and the projector only; overfitting one batch lowers the loss; a run killed
@@ -25,7 +26,7 @@ from transformers import TrainerCallback
 pytest.importorskip("trl")
 pytest.importorskip("peft")
 
-import train_sft  # noqa: E402
+from patentlmm import training  # noqa: E402
 
 LOADER = Path(__file__).parent / "scripts" / "load_and_generate.py"
 PROJECTOR = "model.multi_modal_projector."
@@ -112,7 +113,7 @@ def small(tmp_path_factory) -> tuple[Path, Path]:
 def stage1_dir(tmp_path_factory, patentdesc_dir, small) -> Path:
     small_dir, base_llm_dir = small
     output = tmp_path_factory.mktemp("stage1")
-    train_sft.main(
+    training.main(
         ["--config", str(REPO / "recipes" / "stage1_brief.yaml"), "--model_name_or_path", str(base_llm_dir),
          "--vision_tower", str(small_dir), "--dataset_name", str(patentdesc_dir), "--output_dir", str(output),
          "--max_steps", "2", *FAST]
@@ -123,7 +124,7 @@ def stage1_dir(tmp_path_factory, patentdesc_dir, small) -> Path:
 @pytest.fixture(scope="session")
 def stage2_dir(tmp_path_factory, patentdesc_dir, stage1_dir) -> Path:
     output = tmp_path_factory.mktemp("stage2")
-    train_sft.main(
+    training.main(
         ["--config", str(REPO / "recipes" / "stage2_brief.yaml"), "--model_name_or_path", str(stage1_dir),
          "--dataset_name", str(patentdesc_dir), "--output_dir", str(output), "--max_steps", "2",
          "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "1e-2", "--mm_projector_lr", "1e-2", *FAST]
@@ -149,9 +150,9 @@ def test_stage1_trains_only_the_projector(stage1_dir, small):
     # The projector moved away from its seeded initialisation, and mm_projector.safetensors holds it.
     from trl import ModelConfig
 
-    torch.manual_seed(42)  # the recipe's seed, set by train_sft before it builds the model
-    initial, _ = train_sft.build_from_base_llm(str(base_llm_dir), str(small_dir), ModelConfig(dtype="float32"))
-    projector = load_file(str(stage1_dir / train_sft.PROJECTOR_FILE))
+    torch.manual_seed(42)  # the recipe's seed, set by training.train before it builds the model
+    initial, _ = training.build_from_base_llm(str(base_llm_dir), str(small_dir), ModelConfig(dtype="float32"))
+    projector = load_file(str(stage1_dir / training.PROJECTOR_FILE))
     assert sorted(projector) == sorted(name for name in trained if name.startswith(PROJECTOR))
     for name, tensor in projector.items():
         assert torch.equal(tensor, trained[name])
@@ -159,7 +160,7 @@ def test_stage1_trains_only_the_projector(stage1_dir, small):
 
 
 def test_stage2_trains_only_lora_and_projector(stage2_dir, stage1_dir):
-    adapter = load_file(str(stage2_dir / train_sft.ADAPTER_SUBFOLDER / "adapter_model.safetensors"))
+    adapter = load_file(str(stage2_dir / training.ADAPTER_SUBFOLDER / "adapter_model.safetensors"))
     assert adapter and all(
         ".lora_A." in name or ".lora_B." in name or "multi_modal_projector" in name for name in adapter
     )
@@ -188,7 +189,7 @@ def test_release_loads_with_auto_classes_and_generates(stage2_dir, figures):
 
 
 def test_overfitting_one_batch_lowers_the_loss(tmp_path, patentdesc_dir, small):
-    train_sft.main(
+    training.main(
         ["--config", str(REPO / "recipes" / "stage2_brief.yaml"), "--model_name_or_path", str(small[0]),
          "--dataset_name", str(patentdesc_dir), "--output_dir", str(tmp_path), "--max_train_samples", "1",
          "--max_steps", "5", "--learning_rate", "1e-2", "--mm_projector_lr", "1e-2", "--lora_r", "8",
@@ -207,20 +208,20 @@ class InfiniteGradient(TrainerCallback):
     """Turns one projector weight's gradient into inf in the real backward, as the sporadic failure of issue 14 did."""
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        weight = next(p for n, p in model.named_parameters() if train_sft.PROJECTOR_MODULE in n and p.requires_grad)
+        weight = next(p for n, p in model.named_parameters() if training.PROJECTOR_MODULE in n and p.requires_grad)
         weight.register_hook(lambda grad: torch.full_like(grad, float("inf")))
 
 
 def test_a_non_finite_grad_norm_is_reported_with_its_step(tmp_path, patentdesc_dir, small, monkeypatch, caplog):
-    init = train_sft.PatentLMMSFTTrainer.__init__
+    init = training.PatentLMMSFTTrainer.__init__
 
     def with_infinite_gradient(self, *args, **kwargs):
         init(self, *args, **kwargs)
         self.add_callback(InfiniteGradient())
 
-    monkeypatch.setattr(train_sft.PatentLMMSFTTrainer, "__init__", with_infinite_gradient)
-    with caplog.at_level("WARNING", logger="train_sft"):
-        train_sft.main(
+    monkeypatch.setattr(training.PatentLMMSFTTrainer, "__init__", with_infinite_gradient)
+    with caplog.at_level("WARNING", logger="patentlmm.training"):
+        training.main(
             ["--config", str(REPO / "recipes" / "stage2_brief.yaml"), "--model_name_or_path", str(small[0]),
              "--dataset_name", str(patentdesc_dir), "--output_dir", str(tmp_path), "--max_train_samples", "2",
              "--max_steps", "1", "--merge_lora", "false", *FAST]
@@ -231,19 +232,19 @@ def test_a_non_finite_grad_norm_is_reported_with_its_step(tmp_path, patentdesc_d
 KILL_AT_STEP = """
 import os, signal, sys
 from transformers import TrainerCallback
-import train_sft
+from patentlmm import training
 
 class KillAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == int(os.environ["KILL_AT_STEP"]):
             os.kill(os.getpid(), signal.SIGKILL)
 
-init = train_sft.PatentLMMSFTTrainer.__init__
+init = training.PatentLMMSFTTrainer.__init__
 def patched(self, *args, **kwargs):
     init(self, *args, **kwargs)
     self.add_callback(KillAt())
-train_sft.PatentLMMSFTTrainer.__init__ = patched
-train_sft.main(sys.argv[1:])
+training.PatentLMMSFTTrainer.__init__ = patched
+training.main(sys.argv[1:])
 """
 
 
@@ -266,8 +267,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, patentdesc_
         "checkpoint-1"
     ]  # killed before saving step 2
 
-    train_sft.main([*command(tmp_path / "resumed"), "--resume_from_checkpoint", "true"])
-    train_sft.main(command(tmp_path / "straight"))
+    training.main([*command(tmp_path / "resumed"), "--resume_from_checkpoint", "true"])
+    training.main(command(tmp_path / "straight"))
     assert _last_loss(tmp_path / "resumed") == _last_loss(tmp_path / "straight") != (None, None)
     assert _last_loss(tmp_path / "straight")[0] == 3
 
@@ -297,7 +298,7 @@ def test_stage1_trains_the_projector_under_a_frozen_patentllama(tmp_path, patent
     adapter = tmp_path / "patentllama"
     _patentllama_adapter(adapter, base_llm_dir)
     output = tmp_path / "stage1-patentllama"
-    train_sft.main(
+    training.main(
         ["--config", str(REPO / "recipes" / "stage1_brief.yaml"), "--model_name_or_path", str(base_llm_dir),
          "--vision_tower", str(small_dir), "--dataset_name", str(patentdesc_dir), "--output_dir", str(output),
          "--max_steps", "2", "--lora_init_adapter", str(adapter), *FAST]
@@ -324,9 +325,9 @@ def test_lora_starts_from_a_patentllama_adapter(tmp_path, small):
 
     model = get_peft_model(
         PatentLMMForConditionalGeneration.from_pretrained(patentlmm_dir),
-        train_sft.lora_config(ModelConfig(lora_r=4, lora_alpha=8)),
+        training.lora_config(ModelConfig(lora_r=4, lora_alpha=8)),
     )
-    train_sft.load_lora_init(model, str(tmp_path / "patentllama"))
+    training.load_lora_init(model, str(tmp_path / "patentllama"))
     source = dict(llama.named_parameters())
     loaded = 0
     for name, parameter in model.named_parameters():
@@ -342,13 +343,36 @@ def test_the_recipe_is_read_as_the_first_argument_or_with_config():
     recipe = str(REPO / "recipes" / "stage2_brief.yaml")
     options = ["--model_name_or_path", "runs/stage1-brief", "--dataset_name", "./patentdesc-355k",
                "--output_dir", "runs/patentlmm-brief"]  # fmt: skip
-    positional = train_sft.parse_arguments([recipe, *options])
-    flag = train_sft.parse_arguments(["--config", recipe, *options])
+    positional = training.parse_arguments([recipe, *options])
+    flag = training.parse_arguments(["--config", recipe, *options])
     assert positional[1].to_dict() == flag[1].to_dict() and positional[2:] == flag[2:]
     assert positional[3].stage == 2 and positional[1].learning_rate == flag[1].learning_rate == 2e-4
     with pytest.raises(SystemExit, match="give the recipe once"):
-        train_sft.parse_arguments([recipe, "--config", recipe, *options])
+        training.parse_arguments([recipe, "--config", recipe, *options])
     with pytest.raises(SystemExit, match="'runs/x' is not an option"):
-        train_sft.parse_arguments(["runs/x", *options])
+        training.parse_arguments(["runs/x", *options])
     with pytest.raises(ValueError, match="--max_train_samples must be at least 1"):
-        train_sft.parse_arguments([recipe, *options, "--max_train_samples", "0"])
+        training.parse_arguments([recipe, *options, "--max_train_samples", "0"])
+
+
+def test_train_takes_the_four_argument_objects_and_leaves_them_unchanged(tmp_path, patentdesc_dir, small):
+    """`patentlmm.training.train`, the typed entry point (docs/training.md "From Python"), trains stage 2 from the
+    four objects, returns the output folder and changes none of them (the trainer gets its own copy of the
+    SFTConfig, with TRL's data preparation off)."""
+    import copy
+    import dataclasses
+
+    from trl import ModelConfig, ScriptArguments, SFTConfig
+
+    objects = (
+        ScriptArguments(dataset_name=str(patentdesc_dir), dataset_config="brief"),
+        SFTConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=2, bf16=False, use_cpu=True,
+                  report_to="none", save_strategy="no", dataloader_num_workers=0, gradient_checkpointing=False),
+        ModelConfig(model_name_or_path=str(small[0]), dtype="float32", lora_r=4, lora_alpha=8),
+        training.PatentLMMArguments(stage=2, merge_lora=False, max_train_samples=2),
+    )  # fmt: skip
+    before = [copy.deepcopy(dataclasses.asdict(item)) for item in objects]
+    assert training.train(*objects) == tmp_path
+    assert (tmp_path / "adapter_config.json").is_file() and (tmp_path / "trainer_state.json").is_file()
+    assert [dataclasses.asdict(item) for item in objects] == before
+    assert objects[1].max_length is not None and objects[1].remove_unused_columns and objects[3].desc_type is None

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from patentlmm.assembly.tiny import TinyModelArguments
 from patentlmm.assets import FIGURES
-from patentlmm.cli.train import import_train_sft
+from patentlmm.cli.train import import_training
 from processing.constants import DESCRIPTION_TYPES
 from processing.ocr import DEFAULT_OCR_ENGINE
 
@@ -125,7 +125,7 @@ def prepare_root(figures_dir: Path, root: Path, num_held_out: int) -> dict[str, 
 def _train(arguments: dict[str, object]) -> Path:
     """Runs `train_sft.py` with `--key value` for each entry of `arguments`; returns its output folder."""
     argv = [item for key, value in arguments.items() for item in (f"--{key}", str(value))]
-    return import_train_sft("patentlmm demo").main(argv)
+    return import_training("patentlmm demo").main(argv)
 
 
 def _losses(model_dir: Path) -> list[float]:

@@ -1,6 +1,7 @@
-"""train_sft.py under torchrun, recording the image ids of every batch each rank collates in
-`$BATCH_LOG_DIR/rank<RANK>.jsonl` (one JSON list per batch) and, after the first step, whether the trained model's
-parameters are sharded (`DTensor`, FSDP2) in `$BATCH_LOG_DIR/rank<RANK>-model.json`; then training as usual."""
+"""`patentlmm.training.main` (what train_sft.py runs) under torchrun, recording the image ids of every batch each
+rank collates in `$BATCH_LOG_DIR/rank<RANK>.jsonl` (one JSON list per batch) and, after the first step, whether the
+trained model's parameters are sharded (`DTensor`, FSDP2) in `$BATCH_LOG_DIR/rank<RANK>-model.json`; then training
+as usual."""
 
 import json
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-import train_sft
+from patentlmm import training
 from processing.collator import PatentLMMCollator
 
 collate = PatentLMMCollator.__call__
@@ -32,7 +33,7 @@ class RecordSharding(TrainerCallback):
             path.write_text(json.dumps({"sharded": sharded, "world_size": args.world_size}))
 
 
-init = train_sft.PatentLMMSFTTrainer.__init__
+init = training.PatentLMMSFTTrainer.__init__
 
 
 def with_callback(self, *args, **kwargs):
@@ -41,5 +42,5 @@ def with_callback(self, *args, **kwargs):
 
 
 PatentLMMCollator.__call__ = recording
-train_sft.PatentLMMSFTTrainer.__init__ = with_callback
-train_sft.main(sys.argv[1:])
+training.PatentLMMSFTTrainer.__init__ = with_callback
+training.main(sys.argv[1:])
