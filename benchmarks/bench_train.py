@@ -28,6 +28,7 @@ from modeling_patentlmm.configuration_patentlmm import PATENTMME_LARGE  # noqa: 
 from patentlmm.assembly.components import build_config, build_processor  # noqa: E402
 from patentlmm.assembly.tiny import build_decoder_tokenizer, build_ocr_tokenizer, build_tiny  # noqa: E402
 from patentlmm.training import build_trainer, lora_config, to_conversational  # noqa: E402
+from patentlmm.training.arguments import PROMPT_FORMAT_OF_STAGE  # noqa: E402
 from processing import run_tesseract  # noqa: E402
 from processing.collator import PatentLMMCollator  # noqa: E402
 from processing.images import load_image  # noqa: E402
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         model.model.multi_modal_projector.requires_grad_(True)
     parameters = counted_parameters(model)
     dataset = rows(repeat=-(-(args.warmup + args.steps) * args.batch_size // 5))
-    collator = CountingCollator(processor, "plain" if args.stage == 1 else "vicuna_v1", max_length=2048)
+    collator = CountingCollator(processor, PROMPT_FORMAT_OF_STAGE[args.stage], max_length=2048)
     timer = StepTimer()
     lora = ModelConfig(lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.05)
     with tempfile.TemporaryDirectory() as output:

@@ -123,7 +123,7 @@ def prepare_root(figures_dir: Path, root: Path, num_held_out: int) -> dict[str, 
 
 
 def _train(arguments: dict[str, object]) -> Path:
-    """Runs `train_sft.py` with `--key value` for each entry of `arguments`; returns its output folder."""
+    """Runs `patentlmm.training.main` with `--key value` for each entry of `arguments`; returns its output folder."""
     argv = [item for key, value in arguments.items() for item in (f"--{key}", str(value))]
     return import_training("patentlmm demo").main(argv)
 

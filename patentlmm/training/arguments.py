@@ -33,10 +33,13 @@ class PatentLMMArguments:
 
     stage: int = _option(2, "1: train the projector only; 2: LoRA on the decoder + projector.")
     desc_type: str | None = _option(
-        None, "brief or detailed: the instruction and target; defaults to --dataset_config."
+        None, f"{' or '.join(DESCRIPTION_TYPES)}: the instruction and target; defaults to --dataset_config."
     )
     prompt_format: str | None = _option(
-        None, "plain or vicuna_v1; defaults to plain in stage 1 and vicuna_v1 in stage 2."
+        None,
+        "The prompt format; by default the stage's ("
+        + ", ".join(f"stage {stage}: {name}" for stage, name in PROMPT_FORMAT_OF_STAGE.items())
+        + ").",
     )
     vision_tower: str | None = _option(
         None,
