@@ -27,7 +27,7 @@ from modeling_patentlmm import PatentLMMForConditionalGeneration  # noqa: E402
 from modeling_patentlmm.configuration_patentlmm import PATENTMME_LARGE  # noqa: E402
 from patentlmm.assembly.components import build_config, build_processor  # noqa: E402
 from patentlmm.assembly.tiny import build_decoder_tokenizer, build_ocr_tokenizer, build_tiny  # noqa: E402
-from patentlmm.training import build_trainer, lora_config, to_conversational  # noqa: E402
+from patentlmm.training import PatentLMMSFTTrainer, build_trainer, lora_config, to_conversational  # noqa: E402
 from patentlmm.training.arguments import PROMPT_FORMAT_OF_STAGE  # noqa: E402
 from processing import run_tesseract  # noqa: E402
 from processing.collator import PatentLMMCollator  # noqa: E402
@@ -163,7 +163,16 @@ def training_arguments(args: argparse.Namespace, output: str, gpu: bool) -> SFTC
     )
 
 
-def report(args, model, trainer, timer: StepTimer, collator: CountingCollator, parameters, dtype, gpu: bool) -> None:
+def report(
+    args: argparse.Namespace,
+    model: PatentLMMForConditionalGeneration,
+    trainer: PatentLMMSFTTrainer,
+    timer: StepTimer,
+    collator: CountingCollator,
+    parameters: tuple[int, int],
+    dtype: torch.dtype,
+    gpu: bool,
+) -> None:
     """Prints the device, the configuration and what the timed steps measured."""
     timed = slice(args.warmup, args.warmup + args.steps)
     seconds = sum(timer.times[timed])

@@ -7,7 +7,14 @@ import os
 
 import torch
 from safetensors import safe_open
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LayoutLMv3Config, LayoutLMv3Model
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LayoutLMv3Config,
+    LayoutLMv3Model,
+    PreTrainedTokenizerBase,
+)
 from transformers.utils import cached_file
 from trl import ModelConfig
 
@@ -58,7 +65,7 @@ def read_prefixed_tensors(source: str | os.PathLike, prefix: str) -> dict[str, t
     return tensors
 
 
-def _load_encoder(vision_tower: str, projector_type: str) -> tuple[LayoutLMv3Model, dict, AutoTokenizer]:
+def _load_encoder(vision_tower: str, projector_type: str) -> tuple[LayoutLMv3Model, dict, PreTrainedTokenizerBase]:
     """(encoder with its weights, the settings it brings, OCR tokenizer) of a PatentLMM or LayoutLMv3 folder."""
     source_config = AutoConfig.from_pretrained(vision_tower)
     if isinstance(source_config, PatentLMMConfig):
