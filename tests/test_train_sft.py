@@ -159,6 +159,21 @@ def test_stage1_trains_only_the_projector(stage1_dir, small):
         assert not torch.equal(tensor, initial.state_dict()[name]), name
 
 
+def test_stage1_from_a_base_llm_saves_the_package_generation_defaults(stage1_dir):
+    """Greedy, DEFAULT_MAX_NEW_TOKENS new tokens, `<image>` suppressed: `assembly.components.generation_config`, not
+    the base LLM's generation config."""
+    from transformers import GenerationConfig
+
+    from modeling_patentlmm import PatentLMMConfig
+    from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
+
+    saved = GenerationConfig.from_pretrained(stage1_dir)
+    config = PatentLMMConfig.from_pretrained(stage1_dir)
+    assert saved.do_sample is False and saved.max_new_tokens == DEFAULT_MAX_NEW_TOKENS
+    assert saved.suppress_tokens == [config.image_token_id]
+    assert (saved.pad_token_id, saved.eos_token_id) == (config.pad_token_id, config.eos_token_id)
+
+
 def test_stage2_trains_only_lora_and_projector(stage2_dir, stage1_dir):
     adapter = load_file(str(stage2_dir / training.ADAPTER_SUBFOLDER / "adapter_model.safetensors"))
     assert adapter and all(
