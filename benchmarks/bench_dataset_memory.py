@@ -80,7 +80,8 @@ def _child(step: str, root: Path) -> dict:
         with open(root / "PatentDesc-355k.json", encoding="utf-8") as handle:
             count = len(json.load(handle))
     elif step == "read":
-        from dataset_builder.records import DiskMap, iter_records
+        from dataset_builder.diskmap import DiskMap
+        from dataset_builder.entries import iter_records
 
         imports_mb = _peak_mb()
         start = time.perf_counter()
@@ -89,15 +90,19 @@ def _child(step: str, root: Path) -> dict:
     else:
         from PIL import Image
 
-        from dataset_builder import build
+        from dataset_builder import examples
+        from dataset_builder.build import build_patentdesc_dataset
+        from dataset_builder.image_check import PreparedImage
+        from dataset_builder.options import BuildOptions
 
         buffer = io.BytesIO()
         Image.new("1", (8, 8), 1).save(buffer, format="PNG")
-        placeholder = build.PreparedImage(png=buffer.getvalue())
-        build.prepare_image = lambda path, max_pixels=None: placeholder  # metadata only: see the module docstring
+        placeholder = PreparedImage(png=buffer.getvalue())
+        examples.prepare_image = lambda path, max_pixels=None: placeholder  # metadata only: see the module docstring
         imports_mb = _peak_mb()
         start = time.perf_counter()
-        summary = build.build_patentdesc_dataset(root, root / "out" / "patentdesc-355k", progress=False)
+        output = root / "out" / "patentdesc-355k"
+        summary = build_patentdesc_dataset(root, output, BuildOptions(workers=1), progress=False)
         count = sum(sum(splits.values()) for splits in summary.num_examples.values())
     return {"peak_mb": _peak_mb(), "imports_mb": imports_mb, "seconds": time.perf_counter() - start, "rows": count}
 

@@ -38,7 +38,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from helpers_http import FigureServer, Reply  # noqa: E402
 
-from dataset_builder.download import DEFAULT_PER_HOST_RATE, checked_png, download_images  # noqa: E402
+from dataset_builder.download import checked_png, download_images  # noqa: E402
+from dataset_builder.options import DownloadOptions  # noqa: E402
 from processing.images import decode_image  # noqa: E402
 
 
@@ -76,14 +77,16 @@ def main() -> None:
     server.start()
     urls = ours.recv()
     items = [(f"US{1000000 + k}B2__{k % 20 + 1}", url) for k, url in enumerate(urls)]
+    default_rate = DownloadOptions(workers=args.workers)
+    unlimited = DownloadOptions(workers=args.workers, per_host_rate=0)
     with tempfile.TemporaryDirectory() as scratch:
         runs = {
             "sequential GETs": lambda folder: _sequential(items, folder),
             f"download_images, {args.workers} workers, no rate limit": lambda folder: download_images(
-                items, folder, Path(scratch) / "r1.jsonl", workers=args.workers, per_host_rate=0
+                items, folder, Path(scratch) / "r1.jsonl", unlimited
             ),
-            f"download_images, {args.workers} workers, default {DEFAULT_PER_HOST_RATE:g} req/s per host": (
-                lambda folder: download_images(items, folder, Path(scratch) / "r2.jsonl", workers=args.workers)
+            f"download_images, {args.workers} workers, default {default_rate.per_host_rate:g} req/s per host": (
+                lambda folder: download_images(items, folder, Path(scratch) / "r2.jsonl", default_rate)
             ),
         }
         for index, (name, function) in enumerate(runs.items()):

@@ -1,4 +1,4 @@
-"""Throughput of the `ocr` stage (`dataset_builder.ocr_stage.run_ocr`) against the original OCR path.
+"""Throughput of the `ocr` step (`dataset_builder.ocr.run_ocr`) against the original OCR path.
 
 Run from the repository root (Tesseract on `PATH`):
 
@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO))
 from PIL import Image  # noqa: E402
 from transformers import LayoutLMv3ImageProcessor  # noqa: E402
 
-from dataset_builder.ocr_stage import read_ocr_cache, run_ocr  # noqa: E402
+from dataset_builder.ocr import read_ocr_cache, run_ocr  # noqa: E402
+from dataset_builder.options import OcrOptions  # noqa: E402
 
 
 def _default_images() -> Path:
@@ -76,14 +77,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         cache, report = Path(scratch) / "ocr_cache.jsonl", Path(scratch) / "failures.jsonl"
+        options = OcrOptions(workers=args.workers)
         # 2) the ocr stage, empty cache
         cpu = _cpu_seconds()
-        first = run_ocr(ids, args.images, cache, report, workers=args.workers)
+        first = run_ocr(ids, args.images, cache, report, options)
         stage_rate = first.processed / first.seconds
         stage_cpu = (_cpu_seconds() - cpu) / first.processed
         # 3) the same call, everything cached
         start, cpu = time.perf_counter(), _cpu_seconds()
-        again = run_ocr(ids, args.images, cache, report, workers=args.workers)
+        again = run_ocr(ids, args.images, cache, report, options)
         cached_rate = again.cached / (time.perf_counter() - start)
         cached_cpu = (_cpu_seconds() - cpu) / again.cached
         ours = read_ocr_cache(cache)

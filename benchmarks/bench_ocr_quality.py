@@ -48,7 +48,8 @@ os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from dataset_builder.ocr_stage import run_ocr  # noqa: E402
+from dataset_builder.ocr import run_ocr  # noqa: E402
+from dataset_builder.options import OcrOptions  # noqa: E402
 from patentlmm.evaluation.numerals import extract_references  # noqa: E402
 from processing.ocr import load_ocr_engine  # noqa: E402
 
@@ -135,7 +136,8 @@ def _stage_rates(images: Path, ids: list[str], workers: int, repeat: int, rounds
             for engine, values in rates.items():
                 folder = Path(tmp) / engine
                 started = time.perf_counter()
-                summary = run_ocr(stage_ids, copies, folder / "c.jsonl", folder / "f.jsonl", workers, engine=engine)
+                options = OcrOptions(engine=engine, workers=workers)
+                summary = run_ocr(stage_ids, copies, folder / "c.jsonl", folder / "f.jsonl", options)
                 seconds = time.perf_counter() - started
                 assert summary.processed == len(stage_ids), summary
                 values.append(len(stage_ids) / seconds)

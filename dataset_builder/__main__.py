@@ -1,7 +1,7 @@
-"""`python -m dataset_builder COMMAND ...`: see `dataset_builder.cli`."""
+"""`python -m dataset_builder STEP ...`: the same commands as `patentlmm dataset STEP ...`."""
 
 import sys
 
-from .cli import main
+from patentlmm.cli.dataset import main
 
-sys.exit(main())
+sys.exit(main(prog="python -m dataset_builder"))

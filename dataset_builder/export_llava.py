@@ -1,23 +1,7 @@
-"""`export-llava`: the original code's training files, `llava_json/{brief,detailed}_{train,val}`.
-
-    python -m dataset_builder export-llava --root DATASET
-
-For users of the original LLaVA-based code: the same files its `prep_patent_data.py` writes (SPEC §2). Each is a
-JSON list (written with `json.dump`'s default formatting, streamed) of
-
-    {"id": "<image_id>", "image": "<image_id>.png", "conversations": [
-        {"from": "human", "value": "<image>\\nWrite a brief description for this patent image."},
-        {"from": "gpt", "value": "<description, stripped, escaped: every < -> [[ and > -> ]]>"}]}
-
-A figure appears when its split list names it (`val.txt` gives `*_val`; without lists, the split by patent of
-`splits.py`), its description of that type is not empty, and `images/<image_id>.png` exists (the original
-training would fail on a missing image). Everything left out is reported in `reports/export_llava_rejected.jsonl`.
-The order is the JSON's (the original's comes from a Python `set`, so it varies from run to run).
-"""
+"""`export-llava`: the original code's training files `llava_json/{brief,detailed}_{train,val}`, streamed, atomic."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -27,16 +11,19 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from processing.prompts import escape_description
+from processing.constants import DEFAULT_IMAGE_TOKEN
+from processing.prompts import escape_description, instruction
 
-from .build import DatasetLayout
+from .diskmap import DiskMap
+from .entries import iter_records
 from .features import CONFIGS
 from .files import TEMP_MARK, atomic_write, remove_stale_temporaries, run_lock
-from .records import DiskMap, iter_records
+from .layout import DatasetLayout
+from .options import ExportOptions
 from .reports import ReportWriter
-from .splits import DEFAULT_RATIOS, SPLIT_FILE_STEMS, SplitAssigner, parse_ratios
+from .splits import SPLIT_FILE_STEMS, SplitAssigner
 
-__all__ = ["EXPORT_SPLITS", "add_arguments", "export_llava", "llava_sample", "run"]
+__all__ = ["EXPORT_SPLITS", "export_llava", "export_root", "llava_sample"]
 
 EXPORT_SPLITS = ("train", "validation")  # written as *_train and *_val, like the original
 
@@ -47,7 +34,7 @@ def llava_sample(image_id: str, desc_type: str, description: str) -> dict[str, A
         "id": image_id,
         "image": f"{image_id}.png",
         "conversations": [
-            {"from": "human", "value": f"<image>\nWrite a {desc_type} description for this patent image."},
+            {"from": "human", "value": f"{DEFAULT_IMAGE_TOKEN}\n{instruction(desc_type)}"},
             {"from": "gpt", "value": escape_description(description.strip())},
         ],
     }
@@ -56,15 +43,18 @@ def llava_sample(image_id: str, desc_type: str, description: str) -> dict[str, A
 def export_llava(
     root: str | os.PathLike,
     output: str | os.PathLike | None = None,
-    ratios: dict[str, float] = DEFAULT_RATIOS,
-    seed: int = 0,
+    options: ExportOptions = ExportOptions(),  # noqa: B008 (frozen)
     progress: bool = True,
 ) -> dict[str, int]:
     """Writes the four files to `output` (default `root/llava_json`), each atomically (`files.atomic_write`: the
     usual umask, renamed into place when complete); returns the number of entries per file name. Temporaries of a
-    killed export are deleted first; a second export into the same folder at once stops with a clear message."""
+    killed export are deleted first; a second export into the same folder at once stops with a clear message.
+
+    Each file is a JSON list (`json.dump`'s formatting) of `llava_sample`s, in the JSON's order, of the figures
+    of its split (`val.txt` gives `*_val`) whose description of that type is not empty and whose image exists;
+    what is left out goes to `reports/export_llava_rejected.jsonl`."""
     layout = DatasetLayout(Path(root))
-    output = Path(output) if output is not None else layout.root / "llava_json"
+    output = Path(output) if output is not None else layout.llava_dir
     output.mkdir(parents=True, exist_ok=True)
     report_path = layout.reports_dir / "export_llava_rejected.jsonl"
     names = {(config, split): f"{config}_{SPLIT_FILE_STEMS[split]}" for config in CONFIGS for split in EXPORT_SPLITS}
@@ -81,7 +71,7 @@ def export_llava(
             tempfile.TemporaryDirectory(dir=output, prefix=f".work{TEMP_MARK}") as tmp,
             ReportWriter(report_path, "export-llava") as report,
         ):
-            assigner = SplitAssigner(layout.split_dir, tmp, ratios, seed, report)
+            assigner = SplitAssigner(layout.split_dir, tmp, options.ratios, options.seed, report)
             seen = DiskMap(Path(tmp) / "seen.sqlite")
             records = iter_records(layout.json_path, report, seen)
             for record in tqdm(records, desc="export-llava", unit=" entries", disable=not progress or None):
@@ -108,16 +98,12 @@ def export_llava(
     return counts
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, required=True, help="dataset folder laid out like the official DATASET/")
-    parser.add_argument("--output", type=Path, help="output folder (default: ROOT/llava_json)")
-    parser.add_argument(
-        "--ratios", type=parse_ratios, default=DEFAULT_RATIOS, help="train,validation,test ratios without split lists"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split by patent (without split lists)")
-
-
-def run(args: argparse.Namespace) -> int:
-    counts = export_llava(args.root, args.output, args.ratios, args.seed)
+def export_root(
+    root: str | os.PathLike,
+    options: ExportOptions = ExportOptions(),  # noqa: B008 (frozen)
+    output: str | os.PathLike | None = None,
+) -> int:
+    """`export-llava` on a dataset root (see `export_llava`); prints what it wrote and returns 0."""
+    counts = export_llava(root, output, options)
     print("wrote " + ", ".join(f"{name} ({count:,})" for name, count in counts.items()))
     return 0

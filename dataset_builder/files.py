@@ -1,13 +1,4 @@
-"""Atomic writes readable by others (the usual umask), the cleanup of a killed run's temporaries, and run locks.
-
-Every file or folder the builder writes in one piece goes through `atomic_write` / `atomic_directory`: it is
-written under a temporary name next to its target, `.<name>.tmp-<random>`, then renamed into place, so readers see
-the old version or the new one, never half of one. Temporaries are created with `os.open(..., 0o666)` and
-`os.mkdir(..., 0o777)`, so the process umask applies as for any other file (`tempfile.mkstemp` and `mkdtemp` would
-make them 0600 / 0700, unreadable by the other users of a shared cluster folder). A run killed with SIGKILL leaves
-its temporaries behind; the next run on the same folder, holding that folder's `run_lock`, removes them with
-`remove_stale_temporaries`.
-"""
+"""Atomic writes readable by others (the usual umask), the cleanup of a killed run's temporaries, and run locks."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""PatentDesc-355k image ids: `<publication number>__<figure index>`, e.g. `US11036663B2__2`.
-
-Ids become file names (`images/<image_id>.png`), so they are validated strictly: no path separators, no `..`,
-nothing but letters, digits and the two-underscore separator.
-"""
+"""PatentDesc-355k image ids: `<publication number>__<figure index>`, e.g. `US11036663B2__2`, checked strictly."""
 
 from __future__ import annotations
 

@@ -1,23 +1,4 @@
-"""Streams the entries of one huge JSON object (`{"key": value, ...}`), each value parsed on its own.
-
-The official files (`PatentDesc-355k.json`, `ocr.json`) are single objects of ~355K entries, too big to load whole.
-`iter_object_entries` reads it a chunk at a time and parses one top-level value at a time: first in place with
-`json`'s C decoder; when that fails (a value cut by the end of the chunk, or a bad one) a scanner that looks only
-at strings and brackets (regular expressions, no parse tree, no per-event prefix strings: linear time and memory,
-flat in the nesting depth) finds where the value ends, and that text alone is parsed. So whatever is wrong inside
-one entry fails that entry only, reported by its key, and the entries after it are still read:
-
-- `NaN`, `Infinity`, `-Infinity` (Python's `json` writes them, JSON has none): the entry is rejected;
-- numbers of any size (2^64, say) are read exactly, as Python ints (the readers check their range);
-- nesting deeper than Python's `json` parses (~1,000 levels): rejected; a value over `MAX_ENTRY_CHARS`: rejected
-  without being kept (memory stays bounded);
-- invalid syntax inside a value, bytes that are not UTF-8 (marked with `NOT_UTF8` in the strings).
-
-What breaks the object itself (a truncated file, text after the final `}`, a missing `:` or `,` between entries)
-raises `BrokenFileError` (a `ValueError`) naming the place, after every complete entry before it was yielded.
-The encoding comes from the byte-order mark: UTF-8 (with or without one) or UTF-16, as `sniff_encoding` says. A
-file whose top level is not an object (an array, say) raises `BrokenFileError` saying so before any entry.
-"""
+"""Streams the entries of one huge JSON object (`{"key": value, ...}`), each value parsed on its own."""
 
 from __future__ import annotations
 

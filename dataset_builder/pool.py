@@ -1,10 +1,4 @@
-"""A process pool that outlives its workers: one killed by a signal (the out-of-memory killer, say) fails one task.
-
-`concurrent.futures.ProcessPoolExecutor` breaks as a whole when one worker dies: every task in flight fails with
-`BrokenProcessPool`, and so does every later `submit`. `ResilientPool` starts a new pool instead, and runs the
-tasks that were in flight at the break again, each alone in a pool of one worker: the task that kills that worker
-too is the culprit and gets a `WorkerDiedError` as its result; the others get their results. The run goes on.
-"""
+"""A process pool that outlives its workers: one killed by a signal (the out-of-memory killer, say) fails one task."""
 
 from __future__ import annotations
 

@@ -1,75 +1,33 @@
-"""Reports of rejected or failed items: JSON Lines, one `{"image_id", "stage", "reason"}` object per line.
-
-A long run never stops for one bad item: it writes a line here and goes on. Lines are flushed as written, so a
-crash loses nothing already reported. `frames_note` is the reason written for a figure kept with a change: an
-animated or multi-page image of which only the first frame is kept.
-"""
+"""Reports of rejected or failed items: JSON Lines of `{"image_id", "stage", "reason", ...}`, one item a line."""
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from .jsonl import JsonlAppender, complete_lines
+
 __all__ = ["ReportWriter", "frames_note", "permanent_failures", "read_report"]
 
 
-class ReportWriter:
-    """Appends report lines to `path` (created with its folder on first write); use as a context manager."""
+class ReportWriter(JsonlAppender):
+    """Appends report lines to `path` (created with its folder on first write); a context manager. A long run
+    never stops for one bad item: it writes a line here and goes on."""
 
     def __init__(self, path: str | os.PathLike, stage: str):
-        self.path = Path(path)
+        super().__init__(path)
         self.stage = stage
-        self.count = 0
-        self._handle = None
 
     def add(self, image_id: str | None, reason: str, **extra: Any) -> None:
-        if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            _end_with_newline(self.path)  # after a crash mid-line, start on a line of its own
-            self._handle = open(self.path, "a", encoding="utf-8")  # closed in close()
-        line = {"image_id": image_id, "stage": self.stage, "reason": reason, **extra}
-        self._handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-        self._handle.flush()
-        self.count += 1
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-    def __enter__(self) -> ReportWriter:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-
-def _end_with_newline(path: Path) -> None:
-    if path.exists() and path.stat().st_size:
-        with open(path, "rb+") as handle:
-            handle.seek(-1, os.SEEK_END)
-            if handle.read(1) != b"\n":
-                handle.write(b"\n")
+        self.write({"image_id": image_id, "stage": self.stage, "reason": reason, **extra})
 
 
 def read_report(path: str | os.PathLike) -> list[dict[str, Any]]:
     """All complete lines of a report (an empty list when it does not exist; a line cut short by a crash is
     skipped)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    lines = []
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return lines
+    return list(complete_lines(path))
 
 
 def permanent_failures(path: str | os.PathLike) -> set[str]:

@@ -1,16 +1,4 @@
-"""Which split each figure belongs to: the official split lists when present, else a deterministic split by patent.
-
-- With split lists (`data_splits/` or `splits/`: `train.txt`, `val.txt`, `test.txt`), an id goes to the split
-  whose list names it. An id in two different lists is rejected (it would leak between splits); an id listed in no
-  list is left out; a listed id missing from PatentDesc-355k.json is reported by `SplitAssigner.report_unused`.
-- Without them, every figure of a patent goes to the same split, chosen by a hash of `seed` and the patent number
-  against the cumulative `ratios` (default 0.9 / 0.05 / 0.05, close to the official ~320.7K train of 355K). The
-  choice depends on nothing else, so it is the same on every machine and every run, needs no memory, and adding
-  patents never moves the others. Ratios hold over patents, so over figures they are met approximately.
-- `all.txt` alone (no train/val/test lists) restricts the figures used to those it lists, split by patent.
-
-Split names are the `datasets` ones (`train`, `validation`, `test`); the lists and the LLaVA export say `val`.
-"""
+"""Which split each figure belongs to: the official split lists when present, else a deterministic split by patent."""
 
 from __future__ import annotations
 
@@ -19,8 +7,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from .diskmap import DiskMap
+from .entries import iter_split_file
 from .ids import patent_id_of
-from .records import DiskMap, iter_split_file
 from .reports import ReportWriter
 
 __all__ = [

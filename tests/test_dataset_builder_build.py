@@ -23,11 +23,13 @@ from helpers_damaged import damaged_images, encoded
 from helpers_processes import ProcessKiller, child_of, held_lock
 from PIL import Image
 
-from dataset_builder.build import BuildOptions, build_patentdesc_dataset, prepare_image
-from dataset_builder.builder import PatentDesc355k
+from dataset_builder.build import build_patentdesc_dataset
 from dataset_builder.export_llava import export_llava, llava_sample
 from dataset_builder.files import AlreadyRunningError
+from dataset_builder.hf_builder import PatentDesc355k
 from dataset_builder.ids import patent_id_of
+from dataset_builder.image_check import prepare_image
+from dataset_builder.options import BuildOptions, ExportOptions
 from dataset_builder.reports import read_report
 from processing.images import load_image
 from processing.ocr import run_tesseract
@@ -347,7 +349,8 @@ def test_a_killed_image_worker_fails_no_figure_and_the_build_goes_on(tmp_path):
 
 _BUILD = """
 import sys
-from dataset_builder.build import BuildOptions, build_patentdesc_dataset
+from dataset_builder.build import build_patentdesc_dataset
+from dataset_builder.options import BuildOptions
 build_patentdesc_dataset(sys.argv[1], options=BuildOptions(workers=1), progress=False)
 """
 
@@ -384,7 +387,7 @@ def test_the_dataset_and_the_llava_export_are_readable_with_the_usual_umask(tmp_
     old = os.umask(0o022)
     try:
         build_patentdesc_dataset(root, options=ALL_TRAIN, progress=False)
-        export_llava(root, ratios={"train": 1.0, "validation": 0.0, "test": 0.0}, progress=False)
+        export_llava(root, options=ExportOptions(ratios={"train": 1.0, "validation": 0.0, "test": 0.0}), progress=False)
     finally:
         os.umask(old)
     written = [root / "patentdesc-355k", *(root / "patentdesc-355k").rglob("*"), *(root / "llava_json").iterdir()]

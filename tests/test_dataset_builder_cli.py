@@ -1,10 +1,9 @@
-"""`python -m dataset_builder`: subcommands imported lazily, `build`/`export-llava` from the command line, and
-`all` running the steps in order on one root (download and ocr replaced by recording stand-ins here; their own
-tests cover them)."""
+"""`python -m dataset_builder` / `patentlmm dataset`: steps imported lazily, `build`/`export-llava` from the command
+line, and `all` running the steps in order on one root (download and ocr replaced by recording stand-ins here; their
+own tests cover them)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -13,40 +12,40 @@ from pathlib import Path
 
 import pytest
 
-from dataset_builder.cli import main
+from patentlmm.cli.dataset import main
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = REPO / "patentlmm" / "assets" / "figures"
+STEP_MODULES = [f"dataset_builder.{name}" for name in ("download", "ocr", "build", "export_llava", "hf_builder")]
 
 
 def test_module_entry_point_lists_the_steps_without_importing_them():
-    code = "import sys; from dataset_builder.cli import main; main(['--help'])"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dataset_builder", "--help"], cwd=REPO, capture_output=True, text=True
+    )
     for command in ("download", "ocr", "build", "export-llava", "all"):
         assert command in result.stdout
+    # `import patentlmm` loads transformers (it registers the Auto classes): only the steps and datasets stay out.
     code = (
-        "import sys; from dataset_builder.cli import build_parser; build_parser(None); "
-        "print(sorted(m for m in sys.modules if m.startswith(('dataset_builder.', 'datasets', 'transformers'))))"
+        "import sys; from patentlmm.cli import build_parser; build_parser(['dataset', 'all']); "
+        f"print(sorted(m for m in sys.modules if m in {STEP_MODULES!r} or m.startswith('datasets')))"
     )
     loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert loaded.stdout.strip() == "['dataset_builder.cli']"
+    assert loaded.stdout.strip() == "[]"
     result = subprocess.run([sys.executable, "-m", "dataset_builder", "all"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2 and "--root" in result.stderr  # argparse: the required option is missing
 
 
 def _fake_step(name: str, calls: list, status: int = 0) -> types.ModuleType:
-    """A stand-in step module recording `(name, root, workers)` when it runs."""
+    """A stand-in step module recording `(step, root, options.workers)` when it runs."""
     module = types.ModuleType(name)
+    step = name.rsplit(".", 1)[1]
 
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--root", required=True)
-        parser.add_argument("--workers", type=int, default=16)
-
-    def run(args: argparse.Namespace) -> int:
-        calls.append((name.rsplit(".", 1)[1], args.root, args.workers))
+    def run_on_root(root: Path, options) -> int:
+        calls.append((step, str(root), options.workers))
         return status
 
-    module.add_arguments, module.run = add_arguments, run
+    setattr(module, f"{step}_root", run_on_root)
     return module
 
 
@@ -68,10 +67,10 @@ def root(tmp_path) -> Path:
 def test_all_runs_download_ocr_build_and_export_in_order(root, monkeypatch, capsys):
     calls: list = []
     monkeypatch.setitem(sys.modules, "dataset_builder.download", _fake_step("dataset_builder.download", calls))
-    monkeypatch.setitem(sys.modules, "dataset_builder.ocr_stage", _fake_step("dataset_builder.ocr_stage", calls))
+    monkeypatch.setitem(sys.modules, "dataset_builder.ocr", _fake_step("dataset_builder.ocr", calls))
     argv = ["all", "--root", str(root), "--download-args", "--workers 32", "--build-args", "--workers 2 --seed 1"]
     assert main([*argv, "--export-llava"]) == 0
-    assert calls == [("download", str(root), 32), ("ocr_stage", str(root), 16)]
+    assert calls == [("download", str(root), 32), ("ocr", str(root), None)]  # ocr: its own default (every core)
     assert (root / "patentdesc-355k" / "README.md").is_file()
     assert json.loads((root / "llava_json" / "brief_train").read_text()) or (root / "llava_json" / "brief_val")
     out = capsys.readouterr().out
@@ -81,7 +80,7 @@ def test_all_runs_download_ocr_build_and_export_in_order(root, monkeypatch, caps
 def test_all_stops_at_the_first_failing_step(root, monkeypatch, capsys):
     calls: list = []
     monkeypatch.setitem(sys.modules, "dataset_builder.download", _fake_step("dataset_builder.download", calls, 3))
-    monkeypatch.setitem(sys.modules, "dataset_builder.ocr_stage", _fake_step("dataset_builder.ocr_stage", calls))
+    monkeypatch.setitem(sys.modules, "dataset_builder.ocr", _fake_step("dataset_builder.ocr", calls))
     assert main(["all", "--root", str(root)]) == 3
     assert calls == [("download", str(root), 16)] and not (root / "patentdesc-355k").exists()
     assert "download failed with exit status 3" in capsys.readouterr().err

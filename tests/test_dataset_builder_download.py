@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -19,10 +18,12 @@ from helpers_damaged import damaged_images, encoded
 from helpers_http import FigureServer, Reply
 from PIL import Image
 
-from dataset_builder.cli import main
-from dataset_builder.download import add_arguments, download_images, run, shard_of
+from dataset_builder.download import download_images
 from dataset_builder.files import AlreadyRunningError
+from dataset_builder.options import DownloadOptions
 from dataset_builder.reports import read_report
+from dataset_builder.sharding import shard_of
+from patentlmm.cli.dataset import main
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = sorted((REPO / "patentlmm" / "assets" / "figures").glob("*.png"))
@@ -66,11 +67,15 @@ def _assert_valid_pngs(images: Path, expected: set[str]) -> None:
 def test_downloads_real_figures_then_skips_them(tmp_path):
     with FigureServer() as server:
         items = _serve_figures(server, _ids(5))
-        first = download_images(items, tmp_path / "images", tmp_path / "failures.jsonl", workers=4, **FAST)
+        first = download_images(
+            items, tmp_path / "images", tmp_path / "failures.jsonl", DownloadOptions(workers=4, **FAST)
+        )
         assert (first.downloaded, first.skipped, first.failed, first.requests) == (5, 0, 0, 5)
         for k, (image_id, _) in enumerate(items):  # PNG bodies are kept byte for byte
             assert (tmp_path / "images" / f"{image_id}.png").read_bytes() == FIGURES[k].read_bytes()
-        second = download_images(items, tmp_path / "images", tmp_path / "failures.jsonl", workers=4, **FAST)
+        second = download_images(
+            items, tmp_path / "images", tmp_path / "failures.jsonl", DownloadOptions(workers=4, **FAST)
+        )
         assert (second.downloaded, second.skipped, second.requests) == (0, 5, 0)
         assert sum(server.counts.values()) == 5
     assert not (tmp_path / "failures.jsonl").exists()
@@ -85,7 +90,9 @@ def test_transient_failures_are_retried(tmp_path):
             ("US20250204297A1__3", server.route("/short", Reply(200, png, send_bytes=len(png) // 2), Reply(200, png))),
             ("US20250204297A1__4", server.route("/slow", Reply(200, png, delay=3.0), Reply(200, png))),
         ]
-        summary = download_images(items, tmp_path / "images", tmp_path / "failures.jsonl", workers=4, **FAST)
+        summary = download_images(
+            items, tmp_path / "images", tmp_path / "failures.jsonl", DownloadOptions(workers=4, **FAST)
+        )
         assert (summary.downloaded, summary.failed) == (4, 0)
         assert server.counts == {"/500": 3, "/429": 2, "/short": 2, "/slow": 2}
         wait = server.times["/429"][1] - server.times["/429"][0]
@@ -111,7 +118,7 @@ def test_permanent_failures_are_recorded_once_and_not_retried(tmp_path):
             ("US20250204297A1__8", server.route("/ok", Reply(200, png))),
         ]
         report = tmp_path / "reports" / "download_failures.jsonl"
-        summary = download_images(items, tmp_path / "images", report, workers=4, **FAST)
+        summary = download_images(items, tmp_path / "images", report, DownloadOptions(workers=4, **FAST))
         assert (summary.downloaded, summary.failed) == (1, 8)
         lines = {line["image_id"]: line for line in read_report(report)}
         assert len(read_report(report)) == 8
@@ -128,7 +135,7 @@ def test_permanent_failures_are_recorded_once_and_not_retried(tmp_path):
         assert counts == {"/gone": 1, "/html": 1, "/bomb": 1, "/410": 1, "/always500": 4, "/alwaysshort": 4, "/ok": 1}
 
         # A rerun retries only the transient failures; the permanent ones are not requested (or reported) again.
-        again = download_images(items, tmp_path / "images", report, workers=4, **FAST)
+        again = download_images(items, tmp_path / "images", report, DownloadOptions(workers=4, **FAST))
         assert (again.skipped, again.previously_failed, again.failed) == (1, 6, 2)
         assert {path: server.counts[path] - counts[path] for path in counts} == {
             "/gone": 0, "/html": 0, "/bomb": 0, "/410": 0, "/always500": 4, "/alwaysshort": 4, "/ok": 0
@@ -147,7 +154,7 @@ def test_damaged_png_bodies_are_rejected_without_a_pixel_decode(tmp_path):
             ("US20250204297A1__2", server.route("/cut", Reply(200, cut))),
         ]
         report = tmp_path / "failures.jsonl"
-        summary = download_images(items, tmp_path / "images", report, **FAST)
+        summary = download_images(items, tmp_path / "images", report, DownloadOptions(**FAST))
         assert (summary.downloaded, summary.failed) == (0, 2)
         assert dict(server.counts) == {"/flipped": 1, "/cut": 1}  # permanent: not retried
     reasons = {line["image_id"]: line["reason"] for line in read_report(report)}
@@ -163,7 +170,7 @@ def test_non_png_images_are_saved_as_lossless_png(tmp_path):
     figure.save(tiff, format="TIFF", compression="group4")  # how USPTO ships drawing sheets (1-bit)
     with FigureServer() as server:
         items = [("US20250204297A1__1", server.route("/fig.tif", Reply(200, tiff.getvalue())))]
-        summary = download_images(items, tmp_path / "images", tmp_path / "failures.jsonl", **FAST)
+        summary = download_images(items, tmp_path / "images", tmp_path / "failures.jsonl", DownloadOptions(**FAST))
     assert summary.downloaded == 1
     with Image.open(tmp_path / "images" / "US20250204297A1__1.png") as saved:
         assert (saved.format, saved.mode, saved.size) == ("PNG", "1", figure.size)
@@ -173,7 +180,12 @@ def test_non_png_images_are_saved_as_lossless_png(tmp_path):
 def test_per_host_rate_limit(tmp_path):
     with FigureServer() as server:
         items = _serve_figures(server, _ids(6))
-        download_images(items, tmp_path / "images", tmp_path / "f.jsonl", workers=6, **{**FAST, "per_host_rate": 10})
+        download_images(
+            items,
+            tmp_path / "images",
+            tmp_path / "f.jsonl",
+            DownloadOptions(workers=6, **{**FAST, "per_host_rate": 10}),
+        )
         starts = sorted(t for times in server.times.values() for t in times)
     assert starts[-1] - starts[0] >= 0.4, "6 requests at 10/s must span 0.5 s (less some scheduling noise)"
 
@@ -185,7 +197,10 @@ def test_shards_split_the_ids_exactly_once(tmp_path):
         per_shard = []
         for index in range(3):
             summary = download_images(
-                items, tmp_path / "images", tmp_path / "f.jsonl", num_shards=3, shard_index=index, **FAST
+                items,
+                tmp_path / "images",
+                tmp_path / "f.jsonl",
+                DownloadOptions(num_shards=3, shard_index=index, **FAST),
             )
             per_shard.append(summary.downloaded)
         assert set(server.counts.values()) == {1}
@@ -200,10 +215,7 @@ def test_run_reads_the_official_json(tmp_path):
         entries = {i: {"image_url": url, "brief_description": "b", "detailed_description": "d"} for i, url in items}
         entries["US20250204297A1__9"] = {"image_url": server.url("/x.png")}  # missing fields: rejected, reported
         (tmp_path / "PatentDesc-355k.json").write_text(json.dumps(entries))
-        parser = argparse.ArgumentParser()
-        add_arguments(parser)
-        args = parser.parse_args(["--root", str(tmp_path), "--workers", "2", "--per-host-rate", "0"])
-        assert run(args) == 0
+        assert main(["download", "--root", str(tmp_path), "--workers", "2", "--per-host-rate", "0"]) == 0
         assert "/x.png" not in server.counts
     _assert_valid_pngs(tmp_path / "images", set(_ids(3)))
     (rejected,) = read_report(tmp_path / "reports" / "download_failures.jsonl")
@@ -214,8 +226,9 @@ _CHILD = """
 import json, sys
 from pathlib import Path
 from dataset_builder.download import download_images
+from dataset_builder.options import DownloadOptions
 items = [tuple(item) for item in json.loads(sys.argv[1])]
-download_images(items, Path(sys.argv[2]), Path(sys.argv[3]), workers=2, per_host_rate=0, timeout=10)
+download_images(items, Path(sys.argv[2]), Path(sys.argv[3]), DownloadOptions(workers=2, per_host_rate=0, timeout=10))
 """
 
 
@@ -252,7 +265,7 @@ def test_resumes_after_sigkill(tmp_path):
         stale = images / f".{ids[-1]}.png.tmp-0123456789ab"  # as if killed while writing
         stale.write_bytes(FIGURES[0].read_bytes()[:100])
 
-        summary = download_images(items, images, report, workers=2, per_host_rate=0, timeout=10)
+        summary = download_images(items, images, report, DownloadOptions(workers=2, per_host_rate=0, timeout=10))
         assert summary.skipped == len(done_before) and summary.downloaded == 16 - len(done_before)
         assert all(server.counts[f"/{i}.png"] == 1 for i in done_before), "a complete file was fetched twice"
         refetched = [i for i in ids if server.counts[f"/{i}.png"] > 1]  # requests in flight at the kill
@@ -263,7 +276,7 @@ def test_resumes_after_sigkill(tmp_path):
 
 def test_bad_shard_arguments():
     with pytest.raises(ValueError, match="shard_index"):
-        download_images([], Path("unused"), Path("unused.jsonl"), num_shards=2, shard_index=2)
+        download_images([], Path("unused"), Path("unused.jsonl"), DownloadOptions(num_shards=2, shard_index=2))
 
 
 def test_any_decoder_error_on_a_body_is_reported_with_its_id_and_the_run_goes_on(tmp_path):
@@ -273,7 +286,7 @@ def test_any_decoder_error_on_a_body_is_reported_with_its_id_and_the_run_goes_on
                  enumerate(damaged.items(), start=1)]  # fmt: skip
         items += _serve_figures(server, _ids(6)[3:])
         report = tmp_path / "failures.jsonl"
-        summary = download_images(items, tmp_path / "images", report, workers=3, **FAST)
+        summary = download_images(items, tmp_path / "images", report, DownloadOptions(workers=3, **FAST))
     assert (summary.downloaded, summary.failed) == (3, 3)
     reasons = {line["image_id"]: line for line in read_report(report)}
     for k, name in enumerate(damaged, start=1):
@@ -295,7 +308,7 @@ def test_malformed_urls_are_reported_before_any_request(tmp_path):
             "US20250204297A1__6": None,
         }
         report = tmp_path / "failures.jsonl"
-        summary = download_images([*bad.items(), *good], tmp_path / "images", report, **FAST)
+        summary = download_images([*bad.items(), *good], tmp_path / "images", report, DownloadOptions(**FAST))
         assert (summary.downloaded, summary.failed) == (1, len(bad))
         assert sum(server.counts.values()) == 1
     reasons = {line["image_id"]: line["reason"] for line in read_report(report)}
@@ -322,7 +335,7 @@ def test_redirect_loops_and_redirects_to_other_schemes_are_reported_as_such(tmp_
         ]
         server.route("/fig.png", Reply(200, png))
         report = tmp_path / "failures.jsonl"
-        summary = download_images(items, tmp_path / "images", report, **FAST)
+        summary = download_images(items, tmp_path / "images", report, DownloadOptions(**FAST))
         assert (summary.downloaded, summary.failed) == (1, 4)
         assert server.counts["/loop-a"] + server.counts["/loop-b"] <= 11  # refused, not retried
     reasons = {line["image_id"]: line for line in read_report(report)}
@@ -344,7 +357,7 @@ def test_timeout_bounds_the_whole_request_of_a_trickling_server(tmp_path, stalle
     with FigureServer() as server:
         items = [("US20250204297A1__1", server.route("/slow", reply))]
         report = tmp_path / "failures.jsonl"
-        summary = download_images(items, tmp_path / "images", report, **{**FAST, "retries": 0})
+        summary = download_images(items, tmp_path / "images", report, DownloadOptions(**{**FAST, "retries": 0}))
         assert summary.failed == 1
         (line,) = read_report(report)
         assert line["reason"] == "timed out after 1 s (the whole request)" and line["permanent"] is False
@@ -362,7 +375,7 @@ def test_animated_gif_and_multipage_tiff_keep_the_first_frame_and_say_so(tmp_pat
             *_serve_figures(server, ["US20250204297A1__3"]),
         ]
         report = tmp_path / "failures.jsonl"
-        summary = download_images(items, tmp_path / "images", report, **FAST)
+        summary = download_images(items, tmp_path / "images", report, DownloadOptions(**FAST))
     assert (summary.downloaded, summary.failed) == (3, 0)
     notes = {line["image_id"]: line for line in read_report(report)}
     assert notes["US20250204297A1__1"]["reason"] == "GIF image with 3 frames: only the first frame is kept"
@@ -377,7 +390,9 @@ def test_files_are_written_with_the_usual_umask(tmp_path):
     old = os.umask(0o022)
     try:
         with FigureServer() as server:
-            download_images(_serve_figures(server, _ids(2)), tmp_path / "images", tmp_path / "f.jsonl", **FAST)
+            download_images(
+                _serve_figures(server, _ids(2)), tmp_path / "images", tmp_path / "f.jsonl", DownloadOptions(**FAST)
+            )
     finally:
         os.umask(old)
     assert {oct(path.stat().st_mode & 0o777) for path in (tmp_path / "images").glob("*.png")} == {"0o644"}
@@ -391,7 +406,7 @@ def test_a_second_download_of_the_same_shard_stops_at_once_with_a_clear_message(
         child = _child_download(items, images, report, started=lambda: bool(server.counts))
         try:
             with pytest.raises(AlreadyRunningError, match=rf"into {images} is already running \(pid {child.pid} "):
-                download_images(items, images, report, **FAST)
+                download_images(items, images, report, DownloadOptions(**FAST))
             assert child.wait(timeout=60) == 0
         finally:
             child.kill()

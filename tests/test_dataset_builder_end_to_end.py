@@ -10,8 +10,8 @@ from helpers_damaged import damaged_images, encoded
 from helpers_http import FigureServer, Reply
 from PIL import Image
 
-from dataset_builder.cli import main
 from dataset_builder.reports import read_report
+from patentlmm.cli.dataset import main
 
 TOTAL = 3000
 BAD_KINDS = (  # each is 1% of the entries

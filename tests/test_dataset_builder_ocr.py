@@ -1,9 +1,7 @@
-"""`dataset_builder.ocr_stage` with real Tesseract on the real patent figures (the 19 shared ones when present)."""
+"""`dataset_builder.ocr` with real Tesseract on the real patent figures (the 19 shared ones when present)."""
 
 from __future__ import annotations
 
-import argparse
-import functools
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -14,10 +12,13 @@ from helpers_damaged import damaged_images
 from helpers_processes import ProcessKiller, held_lock, parent_of
 from PIL import Image
 
-from dataset_builder.download import shard_of
 from dataset_builder.files import AlreadyRunningError
-from dataset_builder.ocr_stage import add_arguments, find_ocr_folder, read_ocr_cache, run, run_ocr
+from dataset_builder.ocr import read_ocr_cache, run_ocr
+from dataset_builder.ocr_folders import find_ocr_folder
+from dataset_builder.options import OcrOptions
 from dataset_builder.reports import read_report
+from dataset_builder.sharding import shard_of
+from patentlmm.cli.dataset import main
 from processing.images import load_image
 from processing.ocr import TesseractEngine, load_ocr_engine, run_tesseract
 
@@ -27,7 +28,11 @@ IMAGES = SHARED_IMAGES if any(SHARED_IMAGES.glob("*.png")) else REPO / "patentlm
 IDS = sorted(path.stem for path in IMAGES.glob("*.png"))
 SMALLEST = "US20250204297A1__12"  # in both folders; Tesseract finds no word on it, so it is the fastest figure
 WORDY = "US20250204297A1__8"  # in both folders; a dozen words
-run_tesseract_stage = functools.partial(run_ocr, engine="tesseract")  # the paper's OCR, compared to run_tesseract
+
+
+def run_tesseract_stage(image_ids, images_dir, cache_path, report_path, **options):
+    """`run_ocr` with the paper's OCR (Tesseract), which these tests compare to `run_tesseract`."""
+    return run_ocr(image_ids, images_dir, cache_path, report_path, OcrOptions(engine="tesseract", **options))
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +156,9 @@ def test_over_the_pixel_cap_and_timeout_are_recorded(tmp_path):
     assert "timed out" in line["reason"]
 
     cap_report = tmp_path / "cap" / "failures.jsonl"
-    summary = run_tesseract_stage([SMALLEST], IMAGES, tmp_path / "cap" / "ocr_cache.jsonl", cap_report, max_pixels=1000)
+    summary = run_tesseract_stage(
+        [SMALLEST], IMAGES, tmp_path / "cap" / "ocr_cache.jsonl", cap_report, max_image_pixels=1000
+    )
     assert summary.failed == 1 and "too large" in read_report(cap_report)[0]["reason"]
 
     summary = run_tesseract_stage([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", report, retry_failed=True)
@@ -161,9 +168,7 @@ def test_over_the_pixel_cap_and_timeout_are_recorded(tmp_path):
 def test_run_command_line(tmp_path):
     (tmp_path / "images").mkdir()
     shutil.copy(IMAGES / f"{SMALLEST}.png", tmp_path / "images")
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert run(parser.parse_args(["--root", str(tmp_path), "--workers", "1", "--engine", "tesseract"])) == 0
+    assert main(["ocr", "--root", str(tmp_path), "--workers", "1", "--engine", "tesseract"]) == 0
     key = TesseractEngine().key
     assert set(read_ocr_cache(tmp_path / "ocr" / key / "ocr_cache.jsonl")) == {SMALLEST}
     assert find_ocr_folder(tmp_path / "ocr") == tmp_path / "ocr" / key
@@ -171,8 +176,8 @@ def test_run_command_line(tmp_path):
 
 def _tesseract_reading(image_id: str):
     """A `ProcessKiller` match: the tesseract process OCRing `images/<image_id>.png` (1-bit PNGs go by their path)."""
-    return lambda pid, argv: argv[:1] and argv[0].endswith("tesseract") and any(
-        arg.endswith(f"{image_id}.png") for arg in argv
+    return lambda pid, argv: (
+        argv[:1] and argv[0].endswith("tesseract") and any(arg.endswith(f"{image_id}.png") for arg in argv)
     )
 
 
@@ -237,9 +242,7 @@ def test_a_file_name_with_a_newline_is_reported_not_ocred(tmp_path):
     (tmp_path / "images").mkdir()
     shutil.copy(IMAGES / f"{SMALLEST}.png", tmp_path / "images" / f"{SMALLEST}\n.png")  # `$` would accept it
     shutil.copy(IMAGES / f"{SMALLEST}.png", tmp_path / "images")
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert run(parser.parse_args(["--root", str(tmp_path), "--workers", "1", "--engine", "tesseract"])) == 0
+    assert main(["ocr", "--root", str(tmp_path), "--workers", "1", "--engine", "tesseract"]) == 0
     key = TesseractEngine().key
     assert list(read_ocr_cache(tmp_path / "ocr" / key / "ocr_cache.jsonl")) == [SMALLEST]
     (line,) = read_report(tmp_path / "reports" / f"ocr_failures-{key}.jsonl")
@@ -253,7 +256,7 @@ def test_drawing_engine_through_the_stage_equals_the_engine(tmp_path):
     """The default engine, in worker processes: the same words and boxes as the engine in this process."""
     engine = load_ocr_engine("drawing")
     ids = [SMALLEST, WORDY]
-    summary = run_ocr(ids, IMAGES, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl", workers=2)
+    summary = run_ocr(ids, IMAGES, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl", OcrOptions(workers=2))
     assert (summary.processed, summary.failed) == (2, 0)
     cache = read_ocr_cache(tmp_path)
     for image_id in ids:
@@ -266,22 +269,24 @@ def test_a_folder_of_one_engine_refuses_another(tmp_path):
     run_tesseract_stage([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl")
     for other in ("drawing", TesseractEngine(config="--psm 11")):
         with pytest.raises(ValueError, match="holds the OCR of .*tesseract.*give each engine its own folder"):
-            run_ocr([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl", engine=other)
+            run_ocr(
+                [SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl", OcrOptions(engine=other)
+            )
     # A cache written before engines were recorded is Tesseract's: the paper's engine may go on with it.
     (tmp_path / "ocr_engine.json").unlink()
     again = run_tesseract_stage([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl")
     assert again.cached == 1
     with pytest.raises(ValueError, match="give each engine its own folder"):
-        run_ocr([SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl", engine="drawing")
+        run_ocr(
+            [SMALLEST], IMAGES, tmp_path / "ocr_cache.jsonl", tmp_path / "failures.jsonl", OcrOptions(engine="drawing")
+        )
 
 
 def test_switching_engines_keeps_each_engines_cache_and_build_picks_one(tmp_path):
     (tmp_path / "images").mkdir()
     shutil.copy(IMAGES / f"{SMALLEST}.png", tmp_path / "images")
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
     for engine in ("tesseract", "drawing"):
-        assert run(parser.parse_args(["--root", str(tmp_path), "--workers", "1", "--engine", engine])) == 0
+        assert main(["ocr", "--root", str(tmp_path), "--workers", "1", "--engine", engine]) == 0
     tesseract, drawing = TesseractEngine().key, load_ocr_engine("drawing").key
     assert read_ocr_cache(tmp_path / "ocr" / tesseract)[SMALLEST]["words"] == []  # the paper's OCR: nothing
     assert "21" in read_ocr_cache(tmp_path / "ocr" / drawing)[SMALLEST]["words"]
@@ -301,7 +306,7 @@ def test_drawing_engine_reports_bad_figures_and_processes_blank_ones(tmp_path):
     (images / "US20250204297A1__2.png").write_bytes(good[: len(good) // 3])  # truncated PNG
     ids = ["US20250204297A1__1", "US20250204297A1__2"]
     report = tmp_path / "failures.jsonl"
-    summary = run_ocr(ids, images, tmp_path / "ocr" / "ocr_cache.jsonl", report, workers=2)
+    summary = run_ocr(ids, images, tmp_path / "ocr" / "ocr_cache.jsonl", report, OcrOptions(workers=2))
     assert (summary.processed, summary.failed) == (1, 1)
     assert read_ocr_cache(tmp_path / "ocr")["US20250204297A1__1"]["words"] == []
     (line,) = read_report(report)

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 
 from dataset_builder import jsonstream
-from dataset_builder.ids import InvalidImageIdError, validate_image_id
-from dataset_builder.jsonstream import BrokenFileError, iter_object_entries
-from dataset_builder.records import (
+from dataset_builder.diskmap import DiskMap
+from dataset_builder.entries import (
     OCR_VOCAB_SIZE,
-    DiskMap,
     iter_ocr_cache,
     iter_official_ocr,
     iter_records,
     iter_split_file,
 )
+from dataset_builder.ids import InvalidImageIdError, validate_image_id
+from dataset_builder.jsonstream import BrokenFileError, iter_object_entries
 from dataset_builder.reports import ReportWriter, read_report
 from dataset_builder.splits import SPLITS, SplitAssigner, parse_ratios, split_of_patent
 
@@ -204,7 +204,7 @@ def test_nan_infinity_and_huge_numbers_fail_their_entry_only(tmp_path):
 
 _DEEP_CHILD = """
 import resource, sys
-from dataset_builder.records import iter_records
+from dataset_builder.entries import iter_records
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 ids = [record.image_id for record in iter_records(sys.argv[1])]
 print(ids, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
@@ -288,8 +288,9 @@ def test_official_ocr_values_are_checked_and_bad_entries_reported_by_id(tmp_path
     reasons = {key: texts[0] for key, texts in _reasons(tmp_path / "rejected.jsonl").items()}
     assert len(reasons) == 11
     for k in (2, 3, 4, 5, 6, 12):
-        assert f"input_ids[1] = {entries[f'US1111111B2__{k}.png']['input_ids'][0][1]!r} is not a token id" in (
-            reasons[f"US1111111B2__{k}"]
+        assert (
+            f"input_ids[1] = {entries[f'US1111111B2__{k}.png']['input_ids'][0][1]!r} is not a token id"
+            in (reasons[f"US1111111B2__{k}"])
         )
     assert "attention_mask has 2 values but input_ids 3" in reasons["US1111111B2__7"]
     assert "attention_mask values must be the integers 0 or 1" in reasons["US1111111B2__8"]
@@ -318,7 +319,7 @@ def _entries(text: str, chunk: int) -> list:
 def test_the_stream_reader_gives_json_loads_results_at_any_chunk_boundary():
     value = {
         "US1111111B2__1": {"a": 'quote " and backslash \\ and } ] { [ inside', "n": [1, -2.5e3, None, True, {}]},
-        "k\u00e9y \\\" 2": ["\u2603", 12345678901234567890, {"deep": [[[[["x"]]]]]}],
+        'k\u00e9y \\" 2': ["\u2603", 12345678901234567890, {"deep": [[[[["x"]]]]]}],
         "US1111111B2__3": 7,
         "US1111111B2__4": "",
     }

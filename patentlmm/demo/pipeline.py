@@ -136,8 +136,8 @@ def _losses(model_dir: Path) -> list[float]:
 
 def run_demo(options: DemoOptions) -> Path:
     """Runs the eight steps of the module docstring; returns the path of `report.html`."""
-    from dataset_builder.cli import main as dataset_main
     from patentlmm.assembly.tiny import init_encoder
+    from patentlmm.cli.dataset import main as dataset_main
     from patentlmm.evaluation.evaluate import evaluate_predictions, format_table
     from patentlmm.evaluation.report import write_report
     from patentlmm.inference.describe import describe
@@ -271,7 +271,7 @@ def run_demo(options: DemoOptions) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dataset_builder.cli import at_least
+    from patentlmm.cli.options import at_least
 
     defaults, count = DemoOptions(), at_least(1)
     parser.add_argument("--web", action="store_true", help="serve the Gradio web demo on --model instead")

@@ -1,38 +1,15 @@
-"""Streaming readers of the official PatentDesc-355k files, with validation that reports and goes on.
-
-The release is one JSON object of ~355K entries (several hundred MB once detailed descriptions are counted), so it
-is never loaded whole: `iter_records` streams it entry by entry (`jsonstream.iter_object_entries`: each entry
-parsed on its own, so `NaN`, a 2^64 or a deeply nested field fails that entry only) and yields one validated
-`Record` at a time. Every entry that cannot be used is written to a report (`ReportWriter`: image id + reason) and
-skipped; the run goes on. Files may be UTF-8 (with or without a BOM) or UTF-16. What is checked:
-
-- the image id: `<publication>__<figure>`, no path separator, no `..` (it becomes a file name);
-- the entry: an object with the string fields `image_url`, `brief_description` and `detailed_description`;
-- bytes that are not UTF-8 (the entry holding them is rejected, the rest of the file is read);
-- duplicate ids: the first occurrence is kept and later ones are reported (`json.load` would keep the last one,
-  silently);
-- split lists (`data_splits/` or `splits/`, one id a line): malformed ids, and ids listed twice;
-- the official `ocr.json` (`{"<id>.png": {"input_ids", "attention_mask", "bbox"}}`): token ids are integers of the
-  OCR tokenizer's vocabulary (0 <= id < `OCR_VOCAB_SIZE`), the mask as long as the ids and of 0/1, one box of four
-  integers in 0-1000 per token;
-- the OCR cache (`ocr/ocr_cache*.jsonl`, one `{"image_id", "words", "boxes", "width", "height"}` a line): malformed
-  entries, integer (not float or boolean) boxes.
-
-Sets and maps keyed by image id that must live for a whole run (ids seen, split of each id, OCR of each id) are
-`DiskMap`s, small SQLite files, so memory stays flat from 35K to 355K entries.
-"""
+"""Streaming, validating readers of the PatentDesc-355k files: the JSON, split lists, `ocr.json` and the OCR cache."""
 
 from __future__ import annotations
 
-import json
 import os
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .ids import InvalidImageIdError, figure_of, patent_id_of, validate_image_id
+from .jsonl import iter_jsonl
 from .jsonstream import NOT_UTF8, BadEntry, iter_object_entries, open_text, sniff_encoding
 from .reports import ReportWriter
 
@@ -40,7 +17,6 @@ __all__ = [
     "DESCRIPTION_FIELDS",
     "OCR_VOCAB_SIZE",
     "REQUIRED_FIELDS",
-    "DiskMap",
     "InvalidRecordError",
     "Record",
     "find_split_dir",
@@ -54,7 +30,7 @@ __all__ = [
 # config name -> field of PatentDesc-355k.json
 DESCRIPTION_FIELDS = {"brief": "brief_description", "detailed": "detailed_description"}
 REQUIRED_FIELDS = ("image_url", "brief_description", "detailed_description")
-SPLIT_DIR_NAMES = ("data_splits", "splits")  # the SPEC's name, then the original code's
+SPLIT_DIR_NAMES = ("data_splits", "splits")  # the release's name, then the original code's
 OCR_VOCAB_SIZE = 50265  # tokens of LayoutLMv3-base's tokenizer, whose ids the official ocr.json holds
 
 
@@ -76,48 +52,6 @@ class Record:
     def description(self, config: str) -> str:
         """The description for `config` (`brief` or `detailed`), stripped as the original dataset class does."""
         return getattr(self, DESCRIPTION_FIELDS[config]).strip()
-
-
-class DiskMap:
-    """A `str -> str` map in a SQLite file: `in`, `[]`, `del`, `get`, `add` (a set member), `keys()` in insert order.
-
-    Used for the per-id bookkeeping of a run, so that 355K ids cost disk, not memory.
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self._connection = sqlite3.connect(os.fspath(path))
-        self._connection.execute("PRAGMA journal_mode = OFF")
-        self._connection.execute("PRAGMA synchronous = OFF")
-        self._connection.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-
-    def __contains__(self, key: str) -> bool:
-        return self._connection.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone() is not None
-
-    def __setitem__(self, key: str, value: str) -> None:
-        self._connection.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
-
-    def __getitem__(self, key: str) -> str:
-        value = self.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def __delitem__(self, key: str) -> None:
-        self._connection.execute("DELETE FROM kv WHERE key = ?", (key,))
-
-    def get(self, key: str, default: str | None = None) -> str | None:
-        row = self._connection.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-        return default if row is None else row[0]
-
-    def add(self, key: str) -> None:
-        self[key] = ""
-
-    def keys(self) -> Iterator[str]:
-        for (key,) in self._connection.execute("SELECT key FROM kv ORDER BY rowid"):
-            yield key
-
-    def close(self) -> None:
-        self._connection.close()
 
 
 def _report(report: ReportWriter | None, image_id: str | None, reason: str) -> None:
@@ -313,20 +247,17 @@ def _validate_ocr_line(entry: Any) -> tuple[str, list[str], list[list[int]]]:
 def iter_ocr_cache(
     paths: list[Path], report: ReportWriter | None = None
 ) -> Iterator[tuple[str, list[str], list[list[int]]]]:
-    """Streams OCR cache files (JSON Lines of the `ocr` stage) as `(image_id, words, boxes)`; bad lines, such as
+    """Streams OCR cache files (JSON Lines of the `ocr` step) as `(image_id, words, boxes)`; bad lines, such as
     the half-written last line of a killed run, are reported with their file and line number."""
     for path in paths:
-        with open(path, encoding="utf-8", errors="patentdesc-mark-invalid") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                entry = None
-                try:
-                    if NOT_UTF8 in line:
-                        raise ValueError("the line contains bytes that are not UTF-8")
-                    entry = json.loads(line)
-                    yield _validate_ocr_line(entry)
-                except ValueError as error:  # json.JSONDecodeError and InvalidImageIdError are ValueErrors
-                    image_id = entry.get("image_id") if isinstance(entry, dict) else None
-                    reason = f"{path.name} line {number}: invalid OCR cache entry: {error}"
-                    _report(report, image_id if isinstance(image_id, str) else None, reason)
+        for number, entry in iter_jsonl(path, errors="patentdesc-mark-invalid"):
+            try:
+                if isinstance(entry, ValueError):
+                    raise entry
+                if _has_invalid_utf8(entry):
+                    raise ValueError("the line contains bytes that are not UTF-8")
+                yield _validate_ocr_line(entry)
+            except ValueError as error:  # json.JSONDecodeError and InvalidImageIdError are ValueErrors
+                image_id = entry.get("image_id") if isinstance(entry, dict) else None
+                reason = f"{path.name} line {number}: invalid OCR cache entry: {error}"
+                _report(report, image_id if isinstance(image_id, str) else None, reason)
