@@ -182,19 +182,12 @@ def test_bad_images_and_entries_are_reported_and_the_rest_is_built(tmp_path):
         "US1000000B2__12": _encoded(grey),  # both descriptions empty
         "US1000000B2__13": _encoded(grey),  # empty brief description only
     }
-    root = tmp_path / "DATASET"
-    (root / "images").mkdir(parents=True)
-    (root / "ocr").mkdir()
-    entries = {}
-    for image_id, data in images.items():
-        (root / "images" / f"{image_id}.png").write_bytes(data)
-        entries[image_id] = {"image_url": "u", "brief_description": f"B {image_id}", "detailed_description": "D"}
+    root = _figures_root(tmp_path / "DATASET", 0, images, without_ocr={"US1000000B2__11"})
+    entries = json.loads((root / "PatentDesc-355k.json").read_text())
     entries["US1000000B2__12"].update(brief_description=" ", detailed_description="")
     entries["US1000000B2__13"]["brief_description"] = ""
     entries["US1000000B2__14"] = {"image_url": "u", "brief_description": 3, "detailed_description": "D"}
     (root / "PatentDesc-355k.json").write_text(json.dumps(entries))
-    ocr = [{"image_id": i, "words": [], "boxes": []} for i in images if i != "US1000000B2__11"]
-    (root / "ocr" / "ocr_cache.jsonl").write_text("".join(json.dumps(line) + "\n" for line in ocr))
     options = BuildOptions(ratios={"train": 1.0, "validation": 0.0, "test": 0.0}, max_image_pixels=4_000_000)
     summary = build_patentdesc_dataset(root, options=options, progress=False)
 
@@ -294,8 +287,11 @@ def test_export_llava_writes_the_original_files_byte_for_byte(tmp_path, ocr_line
     assert any(line["image_id"] == unlisted and "not in any split list" in line["reason"] for line in report)
 
 
-def _figures_root(folder: Path, count: int, images: dict[str, bytes] | None = None) -> Path:
-    """A root of `count` copies of one real figure (ids US1000000B2__1..), plus `images`, each with an OCR line."""
+def _figures_root(
+    folder: Path, count: int, images: dict[str, bytes] | None = None, without_ocr: set[str] = frozenset()
+) -> Path:
+    """A root of `count` copies of one real figure (ids US1000000B2__1..), plus `images`, each with an OCR line
+    (of no words) but those of `without_ocr`."""
     real = sorted(IMAGES.glob("*.png"))[0].read_bytes()
     images = {**{f"US1000000B2__{k}": real for k in range(1, count + 1)}, **(images or {})}
     (folder / "images").mkdir(parents=True)
@@ -305,7 +301,7 @@ def _figures_root(folder: Path, count: int, images: dict[str, bytes] | None = No
         (folder / "images" / f"{image_id}.png").write_bytes(data)
         entries[image_id] = {"image_url": "u", "brief_description": f"B {image_id}", "detailed_description": "D"}
     (folder / "PatentDesc-355k.json").write_text(json.dumps(entries))
-    lines = [json.dumps({"image_id": i, "words": [], "boxes": []}) + "\n" for i in images]
+    lines = [json.dumps({"image_id": i, "words": [], "boxes": []}) + "\n" for i in images if i not in without_ocr]
     (folder / "ocr" / "ocr_cache.jsonl").write_text("".join(lines))
     return folder
 

@@ -45,6 +45,14 @@ def _bomb_png(side: int = 40_000) -> bytes:
     )
 
 
+def _download_bodies(tmp_path: Path, server: FigureServer, routes: dict, more: list = ()) -> tuple:
+    """Serves each `image_id: (path, body)` of `routes` (HTTP 200) and downloads them and the `more` items with the
+    fast options; returns the summary and the report's path."""
+    items = [(image_id, server.route(path, Reply(200, body))) for image_id, (path, body) in routes.items()]
+    report = tmp_path / "failures.jsonl"
+    return download_images([*items, *more], tmp_path / "images", report, DownloadOptions(**FAST)), report
+
+
 def _ids(n: int) -> list[str]:
     return [f"US20250204297A1__{i}" for i in range(1, n + 1)]
 
@@ -149,12 +157,8 @@ def test_damaged_png_bodies_are_rejected_without_a_pixel_decode(tmp_path):
     flipped = png[:idat] + bytes([png[idat] ^ 0xFF]) + png[idat + 1 :]  # its CRC no longer matches
     cut = png[: len(png) // 2]  # a complete response (right Content-Length) of half a file: no IEND
     with FigureServer() as server:
-        items = [
-            ("US20250204297A1__1", server.route("/flipped", Reply(200, flipped))),
-            ("US20250204297A1__2", server.route("/cut", Reply(200, cut))),
-        ]
-        report = tmp_path / "failures.jsonl"
-        summary = download_images(items, tmp_path / "images", report, DownloadOptions(**FAST))
+        routes = {"US20250204297A1__1": ("/flipped", flipped), "US20250204297A1__2": ("/cut", cut)}
+        summary, report = _download_bodies(tmp_path, server, routes)
         assert (summary.downloaded, summary.failed) == (0, 2)
         assert dict(server.counts) == {"/flipped": 1, "/cut": 1}  # permanent: not retried
     reasons = {line["image_id"]: line["reason"] for line in read_report(report)}
@@ -369,13 +373,8 @@ def test_animated_gif_and_multipage_tiff_keep_the_first_frame_and_say_so(tmp_pat
     gif = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
     tiff = encoded(frames[0], "TIFF", save_all=True, append_images=frames[1:])
     with FigureServer() as server:
-        items = [
-            ("US20250204297A1__1", server.route("/anim.gif", Reply(200, gif))),
-            ("US20250204297A1__2", server.route("/pages.tif", Reply(200, tiff))),
-            *_serve_figures(server, ["US20250204297A1__3"]),
-        ]
-        report = tmp_path / "failures.jsonl"
-        summary = download_images(items, tmp_path / "images", report, DownloadOptions(**FAST))
+        routes = {"US20250204297A1__1": ("/anim.gif", gif), "US20250204297A1__2": ("/pages.tif", tiff)}
+        summary, report = _download_bodies(tmp_path, server, routes, _serve_figures(server, ["US20250204297A1__3"]))
     assert (summary.downloaded, summary.failed) == (3, 0)
     notes = {line["image_id"]: line for line in read_report(report)}
     assert notes["US20250204297A1__1"]["reason"] == "GIF image with 3 frames: only the first frame is kept"
