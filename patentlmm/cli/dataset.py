@@ -6,8 +6,12 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from patentlmm.cli.options import add_options, options_from_args
+
+if TYPE_CHECKING:
+    from dataset_builder.options import AllOptions
 
 __all__ = ["add_arguments", "all_options", "main", "run"]
 
@@ -41,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             subparser.add_argument(f"--{name}-args", default="", metavar="ARGS", help=f"`{name}`'s options, one string")
 
 
-def all_options(args: argparse.Namespace) -> object:
+def all_options(args: argparse.Namespace) -> AllOptions:
     """The `AllOptions` of parsed `all` arguments: each `--STEP-args` string parsed by that step's own flags, so
     each step sees exactly its standalone defaults."""
     from dataset_builder.options import AllOptions
