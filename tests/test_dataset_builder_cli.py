@@ -133,3 +133,25 @@ def test_export_llava_removes_a_killed_exports_temporaries(root):
     assert main(["export-llava", "--root", str(root)]) == 0
     expected = ["brief_train", "brief_val", "detailed_train", "detailed_val"]
     assert sorted(path.name for path in llava.iterdir()) == expected
+
+
+def test_run_all_takes_the_steps_options_objects(root, capsys):
+    from dataset_builder import AllOptions, BuildOptions, ExportOptions, run_all
+
+    options = AllOptions(
+        skip=("download", "ocr"),
+        export_llava=True,
+        build=BuildOptions(workers=1, ratios={"train": 1.0, "validation": 0.0, "test": 0.0}),
+        export=ExportOptions(ratios={"train": 1.0, "validation": 0.0, "test": 0.0}),
+    )
+    assert run_all(root, options) == 0
+    out = capsys.readouterr().out
+    assert "== download" not in out and "== ocr" not in out and out.index("== build") < out.index("== export-llava")
+    assert sorted(path.name for path in (root / "patentdesc-355k" / "brief").iterdir()) == [
+        "train-00000-of-00001.parquet"
+    ]
+    entries = json.loads((root / "PatentDesc-355k.json").read_text())
+    briefs = [image_id for image_id, entry in entries.items() if entry["brief_description"].strip()]
+    assert [sample["id"] for sample in json.loads((root / "llava_json" / "brief_train").read_text())] == briefs
+    with pytest.raises(ValueError, match=r"\['export-llava'\] are not steps that can be skipped"):
+        AllOptions(skip=("export-llava",))

@@ -20,6 +20,7 @@ from dataset_builder.entries import (
     iter_split_file,
 )
 from dataset_builder.ids import InvalidImageIdError, validate_image_id
+from dataset_builder.jsonl import JsonlAppender, complete_lines, iter_jsonl
 from dataset_builder.jsonstream import BrokenFileError, iter_object_entries
 from dataset_builder.reports import ReportWriter, read_report
 from dataset_builder.splits import SPLITS, SplitAssigner, parse_ratios, split_of_patent
@@ -335,3 +336,16 @@ def test_an_entry_over_the_size_cap_is_rejected_without_being_kept(monkeypatch):
     assert _entries(text, 100) == [
         ("a", 1), ("bad", "b", "the entry is over 1,000 characters: skipped unread"), ("c", 3)
     ]  # fmt: skip
+
+
+def test_jsonl_appends_after_cutting_a_torn_last_line_and_readers_skip_bad_lines(tmp_path):
+    path = tmp_path / "lines.jsonl"
+    path.write_text('{"a": 1}\nnot json\n{"b": 2}\n{"c": ')  # a damaged line, then one a killed writer left
+    assert [value for _, value in iter_jsonl(path) if not isinstance(value, ValueError)] == [{"a": 1}, {"b": 2}]
+    assert [number for number, value in iter_jsonl(path) if isinstance(value, ValueError)] == [2, 4]
+    with JsonlAppender(path) as appender:
+        appender.write({"c": 3})
+        appender.write_many([{"d": "é"}, {"e": 5}])
+    assert path.read_text(encoding="utf-8") == '{"a": 1}\nnot json\n{"b": 2}\n{"c": 3}\n{"d": "é"}\n{"e": 5}\n'
+    assert appender.count == 3 and list(complete_lines(path))[-1] == {"e": 5}
+    assert list(iter_jsonl(tmp_path / "missing.jsonl")) == []
