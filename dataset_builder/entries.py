@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from processing.constants import DESCRIPTION_TYPES
+
 from .ids import InvalidImageIdError, figure_of, patent_id_of, validate_image_id
 from .jsonl import iter_jsonl
 from .jsonstream import NOT_UTF8, BadEntry, iter_object_entries, open_text, sniff_encoding
@@ -28,8 +30,8 @@ __all__ = [
 ]
 
 # config name -> field of PatentDesc-355k.json
-DESCRIPTION_FIELDS = {"brief": "brief_description", "detailed": "detailed_description"}
-REQUIRED_FIELDS = ("image_url", "brief_description", "detailed_description")
+DESCRIPTION_FIELDS = {desc_type: f"{desc_type}_description" for desc_type in DESCRIPTION_TYPES}
+REQUIRED_FIELDS = ("image_url", *DESCRIPTION_FIELDS.values())
 SPLIT_DIR_NAMES = ("data_splits", "splits")  # the release's name, then the original code's
 OCR_VOCAB_SIZE = 50265  # tokens of LayoutLMv3-base's tokenizer, whose ids the official ocr.json holds
 
@@ -161,9 +163,9 @@ def iter_split_file(path: str | os.PathLike, report: ReportWriter | None = None)
 def iter_official_ocr(
     ocr_json_path: str | os.PathLike, report: ReportWriter | None = None
 ) -> Iterator[tuple[str, list[int], list[list[int]]]]:
-    """Streams the official `ocr.json` as `(image_id, token ids, boxes)`, unpadded and truncated to 512 tokens
-    like the original (`processing.ocr.ocr_tokens_from_official`); malformed entries (`_check_official_entry`) are
-    reported by id."""
+    """Streams the official `ocr.json` as `(image_id, token ids, boxes)`, unpadded and truncated to the OCR
+    encoder's length like the original (`processing.ocr.ocr_tokens_from_official`); malformed entries
+    (`_check_official_entry`) are reported by id."""
     from processing.ocr import ocr_tokens_from_official  # imports transformers: only when OCR is read
 
     for item in iter_object_entries(open_text(ocr_json_path), str(ocr_json_path)):

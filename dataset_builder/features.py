@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datasets import Features, Image, List, Value
 
+from processing.constants import DESCRIPTION_TYPES
+
 __all__ = ["CONFIGS", "patentdesc_features"]
 
-CONFIGS = ("brief", "detailed")
+CONFIGS = DESCRIPTION_TYPES  # one config per description type
 
 
 def patentdesc_features(official_ocr: bool = False) -> Features:
