@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from patentlmm.cli.options import at_least, option
 from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
-from processing.ocr import DEFAULT_OCR_ENGINE, OCR_ENGINES
+from processing.ocr import DEFAULT_OCR_ENGINE, OCR_ENGINES, OcrEngine
 
 from .sharding import check_shard
 from .splits import DEFAULT_RATIOS, parse_ratios
@@ -61,7 +61,7 @@ class OcrOptions(_ShardedOptions):
 
     `engine` is a name of `processing.ocr.OCR_ENGINES`, an engine's `to_dict()` or an engine."""
 
-    engine: str | dict = option(
+    engine: str | dict | OcrEngine = option(
         DEFAULT_OCR_ENGINE,
         choices=sorted(OCR_ENGINES),
         help="OCR engine (tesseract: the paper's OCR; drawing: reads patent drawings' numerals; see `patentlmm ocr "
