@@ -77,7 +77,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         cache, report = Path(scratch) / "ocr_cache.jsonl", Path(scratch) / "failures.jsonl"
-        options = OcrOptions(workers=args.workers)
+        options = OcrOptions(engine="tesseract", workers=args.workers)  # the OCR of row 1
         # 2) the ocr stage, empty cache
         cpu = _cpu_seconds()
         first = run_ocr(ids, args.images, cache, report, options)
