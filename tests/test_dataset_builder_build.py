@@ -134,6 +134,7 @@ def test_load_from_the_parent_folder_and_streaming_give_the_same_rows(built, mon
 
 def test_the_generator_builder_gives_the_same_rows_as_the_parquet_folder(built):
     cache = built / "hf-cache"
+    written = (built / "reports" / "rejected.jsonl").stat().st_mtime_ns
     for config in ("brief", "detailed"):
         builder = PatentDesc355k(
             config_name=config,
@@ -146,6 +147,8 @@ def test_the_generator_builder_gives_the_same_rows_as_the_parquet_folder(built):
         assert generated["train"].features == parquet["train"].features
         for split in parquet:
             assert _rows(generated[split]) == _rows(parquet[split])
+    assert (built / "reports" / "rejected.jsonl").stat().st_mtime_ns == written  # the root's report is untouched
+    assert len(list((cache / "builder").rglob("rejected.jsonl"))) == 2  # each config's build reports in the cache
 
 
 def _png_with_header(width: int, height: int) -> bytes:
