@@ -1,4 +1,4 @@
-"""push_to_hub.py: the staged folder and card, and a real round trip through a Hub server on 127.0.0.1."""
+"""patentlmm.hub and push_to_hub.py: the staged folder and card, and a real round trip through a Hub on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from conftest import REPO
 from hub_server import HubServer
 from huggingface_hub import ModelCard
 
+from patentlmm.hub import build_model_card, select_model_files, stage_model_folder
 from processing import build_prompt
-from push_to_hub import build_model_card, main, select_model_files, stage_model_folder
+from push_to_hub import main
 
 ROUND_TRIP = Path(__file__).parent / "scripts" / "hub_round_trip.py"
 FIG8 = "US20250204297A1__8"

@@ -31,7 +31,7 @@ COMMANDS = {
     ),
     "train": Command("patentlmm.cli.train", "train PatentLMM (stage 1 or 2) from a YAML recipe"),
     "dataset": Command("patentlmm.cli.dataset", "PatentDesc-355k: download, ocr, build, export-llava, all"),
-    "push": Command("push_to_hub", "publish a model folder (with its card) or the built dataset to a Hub"),
+    "push": Command("patentlmm.cli.push", "publish a model folder (with its card) or the built dataset to a Hub"),
     "demo": Command(
         "patentlmm.demo.pipeline", "offline end to end on the bundled figures: data, training, descriptions, report"
     ),

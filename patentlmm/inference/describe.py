@@ -135,7 +135,7 @@ def _check_model_folder(model_name_or_path: str) -> None:
     folder = Path(model_name_or_path)
     if not folder.is_dir():
         return
-    from push_to_hub import check_weights  # the same check as before a push
+    from patentlmm.hub.files import check_weights  # the same check as before a push
 
     for name in ("config.json", "ocr_tokenizer"):
         if not (folder / name).exists():

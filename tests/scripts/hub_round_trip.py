@@ -1,49 +1,46 @@
-"""Pushes a model folder and a dataset folder to the Hub at $HF_ENDPOINT, downloads them back and uses them.
-Prints one JSON line. Run with HF_ENDPOINT, HF_HOME and HF_TOKEN set (huggingface_hub reads them at import).
+"""Pushes a model folder and a dataset folder to the Hub at $HF_ENDPOINT, then uses them as a user would: the model
+by its repo id in a process without patentlmm (`load_and_generate.py`), the dataset with `load_dataset`. Prints one
+JSON line. Run with HF_ENDPOINT, HF_HOME and HF_TOKEN set (huggingface_hub reads them at import).
 
     python hub_round_trip.py MODEL_DIR DATASET_DIR IMAGE WORDS_JSON BOXES_JSON
 """
 
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
-import torch
 from datasets import load_dataset
-from huggingface_hub import HfApi, snapshot_download
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from huggingface_hub import HfApi
 
-from push_to_hub import push_dataset, push_model
+from patentlmm.hub import PushOptions, push_dataset, push_model
+
+LOADER = Path(__file__).with_name("load_and_generate.py")
 
 model_dir, dataset_dir, image, words, boxes = sys.argv[1:6]
 repo_id, dataset_repo = "tester/patentlmm-tiny", "tester/patentdesc-mini"
 api = HfApi()
 
-first = push_model(model_dir, repo_id, commit_message="first push")
+push_model(model_dir, PushOptions(repo_id, commit_message="first push"))
 sha_after_first = api.model_info(repo_id).sha
-second = push_model(model_dir, repo_id, commit_message="second push")
+push_model(model_dir, PushOptions(repo_id, commit_message="second push"))
 sha_after_second = api.model_info(repo_id).sha
 files = sorted(api.list_repo_files(repo_id))
 
-local = snapshot_download(repo_id)
-model = AutoModelForImageTextToText.from_pretrained(local, trust_remote_code=True).eval()
-processor = AutoProcessor.from_pretrained(repo_id, trust_remote_code=True)  # by repo id, through the Hub
-prompt = processor.apply_chat_template(
-    [
-        {
-            "role": "user",
-            "content": [
-                {"type": "image"},
-                {"type": "text", "text": "Write a brief description for this patent image."},
-            ],
-        }
-    ],
-    add_generation_prompt=True,
+# Importing patentlmm registered its classes with the Auto classes here: the remote code is loaded elsewhere.
+loaded = subprocess.run(
+    [sys.executable, str(LOADER), repo_id, image, words, boxes],
+    env={**os.environ, "PYTHONPATH": ""},  # the repository's packages are not importable there
+    capture_output=True,
+    text=True,
+    check=False,
 )
-inputs = processor(images=[image], text=[prompt], ocr_words=[json.loads(words)], ocr_boxes=[json.loads(boxes)])
-with torch.no_grad():
-    generated = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+if loaded.returncode != 0:
+    sys.exit(f"{LOADER.name} failed:\n{loaded.stderr[-3000:]}")
+model = json.loads(loaded.stdout.strip().splitlines()[-1])
 
-push_dataset(dataset_dir, dataset_repo)
+push_dataset(dataset_dir, PushOptions(dataset_repo))
 dataset = load_dataset(dataset_repo, "brief", split="train")
 
 print(
@@ -52,8 +49,8 @@ print(
             "sha_after_first": sha_after_first,
             "sha_after_second": sha_after_second,
             "files": files,
-            "model_module": type(model).__module__,
-            "generated": generated[0, inputs["input_ids"].shape[1] :].tolist(),
+            "model_module": model["model_module"],
+            "generated": model["generated"],
             "dataset_rows": [dataset[i]["image_id"] for i in range(len(dataset))],
             "dataset_image_size": list(dataset[0]["image"].size),
         }

@@ -1,0 +1,17 @@
+"""Hub publishing: the files a model repo needs, its card, and the upload of a model or dataset folder."""
+
+from .cards import build_model_card
+from .files import MODEL_REPO_FILES, check_safetensors, check_weights, select_model_files, stage_model_folder
+from .publish import PushOptions, push_dataset, push_model
+
+__all__ = [
+    "MODEL_REPO_FILES",
+    "PushOptions",
+    "build_model_card",
+    "check_safetensors",
+    "check_weights",
+    "push_dataset",
+    "push_model",
+    "select_model_files",
+    "stage_model_folder",
+]

@@ -1,0 +1,188 @@
+"""A model folder's files for the Hub: the allow-list, weight checks, and the staged copy with remote code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+from transformers.dynamic_module_utils import get_relative_import_files
+
+from modeling_patentlmm import PatentLMMConfig
+from modeling_patentlmm.modeling_patentlmm import AUTO_MAP
+from patentlmm.assembly.components import generation_config
+
+__all__ = [
+    "MODEL_REPO_FILES",
+    "REQUIRED_FILES",
+    "check_safetensors",
+    "check_weights",
+    "select_model_files",
+    "stage_model_folder",
+]
+
+logger = logging.getLogger(__name__)
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+REQUIRED_FILES = ("config.json", "processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+# The allow-list of a model folder's files that are published (paths relative to the folder; the remote code's own
+# file names are added by `select_model_files`). A LoRA adapter kept beside the weights (`--keep-adapter`) is too.
+MODEL_REPO_FILES = (
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "config.json",
+    "generation_config.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "adapter_config.json",
+    "additional_chat_templates/*.jinja",  # the processor's named chat templates (plain, original_inference)
+    *_TOKENIZER_FILES,
+    *(f"ocr_tokenizer/{name}" for name in _TOKENIZER_FILES),
+)
+PROCESSOR_AUTO_MAP = {"AutoProcessor": "processing_patentlmm.PatentLMMProcessor"}
+
+
+def check_safetensors(path: str | os.PathLike) -> None:
+    """Raises `ValueError` naming `path` when it is not a complete safetensors file (a malformed or oversized header,
+    invalid JSON, tensors outside the file, a truncated file). Reads the header only, no tensor."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+    except Exception as error:  # SafetensorError, OSError (e.g. EINVAL from mmap of a short file)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path} is not a valid safetensors file: {reason}.") from error
+
+
+def check_weights(folder: str | os.PathLike) -> list[Path]:
+    """Checks every `*.safetensors` file of `folder` and that each shard named by a `*.safetensors.index.json` exists;
+    returns the weight files. Raises `ValueError` (bad file) or `FileNotFoundError` (missing shard)."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.safetensors"))
+    for index in sorted(folder.glob("*.safetensors.index.json")):
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (ValueError, KeyError, AttributeError) as error:
+            raise ValueError(f"{index} is not a safetensors index (JSON with a weight_map): {error}") from error
+        missing = sorted(name for name in shards if not (folder / name).is_file())
+        if missing:
+            raise FileNotFoundError(f"{index} names shard(s) missing from {folder}: {', '.join(missing[:5])}")
+    for path in files:
+        check_safetensors(path)
+    return files
+
+
+def _remote_code_files() -> list[Path]:
+    """The source files of the model and the processor, each with the files it imports relatively."""
+    import modeling_patentlmm.modeling_patentlmm as modeling
+    import processing.processing_patentlmm as processing
+
+    sources = (modeling.__file__, processing.__file__)
+    return [Path(path) for source in sources for path in [source, *get_relative_import_files(source)]]
+
+
+def select_model_files(folder: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """(files to publish, entries left out) of a model folder, as sorted relative paths; a left-out folder is named
+    once, with a trailing `/`. Published: the `MODEL_REPO_FILES` patterns and the remote code's file names."""
+    folder = Path(folder)
+    allowed = (*MODEL_REPO_FILES, *(path.name for path in _remote_code_files()))
+    published, left_out = [], set()
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        depth = relative.count("/")  # fnmatch's * crosses "/": checkpoint-5/model.safetensors must not match
+        if path.is_file() and any(fnmatch(relative, p) and p.count("/") == depth for p in allowed):
+            published.append(relative)
+        elif path.is_file() or path.is_symlink():
+            top = relative.split("/")[0]
+            left_out.add(top + "/" if (folder / top).is_dir() else top)
+    return published, sorted(left_out)
+
+
+def _check_model_folder(source: Path) -> None:
+    """`FileNotFoundError` for missing model/processor files, `ValueError` for pickled-only or unparsable weights."""
+    missing = [name for name in REQUIRED_FILES if not (source / name).is_file()]
+    if not list(source.glob("*.safetensors")):
+        pickles = sorted(p.name for p in source.glob("*") if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise ValueError(
+                f"{source} holds pickled files ({', '.join(pickles)}) and no safetensors weights: only safetensors "
+                "are published (load the weights with torch.load(weights_only=True) and save them as safetensors)."
+            )
+        missing.append("*.safetensors")
+    if missing:
+        raise FileNotFoundError(f"{source} is not a PatentLMM model + processor folder: missing {', '.join(missing)}.")
+    check_weights(source)
+
+
+def stage_model_folder(
+    folder: str | os.PathLike,
+    staging_dir: str | os.PathLike,
+    widget_images: Sequence[str | os.PathLike] = (),
+) -> Path:
+    """Copies the files of `folder` that a model repo needs (`select_model_files`) to `staging_dir`, logs what was
+    left out, and completes the copy: remote code, `auto_map`, generation config, widget images.
+
+    Raises `FileNotFoundError` for missing model/processor files and `ValueError` for weights that are pickles only
+    or do not parse.
+    """
+    source, staging = Path(folder), Path(staging_dir)
+    _check_model_folder(source)
+    published, left_out = select_model_files(source)
+    if left_out:
+        logger.warning("Left out of the model repo (not model files): %s", ", ".join(left_out))
+    for relative in published:
+        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / relative, staging / relative)
+    _add_remote_code(staging)
+    if not (staging / "generation_config.json").is_file():
+        generation_config(PatentLMMConfig.from_pretrained(staging)).save_pretrained(staging)
+    if widget_images:
+        (staging / "examples").mkdir(exist_ok=True)
+        for image in widget_images:
+            shutil.copy(image, staging / "examples" / Path(image).name)
+    return staging
+
+
+def _add_remote_code(staging: Path) -> None:
+    """Adds the model's and processor's source files (each with the files it imports relatively, flat) where the
+    folder lacks them, and the `auto_map` entries that point the Auto classes at them."""
+    for path in _remote_code_files():
+        if not (staging / path.name).is_file():
+            shutil.copy(path, staging / path.name)
+    _update_json(staging / "config.json", auto_map=dict(AUTO_MAP))
+    _update_json(staging / "processor_config.json", auto_map=PROCESSOR_AUTO_MAP)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} holds a JSON {type(content).__name__}, not an object.")
+    return content
+
+
+def _update_json(path: Path, **values: Any) -> None:
+    content = _read_json(path)
+    content.update(values)
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    partial.replace(path)
