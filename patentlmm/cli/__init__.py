@@ -23,7 +23,7 @@ COMMANDS = {
     "init-tiny": Command("patentlmm.cli.init_tiny", "write a tiny random-weight model + processor (tests, smoke runs)"),
     "describe": Command("patentlmm.inference.describe", "describe patent figures with a PatentLMM model"),
     "convert-original": Command(
-        "patentlmm.assembly.convert", "convert the original PatentMME/PatentLMM checkpoints to a HF folder"
+        "patentlmm.cli.convert", "convert the original PatentMME/PatentLMM checkpoints to a HF folder"
     ),
     "ocr": Command("patentlmm.cli.ocr", "what an OCR engine reads on figures: words and 0-1000 boxes"),
     "eval": Command(

@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
 
 from patentlmm.assembly.tiny import TinyModelArguments, init_tiny
+from patentlmm.cli.options import add_options, option, options_from_args
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["InitTinyOptions", "add_arguments", "run"]
+
+
+@dataclass
+class InitTinyOptions:
+    """Where to write the tiny model; its shape is a `TinyModelArguments`, one `--field-name` option per field."""
+
+    output_dir: Path = option(positional=True, help="folder to write (created if missing)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("output_dir", help="folder to write (created if missing)")
-    for field in dataclasses.fields(TinyModelArguments):
-        parser.add_argument(
-            f"--{field.name.replace('_', '-')}",
-            type=type(field.default),
-            default=field.default,
-            help=f"default: {field.default}",
-        )
+    add_options(parser, InitTinyOptions)
+    add_options(parser, TinyModelArguments)
 
 
 def run(args: argparse.Namespace) -> int:
-    shape = TinyModelArguments(
-        **{field.name: getattr(args, field.name) for field in dataclasses.fields(TinyModelArguments)}
-    )
-    folder = init_tiny(args.output_dir, shape)
+    options = options_from_args(InitTinyOptions, args)
+    folder = init_tiny(options.output_dir, options_from_args(TinyModelArguments, args))
     print(f"Wrote a tiny random-weight PatentLMM (not trained: its output is noise) to {folder}")
     return 0
