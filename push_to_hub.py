@@ -15,6 +15,8 @@ import argparse
 
 from patentlmm.cli import push
 
+__all__ = ["main"]
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="push_to_hub.py", description=__doc__.split("\n\n")[0])
