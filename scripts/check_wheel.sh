@@ -22,8 +22,8 @@ mkdir "$work/src"
 wheel="$(ls "$work"/dist/patentlmm-*.whl)"
 echo "==> fresh virtualenv: $torch_spec, then $(basename "$wheel")[tiny,ocr]"
 "$python" -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install --quiet "$torch_spec"
-"$work/venv/bin/python" -m pip install --quiet "$wheel[tiny,ocr]"
+"$work/venv/bin/python" -m pip install --quiet --no-compile "$torch_spec"
+"$work/venv/bin/python" -m pip install --quiet --no-compile "$wheel[tiny,ocr]"
 
 cd "$work"  # nothing of the checkout is importable from here
 unset PYTHONPATH

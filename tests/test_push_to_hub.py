@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO
+from conftest import FIGURES, REPO
 from hub_server import HubServer
 from huggingface_hub import ModelCard
 
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
-from patentlmm.hub import build_model_card, select_model_files, stage_model_folder
+from patentlmm.hub import PushOptions, build_model_card, push_model, select_model_files, stage_model_folder
 from patentlmm.paper import CITATION
 from processing import build_prompt
 from push_to_hub import main
@@ -219,3 +219,29 @@ def test_the_card_and_the_readme_cite_the_package_citation():
     assert f"max_new_tokens={DEFAULT_MAX_NEW_TOKENS}, do_sample=False" in card.text  # the saved default, not a copy
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert re.search(r"## Citation\n\n```bibtex\n(.*?)\n```", readme, re.S).group(1) == CITATION
+
+
+def test_patentlmm_push_stages_the_given_widget_figures(tiny_dir, tmp_path, capsys):
+    from patentlmm.cli import main as patentlmm
+
+    widget = sorted(FIGURES.glob("*.png"))[3:5]
+    argv = ["push", "model", str(tiny_dir), "--repo-id", "me/x", "--dry-run", "--staging-dir", str(tmp_path / "s")]
+    assert patentlmm([*argv, "--widget-image", *map(str, widget)]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "s")
+    assert sorted(path.name for path in (tmp_path / "s" / "examples").iterdir()) == [path.name for path in widget]
+    srcs = [item["src"] for item in ModelCard.load(tmp_path / "s" / "README.md").data.to_dict()["widget"]]
+    assert srcs == [f"examples/{path.name}" for path in widget]
+
+
+def test_dry_run_without_staging_dir_is_refused_before_staging(tiny_dir):
+    with pytest.raises(ValueError, match="--dry-run needs --staging-dir"):
+        push_model(tiny_dir, PushOptions("me/x", dry_run=True))
+
+
+def test_a_metrics_file_without_the_type_is_refused_naming_it(tiny_dir, tmp_path):
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"brief": {"metrics": {"bleu4": 36.66}}}), encoding="utf-8")
+    options = PushOptions("me/x", desc_type="detailed", metrics=metrics, dry_run=True, staging_dir=tmp_path / "s")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(metrics))} is not a `patentlmm eval --output` file with "):
+        push_model(tiny_dir, options)
+    assert not (tmp_path / "s").exists()
