@@ -1,8 +1,14 @@
 """Hub publishing: the files a model repo needs, its card, and the upload of a model or dataset folder."""
 
-from .cards import build_model_card
-from .files import MODEL_REPO_FILES, check_safetensors, check_weights, select_model_files, stage_model_folder
-from .publish import PushOptions, push_dataset, push_model
+from patentlmm.hub.cards import build_model_card
+from patentlmm.hub.files import (
+    MODEL_REPO_FILES,
+    check_safetensors,
+    check_weights,
+    select_model_files,
+    stage_model_folder,
+)
+from patentlmm.hub.publish import PushOptions, push_dataset, push_model
 
 __all__ = [
     "MODEL_REPO_FILES",
