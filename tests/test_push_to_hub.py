@@ -19,10 +19,10 @@ from hub_server import HubServer
 from huggingface_hub import ModelCard
 
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
+from patentlmm.cli import main as patentlmm
 from patentlmm.hub import PushOptions, build_model_card, push_model, select_model_files, stage_model_folder
 from patentlmm.paper import CITATION
 from processing import build_prompt
-from push_to_hub import main
 
 ROUND_TRIP = Path(__file__).parent / "scripts" / "hub_round_trip.py"
 FIG8 = "US20250204297A1__8"
@@ -162,7 +162,7 @@ def test_dry_run_writes_the_folder_only_with_metrics_from_patentlmm_eval(tiny_di
     metrics = tmp_path / "metrics.json"  # the layout `patentlmm eval --output` writes
     metrics.write_text(json.dumps({"detailed": {"metrics": {"bleu4": 15.02, "meteor": 28.39}}}), encoding="utf-8")
     argv = ["model", str(tiny_dir), "--repo-id", "me/x", "--type", "detailed", "--metrics", str(metrics)]
-    assert main([*argv, "--dry-run", "--staging-dir", str(tmp_path / "s")]) == 0
+    assert patentlmm(["push", *argv, "--dry-run", "--staging-dir", str(tmp_path / "s")]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "s")
     assert (tmp_path / "s" / "model.safetensors").is_file()
     card = ModelCard.load(tmp_path / "s" / "README.md")
@@ -222,8 +222,6 @@ def test_the_card_and_the_readme_cite_the_package_citation():
 
 
 def test_patentlmm_push_stages_the_given_widget_figures(tiny_dir, tmp_path, capsys):
-    from patentlmm.cli import main as patentlmm
-
     widget = sorted(FIGURES.glob("*.png"))[3:5]
     argv = ["push", "model", str(tiny_dir), "--repo-id", "me/x", "--dry-run", "--staging-dir", str(tmp_path / "s")]
     assert patentlmm([*argv, "--widget-image", *map(str, widget)]) == 0
