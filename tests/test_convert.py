@@ -507,6 +507,20 @@ def test_checkpoint_encoder_wins_over_patentmme(converted, python_path, original
     assert _max_difference(logits, _stage2_run(original, figures, encoder=original.patentmme_encoder)) > TOLERANCE
 
 
+def test_a_failed_conversion_leaves_no_output_folder(original, tmp_path):
+    """The folder is written beside `--output` and renamed at the end: a failure after the weights were written
+    (here: LoRA of two ranks cannot be kept as one adapter) leaves nothing that a rerun would refuse."""
+    module = _deepspeed_module(original)
+    layer = next(iter(original.lora))
+    module[f"base_model.model.{layer}.lora_A.default.weight"] = original.lora[layer][0][:2]
+    module[f"base_model.model.{layer}.lora_B.default.weight"] = original.lora[layer][1][:, :2]
+    with pytest.raises(ValueError, match=rf"one LoRA rank for all layers, found \[2, {LORA_RANK}\]"):
+        _convert_deepspeed(original, tmp_path, module, keep_adapter=True)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mp_rank_00_model_states.pt"]
+    out = _convert_deepspeed(original, tmp_path, module)  # merged, each layer with its own rank
+    assert out == tmp_path / "out" and (out / "model.safetensors").is_file()
+
+
 def test_patentmme_fills_encoder_tensors_the_checkpoint_lacks(original, figures, tmp_path, caplog):
     module = _deepspeed_module(original)
     dropped = "base_model.model.model.vision_tower.vision_tower.encoder.layer.1.output.dense.weight"

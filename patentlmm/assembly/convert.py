@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -88,11 +89,21 @@ def convert_original(
         None, config=config, state_dict=cast(state_dict, torch_dtype), dtype=torch_dtype
     )
     model.generation_config = generation_config(config)
-    output.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output)
-    if keep_adapter:
-        _save_adapter(original.lora, lora_alpha, torch_dtype, output)
-    build_processor(config, tokenizer, ocr, ocr_engine=PAPER_OCR_ENGINE).save_pretrained(output)
+    processor = build_processor(config, tokenizer, ocr, ocr_engine=PAPER_OCR_ENGINE)
+    # Written beside `output` and renamed at the end: a failure leaves no half folder that a rerun would refuse.
+    partial = output.with_name(f".{output.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        model.save_pretrained(partial)
+        if keep_adapter:
+            _save_adapter(original.lora, lora_alpha, torch_dtype, partial)
+        processor.save_pretrained(partial)
+        if output.is_dir():  # empty (`_check_inputs`)
+            output.rmdir()
+        partial.rename(output)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     logger.info("Saved PatentLMM (%.3fB parameters, %s) to %s", model.num_parameters() / 1e9, torch_dtype, output)
     return output
 
