@@ -22,7 +22,7 @@ figure per row, `--repeat` passes, the rows interleaved):
    encoder also attends to the pad tokens (the original masked them inside LayoutLMv3); the cost is the same.
    Attention is "eager" (scores materialised, softmax, matmul), as in the transformers 4.31.0 the original pins,
    whose LLaMA and LayoutLMv3 had no SDPA path (`--original-attention sdpa` gives this row today's kernels instead).
-2. `describe`: `patentlmm.inference.describe.generate_batch` over `iter_descriptions`' batching: batches of
+2. `describe`: `patentlmm.inference.generation.generate_batch` over `iter_descriptions`' batching: batches of
    `--batch-size`, sorted by OCR token count, each figure's real positions only, the default Vicuna-v1 prompt (~40
    tokens longer than the original's), SDPA attention, bf16 on a GPU (fp32 on CPU, where bf16 matmuls are not faster
    without AMX/AVX512-BF16), a static KV cache (preallocated: no copy of the cache at each step; `--cache dynamic`
@@ -67,7 +67,9 @@ transformers.logging.set_verbosity_error()
 
 from modeling_patentlmm import PatentLMMForConditionalGeneration  # noqa: E402
 from patentlmm.assembly.tiny import TinyModelArguments, build_tiny  # noqa: E402
-from patentlmm.inference.describe import DEFAULT_CACHE, SORT_WINDOW_BATCHES, Figure, generate_batch  # noqa: E402
+from patentlmm.inference.describe import SORT_WINDOW_BATCHES  # noqa: E402
+from patentlmm.inference.figures import Figure  # noqa: E402
+from patentlmm.inference.generation import CACHES, DEFAULT_CACHE, generate_batch  # noqa: E402
 from processing import PatentLMMProcessor, build_prompt, load_image, run_tesseract, tokenize_ocr  # noqa: E402
 
 SHARED_FIGURES = REPO_ROOT.parent / "shared" / "data" / "patent-figures" / "images"
@@ -147,7 +149,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="describe path's batch size")
     parser.add_argument("--original-attention", choices=["eager", "sdpa"], default="eager")
     parser.add_argument(
-        "--cache", choices=["static", "dynamic"], default=DEFAULT_CACHE, help="describe row's KV cache (default static)"
+        "--cache", choices=CACHES, default=DEFAULT_CACHE, help="describe row's KV cache (default static)"
     )
     parser.add_argument("--repeat", type=int, default=2, help="timed passes per row, rows interleaved")
     parser.add_argument("--images", type=Path, default=SHARED_FIGURES if SHARED_FIGURES.is_dir() else EXAMPLE_FIGURES)

@@ -47,7 +47,7 @@ from modeling_patentlmm import PatentLMMConfig
 from patentlmm.assembly.convert import convert_original
 from patentlmm.assembly.original import VISION_PREFIX, OriginalWeights, load_vision_config, use_patentmme_encoder
 from patentlmm.assembly.tiny import _package_file, build_ocr_tokenizer
-from patentlmm.inference.describe import default_max_new_tokens
+from patentlmm.inference.generation import default_max_new_tokens
 from processing import PatentLMMProcessor, build_messages, run_tesseract, tokenize_ocr
 
 FIGURE = "US20250204297A1__10"  # 978 x 2320: far from square, so padding it would change the pixels

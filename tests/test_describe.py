@@ -9,13 +9,9 @@ from pathlib import Path
 import pytest
 
 from patentlmm.cli import main
-from patentlmm.inference.describe import (
-    Figure,
-    describe,
-    generate_batch,
-    iter_descriptions,
-    prepare_output,
-)
+from patentlmm.inference.describe import DescribeOptions, describe, iter_descriptions, prepare_output
+from patentlmm.inference.figures import Figure
+from patentlmm.inference.generation import generate_batch
 from processing import build_prompt
 from processing.ocr import TesseractEngine, load_ocr_engine
 
@@ -77,9 +73,8 @@ def test_dataset_split_is_described_and_resumed_after_an_interruption(figures_da
     with output.open("a", encoding="utf-8") as handle:
         handle.write('{"image_id": "US2025020')
     model, processor = tiny
-    written = describe(
-        model, processor=processor, dataset=str(figures_dataset), output=output, batch_size=2, max_new_tokens=2
-    )
+    options = DescribeOptions(dataset=str(figures_dataset), output=output, batch_size=2, max_new_tokens=2)
+    written = describe(model, options, processor=processor)
     rows = _rows(output)
     assert len(written) == 3 and rows[:2] == first
     assert sorted(row["image_id"] for row in rows) == sorted(IDS)  # every id once: no duplicates, none lost
@@ -92,14 +87,15 @@ def test_dataset_split_is_described_and_resumed_after_an_interruption(figures_da
     assert by_id["US20250204297A1__1"]["figure_labels"] == ["1"]
     assert prepare_output(output, "brief") == set(IDS) and prepare_output(output, "detailed") == set()
     # A third run has nothing left to do.
-    assert describe(model, processor=processor, dataset=str(figures_dataset), output=output, max_new_tokens=2) == []
+    options = DescribeOptions(dataset=str(figures_dataset), output=output, max_new_tokens=2)
+    assert describe(model, options, processor=processor) == []
 
 
 def test_batches_are_sorted_by_ocr_length_and_rows_keep_input_order(tiny, figures, ocr):
     model, processor = tiny
     lengths = {i: len(processor.ocr_tokenizer(ocr[i][0], boxes=ocr[i][1])["input_ids"]) for i in IDS}
     batch_figures = [Figure(i, figures[i]["path"], None, *ocr[i]) for i in IDS]
-    batches = list(iter_descriptions(model, processor, batch_figures, max_new_tokens=1, batch_size=2))
+    batches = list(iter_descriptions(model, processor, batch_figures, DescribeOptions(max_new_tokens=1, batch_size=2)))
     ids = [[row["image_id"] for row in rows] for rows in batches]
     longest_first = sorted(IDS, key=lambda i: -lengths[i])
     assert [len(batch) for batch in ids] == [2, 2, 1]
@@ -174,7 +170,7 @@ def test_bad_files_are_reported_by_id_and_the_good_figures_are_written(tiny_dir,
     bad = [tmp_path / name for name in ("notes.png", "bomb.png", "cut.png", "strip.png")]
     output = tmp_path / "out.jsonl"
     argv = ["describe", "--model", str(tiny_dir), "--max-new-tokens", "2", "--batch-size", "2", "--output", str(output)]
-    with caplog.at_level("WARNING", logger="patentlmm.inference.describe"):
+    with caplog.at_level("WARNING", logger="patentlmm.inference.figures"):
         assert main([*argv, str(bad[0]), str(good[0]), str(bad[1]), str(bad[2]), str(good[1]), str(bad[3])]) == 0
     assert [json.loads(line)["image_id"] for line in output.read_text().splitlines()] == IDS[:2]
     skipped = {record.args[0]: record.args[1] for record in caplog.records if record.msg.startswith("Skipped")}
@@ -184,7 +180,7 @@ def test_bad_files_are_reported_by_id_and_the_good_figures_are_written(tiny_dir,
     assert "could not be decoded" in skipped["cut"]
     assert "padded to a square it is 30000x30000" in skipped["strip"]
     caplog.clear()
-    with caplog.at_level("WARNING", logger="patentlmm.inference.describe"):
+    with caplog.at_level("WARNING", logger="patentlmm.inference.figures"):
         assert main([*argv, *map(str, good + bad)]) == 0  # the rerun skips the written ids, reports the bad ones again
     assert len(output.read_text().splitlines()) == 2
     assert sorted(r.args[0] for r in caplog.records if r.msg.startswith("Skipped")) == ["bomb", "cut", "notes", "strip"]
@@ -203,7 +199,7 @@ def test_a_damaged_line_in_the_resumable_jsonl_is_skipped_with_a_warning(tmp_pat
 
 
 def test_files_with_the_same_name_in_two_folders_get_distinct_ids(tmp_path, figures):
-    from patentlmm.inference.describe import figures_from_files, file_ids
+    from patentlmm.inference.figures import figures_from_files, file_ids
 
     for folder in ("a", "b", "c/a"):
         (tmp_path / folder).mkdir(parents=True)
@@ -219,8 +215,8 @@ def test_files_with_the_same_name_in_two_folders_get_distinct_ids(tmp_path, figu
 
 
 @pytest.mark.parametrize("option", ["--batch-size", "--max-new-tokens", "--limit"])
-@pytest.mark.parametrize("value, reason", [("0", "must be at least 1, got 0"), ("-2", "must be at least 1, got -2"),
-                                           ("two", "'two' is not an integer")])  # fmt: skip
+@pytest.mark.parametrize("value, reason", [("0", "0 is not an integer >= 1"), ("-2", "-2 is not an integer >= 1"),
+                                           ("two", "two is not an integer >= 1")])  # fmt: skip
 def test_invalid_numeric_options_are_argparse_errors(option, value, reason, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["describe", "--model", "m", option, value, "fig.png"])
@@ -231,7 +227,7 @@ def test_invalid_numeric_options_are_argparse_errors(option, value, reason, caps
 def test_model_folders_that_cannot_load_get_a_one_line_reason(tiny_dir, tmp_path):
     import shutil
 
-    from patentlmm.inference.describe import load_model_and_processor
+    from patentlmm.inference.loading import load_model_and_processor
 
     no_ocr = shutil.copytree(tiny_dir, tmp_path / "no-ocr", ignore=shutil.ignore_patterns("ocr_tokenizer"))
     with pytest.raises(FileNotFoundError, match=r"no-ocr is not a PatentLMM folder: it has no ocr_tokenizer"):
@@ -251,8 +247,9 @@ def test_fidelity_numerals_come_from_the_drawing_engine_whatever_the_models_ocr(
     processor = copy.copy(processor)
     processor.ocr_engine = TesseractEngine()
     figure = [Figure("US20250204297A1__12", figures["US20250204297A1__12"]["path"])]
-    (paper,) = next(iter_descriptions(model, processor, figure, max_new_tokens=1, fidelity_ocr="tesseract"))
-    (row,) = next(iter_descriptions(model, processor, figure, max_new_tokens=1))
+    paper_options = DescribeOptions(max_new_tokens=1, fidelity_ocr="tesseract")
+    (paper,) = next(iter_descriptions(model, processor, figure, paper_options))
+    (row,) = next(iter_descriptions(model, processor, figure, DescribeOptions(max_new_tokens=1)))
     assert paper["figure_numerals"] == [] and paper["fidelity_ocr"] == TesseractEngine().key
     assert "21" in row["figure_numerals"] and row["fidelity_ocr"] == load_ocr_engine("drawing").key
 

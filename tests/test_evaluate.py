@@ -14,7 +14,8 @@ pytest.importorskip("sacrebleu")
 pytest.importorskip("rouge_score")
 pytest.importorskip("nltk")
 
-from patentlmm.evaluation.evaluate import PAPER_RESULTS, add_arguments, evaluate_predictions, format_table, run  # noqa: E402
+from patentlmm.cli.eval import add_arguments, run  # noqa: E402
+from patentlmm.evaluation.evaluate import PAPER_RESULTS, evaluate_predictions, format_table  # noqa: E402
 from patentlmm.evaluation.metrics.patentlmm_metrics import LEXNAMES, paper_metrics, prepare_wordnet  # noqa: E402
 
 METRIC_FILE = Path(__file__).resolve().parents[1] / "patentlmm" / "evaluation" / "metrics" / "patentlmm_metrics.py"

@@ -183,11 +183,11 @@ def test_tiny_decoder_head_dim_is_one_vllms_cpu_attention_takes(tiny):
 
 
 def test_vllm_engine_refuses_unknown_engine(tiny):
-    from patentlmm.inference.describe import describe
+    from patentlmm.inference.describe import DescribeOptions, describe
 
     model, processor = tiny
     with pytest.raises(ValueError, match=r"engine must be one of \('transformers', 'vllm'\)"):
-        describe(model, processor=processor, images=[], engine="tgi")
+        describe(model, DescribeOptions(engine="tgi"), processor=processor)
 
 
 # ---------------------------------------------------------------------------------------------- vLLM itself

@@ -21,19 +21,19 @@ class Command(NamedTuple):
 
 COMMANDS = {
     "init-tiny": Command("patentlmm.cli.init_tiny", "write a tiny random-weight model + processor (tests, smoke runs)"),
-    "describe": Command("patentlmm.inference.describe", "describe patent figures with a PatentLMM model"),
+    "describe": Command("patentlmm.cli.describe", "describe patent figures with a PatentLMM model"),
     "convert-original": Command(
         "patentlmm.cli.convert", "convert the original PatentMME/PatentLMM checkpoints to a HF folder"
     ),
     "ocr": Command("patentlmm.cli.ocr", "what an OCR engine reads on figures: words and 0-1000 boxes"),
     "eval": Command(
-        "patentlmm.evaluation.evaluate", "score descriptions: the paper's metrics and reference-numeral fidelity"
+        "patentlmm.cli.eval", "score descriptions: the paper's metrics and reference-numeral fidelity"
     ),
     "train": Command("patentlmm.cli.train", "train PatentLMM (stage 1 or 2) from a YAML recipe"),
     "dataset": Command("patentlmm.cli.dataset", "PatentDesc-355k: download, ocr, build, export-llava, all"),
     "push": Command("patentlmm.cli.push", "publish a model folder (with its card) or the built dataset to a Hub"),
     "demo": Command(
-        "patentlmm.demo.pipeline", "offline end to end on the bundled figures: data, training, descriptions, report"
+        "patentlmm.cli.demo", "offline end to end on the bundled figures: data, training, descriptions, report"
     ),
 }
 

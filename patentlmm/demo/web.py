@@ -1,9 +1,4 @@
-"""The web demo: upload a patent figure, pick brief or detailed, read the description, the OCR words drawn on the
-figure and the reference numerals highlighted (green: also in the figure's OCR; red: not found in the figure).
-
-    patentlmm demo --web --model outputs/tiny            # http://127.0.0.1:7860
-    PATENTLMM_MODEL=you/patentlmm-brief python app.py    # the same app as a Hugging Face Space
-"""
+"""The Gradio web demo: a figure in; its description, OCR overlay and highlighted numerals out (docs/demo.md)."""
 
 from __future__ import annotations
 
@@ -14,10 +9,15 @@ import gradio as gr
 from PIL import UnidentifiedImageError
 
 from modeling_patentlmm import PatentLMMForConditionalGeneration
+from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
 from patentlmm.evaluation.numerals import extract_references
 from patentlmm.evaluation.visualize import IN_FIGURE, NOT_IN_FIGURE, highlight_numerals, ocr_overlay
-from patentlmm.inference.describe import Figure, generate_batch, load_model_and_processor
+from patentlmm.inference.figures import Figure
+from patentlmm.inference.generation import generate_batch
+from patentlmm.inference.loading import load_model_and_processor
+from patentlmm.paper import ARXIV_URL
 from processing import PatentLMMProcessor, build_prompt, load_image
+from processing.constants import DESCRIPTION_TYPES
 
 __all__ = ["MAX_UPLOAD_SIZE", "build_app", "serve"]
 
@@ -39,7 +39,9 @@ def _open_upload(path: str, max_pixels: int | None):
 
 
 def build_app(
-    model: PatentLMMForConditionalGeneration, processor: PatentLMMProcessor, max_new_tokens: int = 512
+    model: PatentLMMForConditionalGeneration,
+    processor: PatentLMMProcessor,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
 ) -> gr.Blocks:
     """The Gradio app around `model` and `processor`: the figure is uploaded as a file and opened only by
     `processing.load_image` (pixel cap checked from the header, padding included), never decoded by Gradio."""
@@ -56,13 +58,13 @@ def build_app(
         return description, overlay, highlight_numerals(description, references)
 
     with gr.Blocks(title="PatentLMM") as app:
-        gr.Markdown(
-            "# PatentLMM\nDescriptions of patent figures ([arXiv 2501.15074](https://arxiv.org/abs/2501.15074))."
-        )
+        gr.Markdown(f"# PatentLMM\nDescriptions of patent figures ([arXiv 2501.15074]({ARXIV_URL})).")
         with gr.Row():
             with gr.Column():
                 image = gr.File(label="Patent figure (PNG, JPEG, TIFF)", type="filepath", elem_id="figure")
-                desc_type = gr.Radio(["brief", "detailed"], value="brief", label="Description", elem_id="type")
+                desc_type = gr.Radio(
+                    list(DESCRIPTION_TYPES), value=DESCRIPTION_TYPES[0], label="Description", elem_id="type"
+                )
                 button = gr.Button("Describe", variant="primary", elem_id="describe")
             with gr.Column():
                 description = gr.Textbox(label="Description", lines=6, elem_id="description")
@@ -74,8 +76,14 @@ def build_app(
     return app
 
 
-def serve(model_name_or_path: str, host: str = "127.0.0.1", port: int = 7860, max_new_tokens: int = 512) -> None:
-    """Loads the model and serves the app until interrupted (`patentlmm demo --web`)."""
+def serve(
+    model_name_or_path: str,
+    host: str | None = None,
+    port: int | None = None,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+) -> None:
+    """Loads the model and serves the app until interrupted (`patentlmm demo --web`, `app.py`); `host`/`port` None:
+    Gradio's (`$GRADIO_SERVER_NAME`/`$GRADIO_SERVER_PORT`, else 127.0.0.1:7860)."""
     model, processor = load_model_and_processor(model_name_or_path)
     app = build_app(model, processor, max_new_tokens)
     app.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD_SIZE)

@@ -1,44 +1,21 @@
-"""`patentlmm eval`: score `patentlmm describe` predictions with the paper's metrics and reference-numeral fidelity.
-
-    patentlmm eval preds.jsonl                          # prints Table 2's layout, the paper's PatentLMM row beside ours
-    patentlmm eval preds.jsonl --output metrics.json    # and writes the scores as JSON
-
-Python: `evaluate_predictions("preds.jsonl", output="metrics.json")` (or a list of row dicts).
-
-Input rows (JSONL): `image_id`, `type` (`brief`/`detailed`), `prediction`, `reference`; optionally the figure's OCR
-`figure_numerals` / `figure_labels` and the `fidelity_ocr` engine that read them, as `patentlmm describe` writes
-them (by default with the `drawing` engine: `describe --fidelity-ocr NAME` chooses another). Rows are scored per
-`type`.
-
-- Table 2 metrics (B-2, B-4, Avg.B = mean of BLEU-1..4, R-1, R-2, R-L, METEOR; percent) over the rows with a
-  reference: `patentlmm.evaluation.metrics.patentlmm_metrics.paper_metrics`, whose docstring gives each
-  implementation and its
-  settings (sacrebleu corpus BLEU, 13a, no smoothing; rouge_score F1 averaged over samples, no stemmer; NLTK METEOR
-  with Debian's WordNet, averaged over samples). The same module loads with `evaluate.load(<its path>)`.
-- Reference-numeral fidelity (`patentlmm.evaluation.numerals`) over the rows with figure OCR: numeral precision/recall
-  (micro, percent) and figure-label agreement of the predictions and, as a yardstick, of the references; per-sample
-  scores go to the JSON, with each figure's numerals as read (`figure_numerals`) and those the prediction
-  mentions (`numerals_mentioned`); `fidelity_ocr` lists the engines that read the figures.
-"""
+"""Scoring `patentlmm describe` rows per type: the paper's Table 2 metrics and reference-numeral fidelity."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from patentlmm.evaluation.metrics.patentlmm_metrics import METRIC_NAMES, paper_metrics
+from patentlmm.evaluation.metrics.patentlmm_metrics import TABLE2_METRICS, paper_metrics
 from patentlmm.evaluation.numerals import References, aggregate_fidelity, fidelity
 
-__all__ = ["PAPER_RESULTS", "add_arguments", "evaluate_predictions", "format_table", "read_predictions", "run"]
+__all__ = ["PAPER_RESULTS", "evaluate_predictions", "format_table", "read_predictions"]
 
-# Table 2 of the paper (PatentDesc-355k test), PatentLMM rows (SPEC §7).
+# The paper's PatentLMM rows of Table 2 (PatentDesc-355k test), in `TABLE2_METRICS`' order.
 PAPER_RESULTS = {
-    "brief": dict(zip(METRIC_NAMES, (46.40, 36.66, 44.59, 56.68, 42.63, 54.18, 56.44))),
-    "detailed": dict(zip(METRIC_NAMES, (25.42, 15.02, 24.24, 40.70, 19.27, 27.54, 28.39))),
+    "brief": dict(zip((m.key for m in TABLE2_METRICS), (46.40, 36.66, 44.59, 56.68, 42.63, 54.18, 56.44))),
+    "detailed": dict(zip((m.key for m in TABLE2_METRICS), (25.42, 15.02, 24.24, 40.70, 19.27, 27.54, 28.39))),
 }
 
 
@@ -112,14 +89,14 @@ def _cell(value: float | None) -> str:
 
 def format_table(results: dict) -> str:
     """Table 2's layout (task, model, the seven metrics) with the paper's PatentLMM row above ours, then fidelity."""
-    header = ["task", "model", *METRIC_NAMES.values()]
+    header = ["task", "model", *(m.header for m in TABLE2_METRICS)]
     lines = []
     for desc_type, result in results.items():
         if "paper" in result:
-            lines.append([desc_type, "PatentLMM (paper)", *(_cell(result["paper"][m]) for m in METRIC_NAMES)])
+            lines.append([desc_type, "PatentLMM (paper)", *(_cell(result["paper"][m.key]) for m in TABLE2_METRICS)])
         if "metrics" in result:
             name = f"this model (n={result['samples_with_reference']})"
-            lines.append([desc_type, name, *(_cell(result["metrics"][m]) for m in METRIC_NAMES)])
+            lines.append([desc_type, name, *(_cell(result["metrics"][m.key]) for m in TABLE2_METRICS)])
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
     table = [" | ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *lines]]
     table.insert(1, "-|-".join("-" * width for width in widths))
@@ -134,18 +111,3 @@ def format_table(results: dict) -> str:
                     f"figure OCR: {', '.join(result['fidelity_ocr'])}"
                 )
     return "\n".join(table)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("predictions", type=Path, help="JSONL written by `patentlmm describe`")
-    parser.add_argument("--output", type=Path, default=None, help="write the scores here as JSON")
-
-
-def run(args: argparse.Namespace) -> int:
-    if not args.predictions.is_file():
-        raise SystemExit(f"patentlmm eval: no such file: {args.predictions}")
-    results = evaluate_predictions(args.predictions, args.output)
-    print(format_table(results))
-    if args.output is not None:
-        print(f"Wrote {args.output}", file=sys.stderr)
-    return 0

@@ -1,40 +1,4 @@
-"""Reference-numeral fidelity: do a description's part numbers and figure labels match the figure?
-
-Patent texts name parts by reference numerals ("fuel nozzle 402", "the bellows (10)", "arm 11a") and figures by
-labels ("FIG. 4", "FIGS. 3-5", "Figure 8"). The drawing shows the same numerals next to the parts and its own label,
-which the OCR reads (`patentlmm describe --fidelity-ocr`, default the `drawing` engine: page OCR misses most
-isolated numerals; see docs/ocr.md). This module extracts both kinds from OCR words and from texts and scores a
-prediction:
-
-- numeral precision = |numerals(text) ∩ numerals(figure)| / |numerals(text)|: numerals mentioned that the figure has;
-- numeral recall    = |numerals(text) ∩ numerals(figure)| / |numerals(figure)|: figure numerals mentioned;
-- label agreement   = 1 when the text's first figure label (the figure it describes: "FIG. 8 is ...") is one of the
-  figure's own OCR labels, else 0.
-Each is `None` for a sample where its denominator is empty (no numerals / no label on that side). Aggregates:
-micro precision/recall (counts summed over samples) and the mean label agreement over the samples where it is defined.
-
-The rule (`extract_references`):
-1. Figure labels: `FIG`, `FIGS`, `Fig`, `Figure`, `Figures` (any case, optional `.`), then a number with an optional
-   letter suffix (`4`, `4A`), then more numbers joined by `,` `and` `or` `&` (each kept) or `-` `–` `to` `through`
-   (a range: `FIGS. 3-5` -> 3, 4, 5 when both ends are plain numbers). Labels are normalised to `"4"`, `"4a"`.
-2. Reference numerals: the remaining standalone tokens of 1-4 digits with an optional lower-case letter or prime
-   suffix (`402`, `11a`, `11'`), possibly in parentheses; normalised to lower case without the prime's quote style.
-   Not numerals: digits inside a word or a decimal (`M8`, `2.5`), numbers followed by a unit or `%`
-   (`5 mm`, `30°`), numbers after `No.`/`step`/`claim`/`Table`/`Test` words, and numbers of 5+ digits (patent and
-   serial numbers).
-3. OCR words go through the same rule after being joined with spaces, so `Figure` `8` on two words is a label.
-
-Limits: a plain count, quantity or year in a text ("3 holes", "2 arms", "2025") is taken for a numeral, and
-one-letter units (`5 m`, `3 s`) are not recognised (they would swallow OCR's `11 a`); a numeral drawn with a
-letter suffix in the figure but written plain in the text (or the reverse) does not match; Tesseract misreads
-(`l0` for `10`, missed small numerals, leader lines touching digits) lower recall; sheets with several figures give
-several labels, all of which count as the figure's own. Per sample, `fidelity` also lists the figure's numerals
-(`figure_numerals`) and those the text mentions (`numerals_mentioned`).
-
-    from patentlmm.evaluation.numerals import extract_references, fidelity
-    figure = extract_references(" ".join(ocr_words))
-    scores = fidelity(prediction, figure)
-"""
+"""Reference-numeral fidelity: do the part numbers and figure labels of a description match its figure?"""
 
 from __future__ import annotations
 

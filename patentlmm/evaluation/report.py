@@ -1,12 +1,4 @@
-"""A self-contained HTML report of described figures: each figure, its OCR overlay, prediction vs reference with the
-reference numerals highlighted, the paper's metrics beside the paper's own row, and training-loss curves.
-
-    from patentlmm.evaluation.report import write_report
-    write_report("report.html", rows, dataset="outputs/demo/data/patentdesc-355k", split="test", config="brief",
-                 metrics=evaluate_predictions(rows)["brief"], losses={"stage 1": [...]}, facts={"model": "..."})
-
-Images are embedded (PNG data URIs, downscaled), so the file can be opened or mailed on its own.
-"""
+"""A self-contained HTML report of described figures: OCR overlays, scores, training losses (docs/evaluation.md)."""
 
 from __future__ import annotations
 
@@ -19,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from patentlmm.evaluation.metrics.patentlmm_metrics import METRIC_NAMES
+from patentlmm.evaluation.metrics.patentlmm_metrics import TABLE2_METRICS
 from patentlmm.evaluation.numerals import References, extract_references, fidelity
 from patentlmm.evaluation.visualize import IN_FIGURE, highlight_numerals, ocr_overlay
 
@@ -81,13 +73,13 @@ def loss_curve_svg(losses: Sequence[float], width: int = 360, height: int = 120)
 
 
 def _metrics_table(metrics: Mapping) -> str:
-    header = "".join(f"<th>{html.escape(name)}</th>" for name in METRIC_NAMES.values())
+    header = "".join(f"<th>{html.escape(m.header)}</th>" for m in TABLE2_METRICS)
     rows = []
     if "paper" in metrics:
-        cells = "".join(f"<td>{_cell(metrics['paper'][m])}</td>" for m in METRIC_NAMES)
+        cells = "".join(f"<td>{_cell(metrics['paper'][m.key])}</td>" for m in TABLE2_METRICS)
         rows.append(f"<tr><td>PatentLMM (paper, PatentDesc-355k test)</td>{cells}</tr>")
     if "metrics" in metrics:
-        cells = "".join(f"<td>{_cell(metrics['metrics'][m])}</td>" for m in METRIC_NAMES)
+        cells = "".join(f"<td>{_cell(metrics['metrics'][m.key])}</td>" for m in TABLE2_METRICS)
         rows.append(f"<tr><td>this model (n={metrics['samples_with_reference']})</td>{cells}</tr>")
     table = f"<table><tr><th>model</th>{header}</tr>{''.join(rows)}</table>"
     for key, who in (("fidelity", "predictions"), ("reference_fidelity", "references")):
@@ -194,8 +186,6 @@ def write_report(
         raise ValueError(f"{dataset} ({config}/{split}) lacks the figure(s) {missing[:5]} of the predictions.")
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(
-        render_report(rows, figures, metrics, losses, facts, ocr_engine=ocr_engine), encoding="utf-8"
-    )
+    temporary.write_text(render_report(rows, figures, metrics, losses, facts, ocr_engine=ocr_engine), encoding="utf-8")
     temporary.replace(path)
     return path

@@ -1,8 +1,4 @@
-"""Pictures of a figure's OCR and of the reference numerals in a text, shared by the web demo and the HTML report.
-
-Pure functions of their inputs (no model, no Gradio): `ocr_overlay` draws the OCR boxes on a figure,
-`highlight_numerals` splits a text into pieces labelled by whether each reference numeral is in the figure.
-"""
+"""Pictures of a figure's OCR and of the reference numerals in a text (web demo and HTML report; pure functions)."""
 
 from __future__ import annotations
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
 from processing import PatentLMMProcessor
 from processing.prompts import tokenize_prompt
 
 if TYPE_CHECKING:  # the `vllm` extra, imported only when this engine runs
     from vllm import LLM
 
-    from patentlmm.inference.describe import Figure
+    from patentlmm.inference.figures import Figure
 
 __all__ = ["generate_batch", "load_vllm"]
 
@@ -39,7 +40,7 @@ def generate_batch(
     processor: PatentLMMProcessor,
     figures: Sequence[Figure],
     prompt: str,
-    max_new_tokens: int = 512,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     pad_to_square: bool | None = None,
     min_new_tokens: int = 0,
 ) -> list[str]:

@@ -1,37 +1,4 @@
-"""The paper's seven description metrics (PatentLMM, arXiv 2501.15074, Table 2), offline, as an `evaluate` module.
-
-    import evaluate
-    metric = evaluate.load("patentlmm/evaluation/metrics/patentlmm_metrics.py")  # a path: nothing is fetched from a hub
-    metric.compute(predictions=["FIG. 3 is a side view."], references=["FIG. 3 is a side view of the hinge."])
-
-or, without `evaluate`: `from patentlmm.evaluation.metrics.patentlmm_metrics import paper_metrics`. Scores are in
-percent.
-
-Implementations and settings (predictions and references are plain strings, one reference per prediction):
-- BLEU-n (n = 1..4): sacrebleu's corpus BLEU (`sacrebleu.metrics.BLEU(max_ngram_order=n, tokenize="13a",
-  smooth_method="none")`): n-gram counts are summed over the whole corpus, the geometric mean of the 1..n-gram
-  precisions (uniform weights) times the corpus brevity penalty; case-sensitive, 13a (mteval) tokenisation, no
-  smoothing. With one reference per sample this is the same computation as the Hub's `bleu` metric
-  (`evaluate.load("bleu")`, the TF-NMT `compute_bleu` with `max_order=n`, `smooth=False`, 13a tokeniser).
-  B-2 = BLEU-2, B-4 = BLEU-4, and Avg.B = the arithmetic mean of BLEU-1, BLEU-2, BLEU-3 and BLEU-4 (our reading of
-  the paper's "average BLEU"; the paper does not define it).
-- ROUGE-1 / ROUGE-2 / ROUGE-L: Google's `rouge_score` (`RougeScorer(["rouge1", "rouge2", "rougeL"],
-  use_stemmer=False)`: lower-cased, split on non-alphanumerics, no stemming; ROUGE-L is the sentence-level LCS, not
-  `rougeLsum`), the F1 of each sample averaged over samples (the Hub `rouge` metric's defaults, with the plain mean
-  instead of its bootstrap median, which is the same up to resampling noise).
-- METEOR: NLTK's `meteor_score` (alpha 0.9, beta 3, gamma 0.5; exact, Porter-stem and WordNet-synonym matching,
-  lower-cased), on tokens of `nltk.word_tokenize(text, preserve_line=True)` (Treebank tokeniser, no Punkt sentence
-  split), averaged over samples as the Hub `meteor` metric does. Identical texts of n tokens score
-  100 * (1 - 0.5 / n^3), not 100 (one chunk is still a fragmentation penalty). NLTK aligns greedily (an exact match
-  takes the reference's last unused occurrence of a word), so repeated words can add chunks that METEOR's
-  minimal-chunk alignment would not: "the cat" vs "the cat sat on the mat" counts 2 chunks (17.86, not 33.48); and it
-  looks WordNet synonyms up after Porter stemming, so only words that are their own stem find theirs ("car" ~
-  "auto" matches, "large" ~ "big" does not). Both quirks are the Hub `meteor` metric's too (same NLTK function).
-  WordNet 3.0 comes from Debian (`apt-get install wordnet-base wordnet-sense-index`, files in /usr/share/wordnet):
-  `prepare_wordnet` copies it to `<data dir>/corpora/wordnet/` (NLTK refuses symlinks out of its data path) and
-  writes the `lexnames` file Debian lacks from `LEXNAMES` (wordnet's `man 5 lexnames`). The data dir is
-  `$PATENTLMM_NLTK_DATA`, else `~/.cache/patentlmm/nltk_data`.
-"""
+"""The paper's seven description metrics (Table 2), offline, also as an `evaluate` module (docs/evaluation.md)."""
 
 from __future__ import annotations
 
@@ -39,6 +6,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import datasets
 import evaluate
@@ -47,18 +15,30 @@ import sacrebleu
 from nltk.translate.meteor_score import meteor_score
 from rouge_score import rouge_scorer
 
-__all__ = ["LEXNAMES", "METRIC_NAMES", "PatentLMMMetrics", "paper_metrics", "prepare_wordnet"]
+from patentlmm.paper import CITATION
 
-# Result keys -> Table 2's column names, in the table's order.
-METRIC_NAMES = {
-    "bleu2": "B-2",
-    "bleu4": "B-4",
-    "avg_bleu": "Avg.B",
-    "rouge1": "R-1",
-    "rouge2": "R-2",
-    "rougeL": "R-L",
-    "meteor": "METEOR",
-}
+__all__ = ["LEXNAMES", "TABLE2_METRICS", "PatentLMMMetrics", "Table2Metric", "paper_metrics", "prepare_wordnet"]
+
+
+class Table2Metric(NamedTuple):
+    """One of the paper's Table 2 metrics: its key in `paper_metrics`' result, the table's column header, and its
+    full name (model cards)."""
+
+    key: str
+    header: str
+    name: str
+
+
+# Table 2's seven columns, in the table's order: the one table of the metrics' keys and names.
+TABLE2_METRICS = (
+    Table2Metric("bleu2", "B-2", "BLEU-2"),
+    Table2Metric("bleu4", "B-4", "BLEU-4"),
+    Table2Metric("avg_bleu", "Avg.B", "Average BLEU"),
+    Table2Metric("rouge1", "R-1", "ROUGE-1"),
+    Table2Metric("rouge2", "R-2", "ROUGE-2"),
+    Table2Metric("rougeL", "R-L", "ROUGE-L"),
+    Table2Metric("meteor", "METEOR", "METEOR"),
+)
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
 # WordNet 3.0's 45 lexicographer files in number order (`man 5 lexnames`); the category is 1 noun, 2 verb, 3 adjective,
 # 4 adverb and follows from the prefix.
@@ -106,8 +86,8 @@ def _bleu(predictions: Sequence[str], references: Sequence[str], order: int) -> 
 
 
 def paper_metrics(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Table 2's seven scores (percent; keys of `METRIC_NAMES`) plus `bleu1`, `bleu3` of `predictions` against one
-    reference each; see the module docstring."""
+    """Table 2's seven scores (percent; the keys of `TABLE2_METRICS`) plus `bleu1`, `bleu3` of `predictions` against
+    one reference each; each implementation and its settings: docs/evaluation.md."""
     if len(predictions) != len(references) or not predictions:
         raise ValueError(f"Need as many references as predictions (> 0), got {len(predictions)} / {len(references)}.")
     bleu = [_bleu(predictions, references, order) for order in (1, 2, 3, 4)]
@@ -139,8 +119,7 @@ class PatentLMMMetrics(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(
             description="BLEU-2, BLEU-4, average BLEU, ROUGE-1/2/L and METEOR as in PatentLMM's Table 2 (percent).",
-            citation="Shukla et al., PatentLMM: Large Multimodal Model for Generating Descriptions for Patent "
-            "Figures, AAAI 2025 (arXiv 2501.15074).",
+            citation=CITATION,
             inputs_description="predictions: list of str; references: list of str (one per prediction).",
             features=datasets.Features(
                 {"predictions": datasets.Value("string"), "references": datasets.Value("string")}

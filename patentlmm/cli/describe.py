@@ -1,0 +1,29 @@
+"""`patentlmm describe --model M [options] [IMAGES...]`: describe figures (`patentlmm.inference.describe`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from patentlmm.cli.options import add_options, options_from_args
+from patentlmm.inference.describe import DescribeOptions, describe
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="PatentLMM folder or Hub repo id")
+    add_options(parser, DescribeOptions)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = options_from_args(DescribeOptions, args)
+    if bool(options.images) == bool(options.dataset):
+        raise SystemExit("patentlmm describe: give image files or --dataset, not both (nor neither).")
+    missing = [str(path) for path in options.images if not path.is_file()]
+    if missing:
+        raise SystemExit(f"patentlmm describe: no such image file(s): {', '.join(missing)}")
+    rows = describe(args.model, options, stream=sys.stdout, progress=True)
+    if options.output is not None:
+        print(f"Wrote {len(rows)} descriptions to {options.output}", file=sys.stderr)
+    return 0
