@@ -26,9 +26,7 @@ COMMANDS = {
         "patentlmm.cli.convert", "convert the original PatentMME/PatentLMM checkpoints to a HF folder"
     ),
     "ocr": Command("patentlmm.cli.ocr", "what an OCR engine reads on figures: words and 0-1000 boxes"),
-    "eval": Command(
-        "patentlmm.cli.eval", "score descriptions: the paper's metrics and reference-numeral fidelity"
-    ),
+    "eval": Command("patentlmm.cli.eval", "score descriptions: the paper's metrics and reference-numeral fidelity"),
     "train": Command("patentlmm.cli.train", "train PatentLMM (stage 1 or 2) from a YAML recipe"),
     "dataset": Command("patentlmm.cli.dataset", "PatentDesc-355k: download, ocr, build, export-llava, all"),
     "push": Command("patentlmm.cli.push", "publish a model folder (with its card) or the built dataset to a Hub"),

@@ -186,6 +186,26 @@ def _train_stages(options: DemoOptions, decoder: str, encoder: Path, dataset: Pa
     return stage1, model
 
 
+def _describe(options: DemoOptions, model: Path, dataset: Path) -> list[dict]:
+    """The held-out figures described by the trained `model` into a fresh `predictions.jsonl`; its rows."""
+    from patentlmm.inference.describe import DescribeOptions, describe
+
+    predictions = options.output_dir / "predictions.jsonl"
+    predictions.unlink(missing_ok=True)  # the predictions of an earlier run came from another model
+    describe_options = DescribeOptions(
+        dataset=str(dataset),
+        split="test",
+        config=options.desc_type,
+        desc_type=options.desc_type,
+        output=predictions,
+        max_new_tokens=options.max_new_tokens or DEMO_MAX_NEW_TOKENS,
+        batch_size=options.batch_size,
+        fidelity_ocr=DEFAULT_OCR_ENGINE,
+        no_repeat_ngram_size=options.no_repeat_ngram_size,
+    )
+    return describe(str(model), describe_options, progress=True)
+
+
 def _losses(model_dir: Path) -> list[float]:
     """The training losses logged in `model_dir/trainer_state.json`, in step order."""
     state = json.loads((model_dir / "trainer_state.json").read_text(encoding="utf-8"))
@@ -216,7 +236,6 @@ def run_demo(options: DemoOptions) -> Path:
     from patentlmm.assembly.tiny import init_encoder
     from patentlmm.evaluation.evaluate import evaluate_predictions, format_table
     from patentlmm.evaluation.report import write_report
-    from patentlmm.inference.describe import DescribeOptions, describe
 
     out = options.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -236,20 +255,7 @@ def run_demo(options: DemoOptions) -> Path:
     stage1, model = _train_stages(options, decoder, encoder, dataset, step)
 
     step("describe")
-    predictions = out / "predictions.jsonl"
-    predictions.unlink(missing_ok=True)  # the predictions of an earlier run came from another model
-    describe_options = DescribeOptions(
-        dataset=str(dataset),
-        split="test",
-        config=options.desc_type,
-        desc_type=options.desc_type,
-        output=predictions,
-        max_new_tokens=options.max_new_tokens or DEMO_MAX_NEW_TOKENS,
-        batch_size=options.batch_size,
-        fidelity_ocr=DEFAULT_OCR_ENGINE,
-        no_repeat_ngram_size=options.no_repeat_ngram_size,
-    )
-    rows = describe(str(model), describe_options, progress=True)
+    rows = _describe(options, model, dataset)
 
     step("eval")
     metrics = evaluate_predictions(rows, output=out / "metrics.json")

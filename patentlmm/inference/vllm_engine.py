@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
 from processing import PatentLMMProcessor
 from processing.prompts import tokenize_prompt
 
@@ -40,7 +39,7 @@ def generate_batch(
     processor: PatentLMMProcessor,
     figures: Sequence[Figure],
     prompt: str,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    max_new_tokens: int,
     pad_to_square: bool | None = None,
     min_new_tokens: int = 0,
 ) -> list[str]:
