@@ -266,3 +266,32 @@ def test_no_repeat_ngram_guard_stops_loops(tiny, figures, ocr):
 
     assert any(len(set(ids)) < len(ids) for ids in tokens(0))
     assert all(len(set(ids)) == len(ids) > 40 for ids in tokens(1))
+
+
+def test_describe_options_are_checked_in_python_too():
+    for fields, message in (({"batch_size": 0}, "batch_size must be at least 1, got 0"),
+                            ({"limit": -1}, "limit must be at least 1, got -1"),
+                            ({"desc_type": "short"}, "desc_type must be one of ('brief', 'detailed'), got 'short'"),
+                            ({"cache": "warm"}, "cache must be one of ('static', 'dynamic'), got 'warm'")):  # fmt: skip
+        with pytest.raises(ValueError) as caught:
+            DescribeOptions(**fields)
+        assert str(caught.value) == f"{message}."
+    with pytest.raises(ValueError, match="Pass either images or dataset"):
+        describe("unused", DescribeOptions())
+    with pytest.raises(ValueError, match="Pass either images or dataset"):
+        describe("unused", DescribeOptions(images=["a.png"], dataset="d"))
+
+
+def test_the_command_line_becomes_describe_options():
+    from patentlmm.cli import build_parser
+    from patentlmm.cli.options import options_from_args
+
+    argv = ["describe", "--model", "m", "a.png", "b.png", "--type", "detailed", "--cache", "dynamic", "--limit", "3",
+            "--vllm-args", '{"max_model_len": 2048}', "--output", "out.jsonl"]  # fmt: skip
+    args = build_parser(argv).parse_args(argv)
+    options = options_from_args(DescribeOptions, args)
+    assert args.model == "m"
+    assert options == DescribeOptions(images=[Path("a.png"), Path("b.png")], desc_type="detailed", cache="dynamic",
+                                      limit=3, vllm_args={"max_model_len": 2048}, output=Path("out.jsonl"))  # fmt: skip
+    defaults = options_from_args(DescribeOptions, build_parser(argv[:3]).parse_args(argv[:3]))
+    assert defaults == DescribeOptions()

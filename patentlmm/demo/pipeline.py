@@ -66,7 +66,7 @@ class DemoOptions:
         if self.desc_type not in DESCRIPTION_TYPES:
             raise ValueError(f"desc_type must be one of {DESCRIPTION_TYPES}, got {self.desc_type!r}.")
         for name in ("num_held_out", "stage1_steps", "stage2_steps", "batch_size", "max_new_tokens"):
-            if (getattr(self, name) or 1) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
 
 
