@@ -67,13 +67,13 @@ transformers.logging.set_verbosity_error()
 
 from modeling_patentlmm import PatentLMMForConditionalGeneration  # noqa: E402
 from patentlmm.assembly.tiny import TinyModelArguments, build_tiny  # noqa: E402
+from patentlmm.assets import FIGURES  # noqa: E402
 from patentlmm.inference.describe import SORT_WINDOW_BATCHES  # noqa: E402
 from patentlmm.inference.figures import Figure  # noqa: E402
 from patentlmm.inference.generation import CACHES, DEFAULT_CACHE, generate_batch  # noqa: E402
 from processing import PatentLMMProcessor, build_prompt, load_image, run_tesseract, tokenize_ocr  # noqa: E402
 
 SHARED_FIGURES = REPO_ROOT.parent / "shared" / "data" / "patent-figures" / "images"
-EXAMPLE_FIGURES = REPO_ROOT / "patentlmm" / "assets" / "figures"
 
 # Decoder / encoder shapes: (text hidden, layers, heads, intermediate), (vision hidden, layers, heads, intermediate).
 SHAPES = {
@@ -152,7 +152,7 @@ def main() -> None:
         "--cache", choices=CACHES, default=DEFAULT_CACHE, help="describe row's KV cache (default static)"
     )
     parser.add_argument("--repeat", type=int, default=2, help="timed passes per row, rows interleaved")
-    parser.add_argument("--images", type=Path, default=SHARED_FIGURES if SHARED_FIGURES.is_dir() else EXAMPLE_FIGURES)
+    parser.add_argument("--images", type=Path, default=SHARED_FIGURES if SHARED_FIGURES.is_dir() else FIGURES)
     parser.add_argument(
         "--engine", choices=["transformers", "vllm"], default="transformers", help="vllm: add the vLLM row (3)"
     )

@@ -54,18 +54,18 @@ from PIL import Image  # noqa: E402
 from transformers import LayoutLMv3ImageProcessor  # noqa: E402
 
 from patentlmm.assembly.tiny import build_tiny  # noqa: E402
+from patentlmm.assets import FIGURES  # noqa: E402
 from processing import PatentLMMProcessor  # noqa: E402
+from processing.constants import DEFAULT_MAX_OCR_TOKENS  # noqa: E402
 from processing.prompts import build_prompt  # noqa: E402
 
 SHARED_FIGURES = REPO_ROOT.parent / "shared" / "data" / "patent-figures" / "images"  # the project's shared corpus
-EXAMPLE_FIGURES = REPO_ROOT / "patentlmm" / "assets" / "figures"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
-MAX_OCR_TOKENS = 512
 OMP_VAR = "OMP_THREAD_LIMIT"
 
 
 def default_image_dir() -> Path:
-    return SHARED_FIGURES if SHARED_FIGURES.is_dir() else EXAMPLE_FIGURES
+    return SHARED_FIGURES if SHARED_FIGURES.is_dir() else FIGURES
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -132,7 +132,7 @@ def original_way(image_processor: LayoutLMv3ImageProcessor, ocr_tokenizer: Any, 
         words,
         boxes=boxes,
         truncation=True,
-        max_length=MAX_OCR_TOKENS,
+        max_length=DEFAULT_MAX_OCR_TOKENS,
         padding="max_length",
         return_tensors="pt",
     )
