@@ -9,13 +9,15 @@ from pathlib import Path
 
 from patentlmm.evaluation.metrics.patentlmm_metrics import TABLE2_METRICS, paper_metrics
 from patentlmm.evaluation.numerals import References, aggregate_fidelity, fidelity
+from processing.constants import DESCRIPTION_TYPES
 
 __all__ = ["PAPER_RESULTS", "evaluate_predictions", "format_table", "read_predictions"]
 
+BRIEF, DETAILED = DESCRIPTION_TYPES
 # The paper's PatentLMM rows of Table 2 (PatentDesc-355k test), in `TABLE2_METRICS`' order.
 PAPER_RESULTS = {
-    "brief": dict(zip((m.key for m in TABLE2_METRICS), (46.40, 36.66, 44.59, 56.68, 42.63, 54.18, 56.44))),
-    "detailed": dict(zip((m.key for m in TABLE2_METRICS), (25.42, 15.02, 24.24, 40.70, 19.27, 27.54, 28.39))),
+    BRIEF: dict(zip((m.key for m in TABLE2_METRICS), (46.40, 36.66, 44.59, 56.68, 42.63, 54.18, 56.44))),
+    DETAILED: dict(zip((m.key for m in TABLE2_METRICS), (25.42, 15.02, 24.24, 40.70, 19.27, 27.54, 28.39))),
 }
 
 
@@ -72,8 +74,8 @@ def evaluate_predictions(
     if missing:
         raise ValueError(f"Rows {missing[:5]} lack 'image_id' or 'prediction'.")
     results = {}
-    for desc_type in sorted({row.get("type", "brief") for row in rows}):
-        result = _score_type([row for row in rows if row.get("type", "brief") == desc_type])
+    for desc_type in sorted({row.get("type", BRIEF) for row in rows}):
+        result = _score_type([row for row in rows if row.get("type", BRIEF) == desc_type])
         if desc_type in PAPER_RESULTS:
             result["paper"] = PAPER_RESULTS[desc_type]
         results[desc_type] = result

@@ -86,7 +86,7 @@ def _ratio(hits: int, total: int) -> float | None:
 
 
 def fidelity(text: str, figure: References) -> dict[str, float | int | None]:
-    """Per-sample scores of `text` against the figure's references (see the module docstring)."""
+    """Per-sample scores of `text` against the figure's references (docs/evaluation.md)."""
     found = extract_references(text)
     hits = len(found.numerals & figure.numerals)
     agreement = None
