@@ -7,7 +7,7 @@ import itertools
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -151,7 +151,7 @@ def _windows(figures: Iterable[Figure], size: int) -> Iterator[list[Figure]]:
         yield window
 
 
-def _batch_generator(model: Any, options: DescribeOptions):
+def _batch_generator(model: Any, options: DescribeOptions) -> Callable[..., list[str]]:
     """`generate(processor, figures, prompt, max_new_tokens, pad_to_square=...)` for `model`: a PatentLMM model
     (`generate_batch`) or a `vllm.LLM` (`vllm_engine.generate_batch`)."""
     if isinstance(model, torch.nn.Module):
