@@ -9,6 +9,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
 
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
 from patentlmm.assembly.tiny import TinyModelArguments
@@ -17,6 +20,9 @@ from patentlmm.cli.options import at_least, option
 from patentlmm.cli.train import import_training
 from processing.constants import DESCRIPTION_TYPES
 from processing.ocr import DEFAULT_OCR_ENGINE
+
+if TYPE_CHECKING:  # the `train` extra, imported when the demo trains
+    from trl import SFTConfig
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -131,59 +137,56 @@ def _decoder(options: DemoOptions) -> str:
     return str(folder)
 
 
-def _train(arguments: dict[str, object]) -> Path:
-    """Runs `patentlmm.training.main` with `--key value` for each entry of `arguments`; returns its output folder."""
-    argv = [item for key, value in arguments.items() for item in (f"--{key}", str(value))]
-    return import_training("patentlmm demo").main(argv)
+def _training_args(options: DemoOptions, output_dir: Path, steps: int, learning_rate: float) -> SFTConfig:
+    """One stage's `SFTConfig` of the demo's recipe; without a CUDA GPU in float32 on the CPU, as `patentlmm train`
+    then runs (`patentlmm.training.arguments.CPU_DEFAULTS`; `ModelConfig`'s dtype is float32 already)."""
+    from trl import SFTConfig
+
+    device = {} if torch.cuda.is_available() else {"bf16": False, "use_cpu": True}
+    return SFTConfig(
+        output_dir=str(output_dir),
+        max_steps=steps,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=options.batch_size,
+        gradient_accumulation_steps=1,
+        max_length=512,  # the cap on a training sequence (prompt, image positions, description)
+        gradient_checkpointing=False,
+        lr_scheduler_type="cosine",
+        warmup_steps=0,
+        weight_decay=0.0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        dataloader_num_workers=0,
+        seed=options.seed,
+        **device,
+    )
 
 
 def _train_stages(options: DemoOptions, decoder: str, encoder: Path, dataset: Path, step) -> tuple[Path, Path]:
-    """Stage 1 (projector + encoder, `stage1/`) then stage 2 (LoRA on the decoder too, merged: `model/`)."""
+    """Stage 1 (projector + encoder, `stage1/`) then stage 2 (LoRA on the decoder too, merged: `model/`), each one
+    `patentlmm.training.train` call."""
+    training = import_training("patentlmm demo")
+    from trl import ModelConfig, ScriptArguments
+
+    data = ScriptArguments(dataset_name=str(dataset), dataset_config=options.desc_type)
     out = options.output_dir
-    common = {
-        "dataset_name": dataset,
-        "dataset_config": options.desc_type,
-        "per_device_train_batch_size": options.batch_size,
-        "gradient_accumulation_steps": 1,
-        "max_length": 512,  # train_sft.py's cap on a training sequence (prompt, image positions, description)
-        "train_vision_tower": "true",
-        "gradient_checkpointing": "false",
-        "lr_scheduler_type": "cosine",
-        "warmup_steps": 0,
-        "weight_decay": 0.0,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "dataloader_num_workers": 0,
-        "seed": options.seed,
-    }
     step("stage 1")
-    stage1 = _train(
-        {
-            "stage": 1,
-            "model_name_or_path": decoder,
-            "vision_tower": encoder,
-            "output_dir": out / "stage1",
-            "max_steps": options.stage1_steps,
-            "learning_rate": options.stage1_learning_rate,
-            **common,
-        }
+    stage1 = training.train(
+        data,
+        _training_args(options, out / "stage1", options.stage1_steps, options.stage1_learning_rate),
+        ModelConfig(model_name_or_path=decoder),
+        training.PatentLMMArguments(stage=1, vision_tower=str(encoder), train_vision_tower=True),
     )
     step("stage 2")
-    model = _train(
-        {
-            "stage": 2,
-            "model_name_or_path": stage1,
-            "output_dir": out / DEFAULT_MODEL.name,
-            "max_steps": options.stage2_steps,
-            "learning_rate": options.stage2_learning_rate,
-            "lora_r": options.lora_r,
-            "lora_alpha": 2 * options.lora_r,
-            "lora_dropout": 0.0,
-            **common,
-        }
+    lora = {"lora_r": options.lora_r, "lora_alpha": 2 * options.lora_r, "lora_dropout": 0.0}
+    model = training.train(
+        data,
+        _training_args(options, out / DEFAULT_MODEL.name, options.stage2_steps, options.stage2_learning_rate),
+        ModelConfig(model_name_or_path=str(stage1), **lora),
+        training.PatentLMMArguments(stage=2, train_vision_tower=True),
     )
-    return stage1, model
+    return Path(stage1), Path(model)
 
 
 def _describe(options: DemoOptions, model: Path, dataset: Path) -> list[dict]:
