@@ -12,11 +12,11 @@ from patentlmm.cli.options import add_options, option, options_from_args
 from processing.images import ImageTooLargeError, load_image
 from processing.ocr import DEFAULT_OCR_ENGINE, OCR_ENGINES, load_ocr_engine
 
-__all__ = ["OcrOptions", "add_arguments", "run"]
+__all__ = ["OcrCommandOptions", "add_arguments", "run"]
 
 
 @dataclass
-class OcrOptions:
+class OcrCommandOptions:
     """The figures to read, the engine and its settings, and how to print what it read."""
 
     images: list[Path] = option(positional=True, default_factory=list, help="figure files (PNG, TIFF, JPEG, ...)")
@@ -29,13 +29,13 @@ class OcrOptions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, OcrOptions)
+    add_options(parser, OcrCommandOptions)
 
 
 def run(args: argparse.Namespace) -> int:
     """Prints each figure's words (or a JSON line); a figure that cannot be read is reported on stderr (path +
     reason), the others go on, and the exit status is then 1."""
-    options = options_from_args(OcrOptions, args)
+    options = options_from_args(OcrCommandOptions, args)
     if options.list_engines:
         for name, summary in OCR_ENGINES.items():
             print(f"{name}: {summary}{' (default)' if name == DEFAULT_OCR_ENGINE else ''}")
