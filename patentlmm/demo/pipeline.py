@@ -116,13 +116,16 @@ def prepare_root(figures_dir: Path, root: Path, num_held_out: int) -> dict[str, 
 
 
 def _build_dataset(root: Path) -> Path:
-    """`dataset all --skip download` on the laid-out `root` (OCR with the default engine); the dataset's folder."""
-    from patentlmm.cli.dataset import main as dataset_main
+    """The dataset steps but download (`dataset all --skip download`) on the laid-out `root`, OCR with the default
+    engine; the dataset's folder."""
+    from dataset_builder.layout import DATASET_NAME
+    from dataset_builder.options import AllOptions, BuildOptions, OcrOptions
+    from dataset_builder.steps import run_all
 
-    dataset_args = ["all", "--root", str(root), "--skip", "download", "--ocr-args", f"--engine {DEFAULT_OCR_ENGINE}"]
-    if dataset_main([*dataset_args, "--build-args", "--workers 1"]) != 0:
+    steps = AllOptions(skip=("download",), ocr=OcrOptions(engine=DEFAULT_OCR_ENGINE), build=BuildOptions(workers=1))
+    if run_all(root, steps) != 0:
         raise SystemExit(f"patentlmm demo: building the dataset failed; see {root / 'reports'}.")
-    return root / "patentdesc-355k"
+    return root / DATASET_NAME
 
 
 def _decoder(options: DemoOptions) -> str:
