@@ -142,10 +142,12 @@ def _decoder(options: DemoOptions) -> str:
 
 def _training_args(options: DemoOptions, output_dir: Path, steps: int, learning_rate: float) -> SFTConfig:
     """One stage's `SFTConfig` of the demo's recipe; without a CUDA GPU in float32 on the CPU, as `patentlmm train`
-    then runs (`patentlmm.training.arguments.CPU_DEFAULTS`; `ModelConfig`'s dtype is float32 already)."""
+    then runs (`patentlmm.training.arguments.CPU_TRAINING`; `ModelConfig`'s dtype is float32 already)."""
     from trl import SFTConfig
 
-    device = {} if torch.cuda.is_available() else {"bf16": False, "use_cpu": True}
+    from patentlmm.training.arguments import CPU_TRAINING
+
+    device = {} if torch.cuda.is_available() else CPU_TRAINING
     return SFTConfig(
         output_dir=str(output_dir),
         max_steps=steps,

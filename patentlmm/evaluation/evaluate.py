@@ -7,8 +7,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from patentlmm.evaluation.metrics.patentlmm_metrics import TABLE2_METRICS, paper_metrics
+from patentlmm.evaluation.metrics.patentlmm_metrics import paper_metrics
 from patentlmm.evaluation.numerals import References, aggregate_fidelity, fidelity
+from patentlmm.paper import TABLE2_METRICS
 from processing.constants import DESCRIPTION_TYPES
 
 __all__ = ["PAPER_RESULTS", "evaluate_predictions", "format_table", "read_predictions"]

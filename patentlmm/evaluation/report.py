@@ -11,9 +11,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from patentlmm.evaluation.metrics.patentlmm_metrics import TABLE2_METRICS
 from patentlmm.evaluation.numerals import References, extract_references, fidelity
 from patentlmm.evaluation.visualize import IN_FIGURE, highlight_numerals, ocr_overlay
+from patentlmm.paper import TABLE2_METRICS
 
 __all__ = ["loss_curve_svg", "render_report", "write_report"]
 

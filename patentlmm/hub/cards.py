@@ -9,22 +9,14 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
-from patentlmm.paper import ARXIV_URL, CITATION
+from patentlmm.paper import ARXIV_URL, CITATION, TABLE2_METRICS
 from processing.constants import DESCRIPTION_TYPES
 from processing.prompts import instruction
 
 __all__ = ["CARD_METRIC_NAMES", "build_model_card"]
 
 # `patentlmm eval`'s result keys -> the card's column and model-index names (Table 2's, spelled out).
-CARD_METRIC_NAMES = {
-    "bleu2": "BLEU-2",
-    "bleu4": "BLEU-4",
-    "avg_bleu": "Average BLEU",
-    "rouge1": "ROUGE-1",
-    "rouge2": "ROUGE-2",
-    "rougeL": "ROUGE-L",
-    "meteor": "METEOR",
-}
+CARD_METRIC_NAMES = {metric.key: metric.name for metric in TABLE2_METRICS}
 
 CARD_TEMPLATE = """---
 {{ card_data }}

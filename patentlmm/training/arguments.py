@@ -13,13 +13,21 @@ from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
 from processing.constants import DESCRIPTION_TYPES
 
-__all__ = ["CPU_DEFAULTS", "PROMPT_FORMAT_OF_STAGE", "PatentLMMArguments", "check_arguments", "parse_arguments"]
+__all__ = [
+    "CPU_DEFAULTS",
+    "CPU_TRAINING",
+    "PROMPT_FORMAT_OF_STAGE",
+    "PatentLMMArguments",
+    "check_arguments",
+    "parse_arguments",
+]
 
 logger = logging.getLogger(__name__)
 
 PROMPT_FORMAT_OF_STAGE = {1: "plain", 2: "vicuna_v1"}
 # Without a CUDA GPU the recipes' bf16 is turned off: float32 on the CPU, unless the command line says otherwise.
-CPU_DEFAULTS = {"--bf16": "false", "--use_cpu": "true", "--dtype": "float32"}
+CPU_TRAINING = {"bf16": False, "use_cpu": True}  # the `SFTConfig` fields
+CPU_DEFAULTS = {**{f"--{name}": str(value).lower() for name, value in CPU_TRAINING.items()}, "--dtype": "float32"}
 
 
 def _option(default: Any, help: str) -> Any:

@@ -6,7 +6,6 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import datasets
 import evaluate
@@ -15,30 +14,11 @@ import sacrebleu
 from nltk.translate.meteor_score import meteor_score
 from rouge_score import rouge_scorer
 
-from patentlmm.paper import CITATION
+from patentlmm.paper import CITATION, TABLE2_METRICS, Table2Metric
 
 __all__ = ["LEXNAMES", "TABLE2_METRICS", "PatentLMMMetrics", "Table2Metric", "paper_metrics", "prepare_wordnet"]
 
 
-class Table2Metric(NamedTuple):
-    """One of the paper's Table 2 metrics: its key in `paper_metrics`' result, the table's column header, and its
-    full name (model cards)."""
-
-    key: str
-    header: str
-    name: str
-
-
-# Table 2's seven columns, in the table's order: the one table of the metrics' keys and names.
-TABLE2_METRICS = (
-    Table2Metric("bleu2", "B-2", "BLEU-2"),
-    Table2Metric("bleu4", "B-4", "BLEU-4"),
-    Table2Metric("avg_bleu", "Avg.B", "Average BLEU"),
-    Table2Metric("rouge1", "R-1", "ROUGE-1"),
-    Table2Metric("rouge2", "R-2", "ROUGE-2"),
-    Table2Metric("rougeL", "R-L", "ROUGE-L"),
-    Table2Metric("meteor", "METEOR", "METEOR"),
-)
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
 # WordNet 3.0's 45 lexicographer files in number order (`man 5 lexnames`); the category is 1 noun, 2 verb, 3 adjective,
 # 4 adverb and follows from the prefix.
