@@ -27,14 +27,12 @@ import torch
 from transformers import BatchFeature
 
 from .constants import IGNORE_INDEX
-from .prompts import PROMPT_FORMATS, build_target
+from .prompts import PROMPT_FORMATS, TEMPLATE_OF_FORMAT, build_target
 
-__all__ = ["NUM_TRUNCATED_KEY", "TEMPLATE_OF_FORMAT", "PatentLMMCollator"]
+__all__ = ["NUM_TRUNCATED_KEY", "PatentLMMCollator"]
 
 logger = logging.getLogger(__name__)
 
-# Chat template (a key of `processor.chat_templates`) that renders each prompt format of `prompts.PROMPT_FORMATS`.
-TEMPLATE_OF_FORMAT = {"vicuna_v1": "default", "plain": "plain", "original_inference": "original_inference"}
 # Batch key holding the number of samples whose description was cut (only with `report_truncation=True`).
 NUM_TRUNCATED_KEY = "num_truncated"
 

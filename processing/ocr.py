@@ -41,6 +41,7 @@ __all__ = [
     "normalize_boxes",
     "ocr_engine_from_dict",
     "ocr_tokens_from_official",
+    "pad_ocr_tokens",
     "run_tesseract",
     "tokenize_ocr",
     "truncate_ocr",
@@ -256,3 +257,17 @@ def ocr_tokens_from_official(entry: dict, max_tokens: int = DEFAULT_MAX_OCR_TOKE
         boxes = [box for box, keep in zip(boxes, mask) if keep]
     validate_boxes(boxes)
     return truncate_ocr(ids, boxes, max_tokens)
+
+
+def pad_ocr_tokens(tokens: Sequence[OcrTokens], pad_id: int) -> dict[str, list]:
+    """Right-pads each figure's OCR ids (with `pad_id`), boxes (`OCR_PAD_BOX`) and a mask (1 = real token) to the
+    longest: `ocr_input_ids`, `ocr_attention_mask` `(batch_size, ocr_length)` and `ocr_bbox` `(batch_size,
+    ocr_length, 4)`, as lists."""
+    length = max(len(ids) for ids, _ in tokens)
+    batch: dict[str, list] = {"ocr_input_ids": [], "ocr_bbox": [], "ocr_attention_mask": []}
+    for ids, boxes in tokens:
+        missing = length - len(ids)
+        batch["ocr_input_ids"].append(ids + [pad_id] * missing)
+        batch["ocr_bbox"].append(boxes + [list(OCR_PAD_BOX)] * missing)
+        batch["ocr_attention_mask"].append([1] * len(ids) + [0] * missing)
+    return batch

@@ -1,35 +1,18 @@
-"""PatentLMMProcessor: a patent figure and a prompt -> the tensors `PatentLMMForConditionalGeneration` takes.
-
-Per figure:
-  1. open and convert to RGB (any Pillow mode; size-capped before decoding),
-  2. OCR with its OCR engine (`ocr_engine`, saved with the processor: `tesseract` is exactly
-     `LayoutLMv3ImageProcessor(apply_ocr=True)`, `drawing` reads patent drawings; see `ocr.py`), or take
-     precomputed words/boxes, or precomputed LayoutLMv3 token ids/boxes from the official `ocr.json`,
-  3. LayoutLMv3-tokenise the words (<= `max_ocr_tokens`, the last token kept on truncation),
-  4. pad to a square with the normalisation mean (`pad_to_square`, as the original's training; its inference script
-     does not pad), resize to the encoder's size and normalise (LayoutLMv3 image processor),
-  5. tokenise the prompt with the original's rule (`prompts.tokenize_prompt`) and expand its `<image>` to exactly
-     `num_ocr_tokens - 1 + num_image_patches` placeholders, the number of features the model will write there.
-
-It carries two tokenizers: `tokenizer` (the decoder's, LLaMA) and `ocr_tokenizer` (LayoutLMv3), saved in the root
-and in `ocr_tokenizer/` of the processor folder, like transformers 5 lays out InstructBLIP's second tokenizer.
-This file imports only its siblings and installed libraries, so it works as remote code.
-"""
+"""PatentLMMProcessor: patent figures and prompts -> the tensors `PatentLMMForConditionalGeneration` takes."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
-from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature
+from transformers import BatchFeature
 from transformers.processing_utils import ImagesKwargs, MultiModalData, ProcessingKwargs, ProcessorMixin
-from transformers.utils import cached_file
 
-from .constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_OCR_TOKENS, IGNORE_INDEX, OCR_PAD_BOX
+from .call_arguments import CallArguments, per_figure, refuse_unsupported
+from .constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_OCR_TOKENS
 from .images import ImageInput, expand_to_square, load_image
 from .ocr import (
     PAPER_OCR_ENGINE,
@@ -38,6 +21,7 @@ from .ocr import (
     load_ocr_engine,
     ocr_engine_from_dict,
     ocr_tokens_from_official,
+    pad_ocr_tokens,
     tokenize_ocr,
 )
 
@@ -45,17 +29,19 @@ from .ocr import (
 # are named here (importing them needs only numpy; their packages load when an engine first runs).
 from .ocr_drawing import DrawingEngine  # noqa: E402, F401
 from .ocr_rapidocr import RapidOcrEngine  # noqa: E402, F401
-from .prompts import CHAT_TEMPLATES, tokenize_prompt, unescape_description
+from .processor_files import (
+    OCR_TOKENIZER_SUBFOLDER,
+    PROCESSOR_CONFIG_NAME,
+    make_tokenizer_config_portable,
+    read_processor_folder,
+    start_a_word_after_each_special_token,
+    write_chat_templates,
+    write_json,
+)
+from .prompts import CHAT_TEMPLATES, unescape_description
+from .text_inputs import encode_prompts, replacement_offsets
 
 __all__ = ["PatentLMMProcessor", "PatentLMMProcessorKwargs"]
-
-PROCESSOR_CONFIG_NAME = "processor_config.json"
-OCR_TOKENIZER_SUBFOLDER = "ocr_tokenizer"
-CHAT_TEMPLATE_FILE = "chat_template.jinja"
-ADDITIONAL_CHAT_TEMPLATES_DIR = "additional_chat_templates"
-# Keys `transformers.pipeline` passes to every component's `from_pretrained` (loader and model settings), ignored.
-_PIPELINE_KWARGS = ("_from_pipeline", "_commit_hash", "code_revision", "device_map", "dtype", "torch_dtype")
-_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
 
 
 class PatentLMMImagesKwargs(ImagesKwargs, total=False):
@@ -260,131 +246,31 @@ class PatentLMMProcessor(ProcessorMixin):
             - `ocr_bbox` `(batch_size, ocr_length, 4)`,
             - `text_replacement_offsets` (a list, not a tensor) when asked for.
         """
-        # `apply_chat_template` (and so the image-text-to-text pipeline) passes videos=None, audio=None and nests the
-        # images per conversation ([[figure], ...]).
-        unsupported = sorted(key for key in ("videos", "audio") if kwargs.pop(key, None) is not None)
-        if kwargs or unsupported:
-            raise TypeError(f"Unexpected arguments: {sorted(kwargs) + unsupported}.")
-        if truncation:
-            raise ValueError(
-                f"truncation={truncation!r}: PatentLMMProcessor never truncates prompts (that would cut a figure's "
-                "<image> placeholders); pass None or False, or cut the text before the call."
-            )
-        if images is None and text is None:
-            raise ValueError("Pass images, text, or both.")
-        images = _as_list(images)
-        if images is not None and all(isinstance(image, (list, tuple)) and len(image) == 1 for image in images):
-            images = [image[0] for image in images]
-        texts = _as_list(text)
-        suffixes = _as_list(suffix)
-        ocr_words = _per_image(ocr_words, images, "ocr_words")
-        ocr_boxes = _per_image(ocr_boxes, images, "ocr_boxes")
-        ocr = _per_image([ocr] if isinstance(ocr, dict) else ocr, images, "ocr")
-        if suffixes is not None and (texts is None or len(suffixes) != len(texts)):
-            raise ValueError(f"Got {len(suffixes)} suffixes for {0 if texts is None else len(texts)} prompts.")
+        refuse_unsupported(kwargs, truncation)
+        args = per_figure(images, text, suffix, ocr_words, ocr_boxes, ocr)
 
         data: dict[str, Any] = {}
         num_features: list[int] = []
-        if images is not None:
-            loaded = [load_image(image, self.max_image_pixels) for image in images]
-            tokens = self._ocr_tokens(loaded, ocr_words, ocr_boxes, ocr)
-            num_features = [self.num_image_features(len(ids)) for ids, _ in tokens]
-            pad = self.pad_to_square if pad_to_square is None else pad_to_square
-            data["pixel_values"] = self._pixel_values(loaded, pad)
-            data.update(self._pad_ocr(tokens))
+        if args.images is not None:
+            figures = self._figure_inputs(args, pad_to_square)
+            num_features = [self.num_image_features(sum(mask)) for mask in figures["ocr_attention_mask"]]
+            data.update(figures)
+        texts = args.texts
         if texts is not None:
-            data.update(self._encode_text(texts, suffixes, num_features, padding_side))
+            side = padding_side or self.tokenizer.padding_side
+            data.update(encode_prompts(self.tokenizer, texts, args.suffixes, num_features, self.image_token, side))
         batch = BatchFeature(data, tensor_type=return_tensors)
         if return_text_replacement_offsets:  # set after the tensor conversion: a list of dicts per prompt
-            batch["text_replacement_offsets"] = self._replacement_offsets(texts or [], num_features)
+            batch["text_replacement_offsets"] = replacement_offsets(texts or [], num_features, self.image_token)
         return batch
 
-    def _replacement_offsets(self, texts: list[str], num_features: list[int]) -> list[list[dict[str, Any]]]:
-        """Per prompt, where its `<image>` is (`span`, characters) and what it expands to (`replacement`,
-        `num_features[i]` placeholders, at `new_span` in the expanded text)."""
-        offsets = []
-        for i, prompt in enumerate(texts):
-            if not num_features:
-                offsets.append([])
-                continue
-            start = prompt.index(self.image_token)
-            replacement = self.image_token * num_features[i]
-            offsets.append(
-                [
-                    {
-                        "type": "image",
-                        "span": (start, start + len(self.image_token)),
-                        "new_span": (start, start + len(replacement)),
-                        "text": self.image_token,
-                        "replacement": replacement,
-                    }
-                ]
-            )
-        return offsets
-
-    def _pad_ocr(self, tokens: list[OcrTokens]) -> dict[str, list]:
-        """Right-pads OCR ids (pad id), boxes ([0, 0, 0, 0]) and a mask to the batch's longest OCR sequence."""
-        length = max(len(ids) for ids, _ in tokens)
-        pad_id = self.ocr_tokenizer.pad_token_id
-        batch = {"ocr_input_ids": [], "ocr_bbox": [], "ocr_attention_mask": []}
-        for ids, boxes in tokens:
-            missing = length - len(ids)
-            batch["ocr_input_ids"].append(ids + [pad_id] * missing)
-            batch["ocr_bbox"].append(boxes + [list(OCR_PAD_BOX)] * missing)
-            batch["ocr_attention_mask"].append([1] * len(ids) + [0] * missing)
-        return batch
-
-    def _encode_text(
-        self, texts: list[str], suffixes: list[str] | None, num_features: list[int], padding_side: str | None
-    ) -> dict[str, list]:
-        """Tokenises each prompt (+ suffix), expands its `<image>` and pads the batch."""
-        if num_features and len(num_features) != len(texts):
-            raise ValueError(f"Got {len(texts)} prompts for {len(num_features)} images: pass one image per prompt.")
-        rows, label_rows = [], []
-        for i, prompt in enumerate(texts):
-            count = prompt.count(self.image_token)
-            expected = 1 if num_features else 0
-            if count != expected:
-                raise ValueError(
-                    f"Prompt {i} contains {count} {self.image_token} tokens but {expected} image(s) were given for "
-                    f"it: each sample takes exactly one figure and one {self.image_token} in its prompt."
-                )
-            bos = self.tokenizer.bos_token
-            if bos and prompt.startswith(bos):  # the default chat template's `<s> `: the rule adds its own `<s>`
-                prompt = prompt[len(bos) :]
-            ids = tokenize_prompt(self.tokenizer, prompt, self.image_token)
-            if num_features:
-                at = ids.index(self.image_token_id)
-                ids = ids[:at] + [self.image_token_id] * num_features[i] + ids[at + 1 :]
-            labels = [IGNORE_INDEX] * len(ids)
-            if suffixes is not None:
-                target = self.tokenizer(suffixes[i], add_special_tokens=False)["input_ids"]
-                target.append(self.tokenizer.eos_token_id)
-                ids, labels = ids + target, labels + target
-            rows.append(ids)
-            label_rows.append(labels)
-
-        side = padding_side or self.tokenizer.padding_side
-        if side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}.")
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        length = max(len(ids) for ids in rows)
-        batch: dict[str, list] = {"input_ids": [], "attention_mask": []}
-        if suffixes is not None:
-            batch["labels"] = []
-        for ids, labels in zip(rows, label_rows):
-            pad = length - len(ids)
-            if side == "left":
-                batch["input_ids"].append([pad_id] * pad + ids)
-                batch["attention_mask"].append([0] * pad + [1] * len(ids))
-                if suffixes is not None:
-                    batch["labels"].append([IGNORE_INDEX] * pad + labels)
-            else:
-                batch["input_ids"].append(ids + [pad_id] * pad)
-                batch["attention_mask"].append([1] * len(ids) + [0] * pad)
-                if suffixes is not None:
-                    batch["labels"].append(labels + [IGNORE_INDEX] * pad)
-        return batch
+    def _figure_inputs(self, args: CallArguments, pad_to_square: bool | None) -> dict[str, Any]:
+        """`pixel_values` and the padded OCR inputs (lists) of the call's figures."""
+        loaded = [load_image(image, self.max_image_pixels) for image in args.images]
+        tokens = self._ocr_tokens(loaded, args.ocr_words, args.ocr_boxes, args.ocr)
+        pad = self.pad_to_square if pad_to_square is None else pad_to_square
+        ocr_inputs = pad_ocr_tokens(tokens, self.ocr_tokenizer.pad_token_id)
+        return {"pixel_values": self._pixel_values(loaded, pad), **ocr_inputs}
 
     # ------------------------------------------------------------------ chat templates
 
@@ -426,7 +312,7 @@ class PatentLMMProcessor(ProcessorMixin):
         """Writes the image processor and decoder tokenizer to the root, the OCR tokenizer to `ocr_tokenizer/`,
         the chat templates as `.jinja` files, `processor_config.json`, and (when registered for `AutoProcessor`)
         this module's source files for `trust_remote_code` loading. A SentencePiece decoder tokenizer is saved to
-        tokenize a whole prompt as the original's rule does (`_start_a_word_after_each_special_token`)."""
+        tokenize a whole prompt as the original's rule does (`start_a_word_after_each_special_token`)."""
         if kwargs.pop("push_to_hub", False):
             raise ValueError("Use processor.push_to_hub(repo_id) to upload a processor.")
         from transformers.dynamic_module_utils import custom_object_save
@@ -436,28 +322,19 @@ class PatentLMMProcessor(ProcessorMixin):
         self.tokenizer.save_pretrained(save_directory)
         self.ocr_tokenizer.save_pretrained(os.path.join(save_directory, OCR_TOKENIZER_SUBFOLDER))
         for folder in (save_directory, os.path.join(save_directory, OCR_TOKENIZER_SUBFOLDER)):
-            _make_tokenizer_config_portable(folder)
-        _start_a_word_after_each_special_token(save_directory)
+            make_tokenizer_config_portable(folder)
+        start_a_word_after_each_special_token(save_directory)
 
         templates = {**self.chat_templates, "default": self.chat_template}  # a replaced default is saved too
         templates = {name: template for name, template in templates.items() if template is not None}
-        for name, template in templates.items():
-            if name == "default":
-                path = os.path.join(save_directory, CHAT_TEMPLATE_FILE)
-            else:
-                os.makedirs(os.path.join(save_directory, ADDITIONAL_CHAT_TEMPLATES_DIR), exist_ok=True)
-                path = os.path.join(save_directory, ADDITIONAL_CHAT_TEMPLATES_DIR, f"{name}.jinja")
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(template)
+        write_chat_templates(os.fspath(save_directory), templates)
 
         config = {"processor_class": type(self).__name__, "chat_templates": sorted(templates), **self._settings()}
         if self._auto_class is not None:
             custom_object_save(self, save_directory)
             config["auto_map"] = {self._auto_class: f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"}
         path = os.path.join(save_directory, PROCESSOR_CONFIG_NAME)
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(config, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+        write_json(path, config, sort_keys=True)
         return [path]
 
     @classmethod
@@ -465,109 +342,7 @@ class PatentLMMProcessor(ProcessorMixin):
         """Loads a processor saved by `save_pretrained`, from a folder or a Hub repo id. Components the caller
         already loaded (`image_processor=`, `tokenizer=`, `ocr_tokenizer=`, as vLLM passes its tokenizer) are
         used as given; other keyword arguments override the saved settings."""
-        components = {name: kwargs.pop(name) for name in cls.attributes if kwargs.get(name) is not None}
-        hub = {key: kwargs.pop(key) for key in _HUB_KWARGS if key in kwargs}
-        trust_remote_code = kwargs.pop("trust_remote_code", None)
-        kwargs.pop("_from_auto", None)
-        for key in _PIPELINE_KWARGS:
-            kwargs.pop(key, None)
-        source = os.fspath(pretrained_model_name_or_path)
-        base = hub.pop("subfolder", "") or ""
-
-        def fetch(name: str) -> str:
-            return cached_file(source, name, subfolder=base, **hub)
-
-        with open(fetch(PROCESSOR_CONFIG_NAME), encoding="utf-8") as handle:
-            settings = json.load(handle)
-        template_names = settings.pop("chat_templates", ["default"])
-        settings = {k: v for k, v in settings.items() if k not in ("processor_class", "auto_map")}
-        settings.update(kwargs)
-
-        templates = {}
-        for name in template_names:
-            path = fetch(CHAT_TEMPLATE_FILE if name == "default" else f"{ADDITIONAL_CHAT_TEMPLATES_DIR}/{name}.jinja")
-            with open(path, encoding="utf-8") as handle:
-                templates[name] = handle.read()
-
-        ocr_folder = f"{base}/{OCR_TOKENIZER_SUBFOLDER}" if base else OCR_TOKENIZER_SUBFOLDER
-        loaders = {
-            "image_processor": (AutoImageProcessor, base),
-            "tokenizer": (AutoTokenizer, base),
-            "ocr_tokenizer": (AutoTokenizer, ocr_folder),
-        }
-        for name, (auto_class, folder) in loaders.items():
-            if name not in components:
-                components[name] = auto_class.from_pretrained(
-                    source, subfolder=folder, trust_remote_code=trust_remote_code, **hub
-                )
-        return cls(**components, chat_template=templates or None, **settings)
-
-
-def _make_tokenizer_config_portable(folder: str) -> None:
-    """transformers 5 saves `extra_special_tokens` as a list, which 4.x cannot read: store it under the name both
-    majors understand, `additional_special_tokens`."""
-    path = os.path.join(folder, "tokenizer_config.json")
-    with open(path, encoding="utf-8") as handle:
-        config = json.load(handle)
-    extra = config.get("extra_special_tokens")
-    if isinstance(extra, list):
-        config["additional_special_tokens"] = config.pop("extra_special_tokens")
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(config, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-
-
-def _start_a_word_after_each_special_token(folder: str) -> None:
-    """Saves a SentencePiece decoder tokenizer (Metaspace pre-tokenizer, LLaMA's) so that it starts a word after
-    every special token as well as at the start of the text: Metaspace `prepend_scheme="always"` in `tokenizer.json`
-    and `legacy: true` in `tokenizer_config.json` (transformers 5 rebuilds LLaMA's pre-tokenizer from that flag, and
-    does not save it; 4.x reads `tokenizer.json`).
-
-    A text without special tokens tokenises as before, and a whole prompt then tokenises exactly as
-    `prompts.tokenize_prompt` (the original's rule) does, the `▁` after `<image>` included, which `legacy=False`
-    (`"first"`) drops: vLLM's chat, which tokenises the rendered chat template whole, gets the processor's ids.
-    """
-    from tokenizers import Tokenizer, pre_tokenizers
-
-    tokenizer_file = os.path.join(folder, "tokenizer.json")
-    if not os.path.isfile(tokenizer_file):
-        return
-    backend = Tokenizer.from_file(tokenizer_file)
-    metaspace = backend.pre_tokenizer
-    if not isinstance(metaspace, pre_tokenizers.Metaspace) or metaspace.prepend_scheme == "never":
-        return
-    if metaspace.prepend_scheme != "always":
-        metaspace.prepend_scheme = "always"
-        backend.pre_tokenizer = metaspace
-        backend.save(tokenizer_file)
-    config_file = os.path.join(folder, "tokenizer_config.json")
-    with open(config_file, encoding="utf-8") as handle:
-        config = json.load(handle)
-    config["legacy"] = True
-    with open(config_file, "w", encoding="utf-8") as handle:
-        json.dump(config, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-
-
-def _as_list(value):
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes, os.PathLike)) or not isinstance(value, (list, tuple)):
-        return [value]
-    return list(value)
-
-
-def _per_image(values, images: list | None, name: str) -> list:
-    """One entry per image (None where not given), checking the count."""
-    if images is None:
-        if values is not None:
-            raise ValueError(f"{name} was given without images.")
-        return []
-    if values is None:
-        return [None] * len(images)
-    if len(values) != len(images):
-        raise ValueError(f"Got {len(values)} {name} entries for {len(images)} images.")
-    return list(values)
+        return cls(**read_processor_folder(pretrained_model_name_or_path, cls.attributes, **kwargs))
 
 
 PatentLMMProcessor.register_for_auto_class("AutoProcessor")

@@ -1,16 +1,8 @@
-"""Prompt formats of PatentLMM (SPEC §4), their chat templates, and the description escaping of the released data.
-
-- `"vicuna_v1"`: stage-2 format. `SYSTEM USER: <image>\\nWrite a brief description for this patent image. ASSISTANT:`
-  then ` <description></s>`.
-- `"plain"`: stage-1 format. `<image>` then `<description>\\n`.
-- `"original_inference"`: the prompt of the original inference script,
-  `<image>\\nUSER: Write a brief description for this patent image.\\nASSISTANT:`.
-
-Prompts are tokenised with the original's rule (`tokenize_prompt`), in training and at inference alike.
-"""
+"""PatentLMM's prompt formats (chat templates), the prompts and targets rendered from them, description escaping."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .constants import DEFAULT_IMAGE_TOKEN, DESCRIPTION_TYPES
@@ -18,54 +10,131 @@ from .constants import DEFAULT_IMAGE_TOKEN, DESCRIPTION_TYPES
 __all__ = [
     "CHAT_TEMPLATES",
     "PROMPT_FORMATS",
+    "TEMPLATE_OF_FORMAT",
     "VICUNA_SYSTEM",
     "build_messages",
     "build_prompt",
     "build_target",
     "escape_description",
     "instruction",
+    "render_chat",
     "tokenize_prompt",
     "unescape_description",
 ]
 
-PROMPT_FORMATS = ("vicuna_v1", "plain", "original_inference")
 VICUNA_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
-# Strings of the LLaVA code base that a description must never contain verbatim (SPEC §2).
-_RESERVED = ("<image>", "<im_patch>", "<im_start>", "<im_end>", "<image-placeholder>")
+# Strings of the LLaVA code base that a description must never contain verbatim (docs/model.md, "Descriptions").
+_RESERVED = (DEFAULT_IMAGE_TOKEN, "<im_patch>", "<im_start>", "<im_end>", "<image-placeholder>")
+_END_OF_TURN = "</s>"  # LLaMA's end-of-sequence token, written after each answer by the templates
+
+# The chat templates (Jinja) are the one definition of each prompt format: `build_prompt` and `build_target` render
+# them, training renders them through the processor (`apply_chat_template`), vLLM's chat renders them too. Message
+# content may be a string or a list of {"type": "image"} / {"type": "text", "text": ...} parts.
+_RENDER_CONTENT = (
+    "{%- macro render(content) -%}"
+    "{%- if content is string -%}{{ content }}"
+    "{%- else -%}{%- for part in content -%}"
+    "{%- if part['type'] == 'image' -%}" + DEFAULT_IMAGE_TOKEN + "{{ sep }}"
+    "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- endmacro -%}"
+)
+CHAT_TEMPLATES = {
+    # Starts with `<s> ` (vLLM tokenizes chat prompts without adding special tokens; the processor then adds none
+    # either): `<s> A chat` tokenizes as `A chat` does after the added `<s>`, `<s>A chat` would not (`A` != `▁A`).
+    "default": (
+        "{%- set sep = '\\n' -%}" + _RENDER_CONTENT + "{%- if bos_token -%}{{ bos_token + ' ' }}{%- endif -%}"
+        + VICUNA_SYSTEM + "{%- for message in messages -%}"
+        "{%- if message['role'] == 'user' %} USER: {{ render(message['content']) }}"
+        "{%- elif message['role'] == 'assistant' %} ASSISTANT: {{ render(message['content']) }}" + _END_OF_TURN
+        + "{%- endif -%}{%- endfor -%}"
+        "{%- if add_generation_prompt %} ASSISTANT:{% endif -%}"
+    ),
+    "plain": (
+        "{%- set sep = '' -%}" + _RENDER_CONTENT + "{%- for message in messages -%}"
+        "{%- if message['role'] == 'user' -%}{%- for part in message['content'] if part is mapping "
+        "and part['type'] == 'image' -%}" + DEFAULT_IMAGE_TOKEN + "{%- endfor -%}"
+        "{%- elif message['role'] == 'assistant' -%}{{ render(message['content']) }}{{ '\\n' }}"
+        "{%- endif -%}{%- endfor -%}"
+    ),
+    "original_inference": (
+        "{%- for message in messages -%}"
+        "{%- if message['role'] == 'user' -%}"
+        "{%- for part in message['content'] if part is mapping and part['type'] == 'image' -%}"
+        "{{ '" + DEFAULT_IMAGE_TOKEN + "\\n' }}{%- endfor -%}"
+        "{%- for part in message['content'] if part is mapping and part['type'] == 'text' -%}"
+        "{{ 'USER: ' + part['text'] + '\\n' }}{%- endfor -%}"
+        "{%- elif message['role'] == 'assistant' -%}"
+        "{%- for part in message['content'] -%}{{ 'ASSISTANT: ' + part['text'] + '" + _END_OF_TURN + "' }}"
+        "{%- endfor -%}{%- endif -%}{%- endfor -%}"
+        "{%- if add_generation_prompt -%}ASSISTANT:{%- endif -%}"
+    ),
+}
+# Prompt format -> the chat template (a key of `CHAT_TEMPLATES`, and of `processor.chat_templates`) that writes it.
+TEMPLATE_OF_FORMAT = {"vicuna_v1": "default", "plain": "plain", "original_inference": "original_inference"}
+PROMPT_FORMATS = tuple(TEMPLATE_OF_FORMAT)  # stage 2, stage 1, the original inference script's prompt
 
 
 def instruction(desc_type: str) -> str:
-    """The user instruction for `desc_type` (`"brief"` or `"detailed"`)."""
+    """The user instruction for `desc_type` (one of `DESCRIPTION_TYPES`)."""
     if desc_type not in DESCRIPTION_TYPES:
         raise ValueError(f"desc_type must be one of {DESCRIPTION_TYPES}, got {desc_type!r}.")
     return f"Write a {desc_type} description for this patent image."
 
 
+def build_messages(desc_type: str, description: str | None = None) -> list[dict]:
+    """A conversation in TRL's format: one user turn (the figure and the instruction), and the answer if given."""
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction(desc_type)}]},
+    ]
+    if description is not None:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": description}]})
+    return messages
+
+
+@functools.lru_cache(maxsize=len(CHAT_TEMPLATES))
+def _compiled(template: str) -> Any:
+    """`template` compiled as transformers' `apply_chat_template` compiles it (sandboxed, trimmed blocks)."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(template)
+
+
+def render_chat(
+    messages: list[dict], prompt_format: str = "vicuna_v1", add_generation_prompt: bool = False, bos_token: str = ""
+) -> str:
+    """`messages` rendered by the chat template of `prompt_format`, as `apply_chat_template(tokenize=False)` renders
+    them (`bos_token=""`: without the `<s> ` that the default template starts with for vLLM)."""
+    if prompt_format not in TEMPLATE_OF_FORMAT:
+        raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
+    template = _compiled(CHAT_TEMPLATES[TEMPLATE_OF_FORMAT[prompt_format]])
+    return template.render(messages=messages, add_generation_prompt=add_generation_prompt, bos_token=bos_token)
+
+
 def build_prompt(desc_type: str, prompt_format: str = "vicuna_v1") -> str:
     """The text before the description (one `<image>`, not yet expanded); the model continues from its end."""
-    text = instruction(desc_type)
-    if prompt_format == "vicuna_v1":
-        return f"{VICUNA_SYSTEM} USER: {DEFAULT_IMAGE_TOKEN}\n{text} ASSISTANT:"
-    if prompt_format == "plain":
-        return DEFAULT_IMAGE_TOKEN
-    if prompt_format == "original_inference":
-        return f"{DEFAULT_IMAGE_TOKEN}\nUSER: {text}\nASSISTANT:"
-    raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
+    return render_chat(build_messages(desc_type), prompt_format, add_generation_prompt=True)
 
 
 def build_target(description: str, prompt_format: str = "vicuna_v1") -> str:
-    """The text the model learns to write after the prompt, without the end-of-sequence token.
+    """The text the model learns to write after the prompt: the description and what the chat template writes after
+    it (`"\\n"` in `plain`), without the end-of-sequence token. The word boundary the template writes before it is
+    left out: the decoder's tokenizer adds it itself."""
+    return description + _after_answer(prompt_format)
 
-    The decoder's tokenizer adds the leading word boundary itself; `plain` ends with a newline as in stage 1.
-    """
-    if prompt_format == "plain":
-        return description + "\n"
-    if prompt_format in ("vicuna_v1", "original_inference"):
-        return description
-    raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
+
+@functools.lru_cache(maxsize=len(TEMPLATE_OF_FORMAT))
+def _after_answer(prompt_format: str) -> str:
+    """What the chat template of `prompt_format` writes after an answer, its end-of-turn token excepted."""
+    marker = "\x00"  # a character no template writes
+    conversation = [
+        {"role": "user", "content": [{"type": "image"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": marker}]},
+    ]
+    return render_chat(conversation, prompt_format).split(marker)[1].removesuffix(_END_OF_TURN)
 
 
 def tokenize_prompt(tokenizer: Any, prompt: str, image_token: str = DEFAULT_IMAGE_TOKEN) -> list[int]:
@@ -88,16 +157,6 @@ def tokenize_prompt(tokenizer: Any, prompt: str, image_token: str = DEFAULT_IMAG
     return ids
 
 
-def build_messages(desc_type: str, description: str | None = None) -> list[dict]:
-    """A conversation in TRL's format: one user turn (the figure and the instruction), and the answer if given."""
-    messages = [
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction(desc_type)}]},
-    ]
-    if description is not None:
-        messages.append({"role": "assistant", "content": [{"type": "text", "text": description}]})
-    return messages
-
-
 def escape_description(text: str) -> str:
     """Escapes a description as the released LLaVA export does: every `<` -> `[[` and `>` -> `]]`.
 
@@ -112,47 +171,3 @@ def escape_description(text: str) -> str:
 def unescape_description(text: str) -> str:
     """Inverse of `escape_description` (exact unless the original text itself contained `[[` or `]]`)."""
     return text.replace("[[", "<").replace("]]", ">")
-
-
-# Chat templates (Jinja) rendering `build_messages` conversations into the formats above. Message content may be a
-# string or a list of {"type": "image"} / {"type": "text", "text": ...} parts.
-_RENDER_CONTENT = (
-    "{%- macro render(content) -%}"
-    "{%- if content is string -%}{{ content }}"
-    "{%- else -%}{%- for part in content -%}"
-    "{%- if part['type'] == 'image' -%}<image>{{ sep }}"
-    "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{%- endmacro -%}"
-)
-CHAT_TEMPLATES = {
-    # Starts with `<s> ` (vLLM tokenizes chat prompts without adding special tokens; the processor then adds none
-    # either): `<s> A chat` tokenizes as `A chat` does after the added `<s>`, `<s>A chat` would not (`A` != `▁A`).
-    "default": (
-        "{%- set sep = '\\n' -%}" + _RENDER_CONTENT + "{%- if bos_token -%}{{ bos_token + ' ' }}{%- endif -%}"
-        + VICUNA_SYSTEM + "{%- for message in messages -%}"
-        "{%- if message['role'] == 'user' %} USER: {{ render(message['content']) }}"
-        "{%- elif message['role'] == 'assistant' %} ASSISTANT: {{ render(message['content']) }}</s>"
-        "{%- endif -%}{%- endfor -%}"
-        "{%- if add_generation_prompt %} ASSISTANT:{% endif -%}"
-    ),
-    "plain": (
-        "{%- set sep = '' -%}" + _RENDER_CONTENT + "{%- for message in messages -%}"
-        "{%- if message['role'] == 'user' -%}{%- for part in message['content'] if part is mapping "
-        "and part['type'] == 'image' -%}<image>{%- endfor -%}"
-        "{%- elif message['role'] == 'assistant' -%}{{ render(message['content']) }}{{ '\\n' }}"
-        "{%- endif -%}{%- endfor -%}"
-    ),
-    "original_inference": (
-        "{%- for message in messages -%}"
-        "{%- if message['role'] == 'user' -%}"
-        "{%- for part in message['content'] if part is mapping and part['type'] == 'image' -%}"
-        "{{ '<image>\\n' }}{%- endfor -%}"
-        "{%- for part in message['content'] if part is mapping and part['type'] == 'text' -%}"
-        "{{ 'USER: ' + part['text'] + '\\n' }}{%- endfor -%}"
-        "{%- elif message['role'] == 'assistant' -%}"
-        "{%- for part in message['content'] -%}{{ 'ASSISTANT: ' + part['text'] + '</s>' }}{%- endfor -%}"
-        "{%- endif -%}{%- endfor -%}"
-        "{%- if add_generation_prompt -%}ASSISTANT:{%- endif -%}"
-    ),
-}
