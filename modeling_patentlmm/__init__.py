@@ -6,6 +6,7 @@ from .modeling_patentlmm import (
     PatentLMMForConditionalGeneration,
     PatentLMMModel,
     PatentLMMPreTrainedModel,
+    build_vision_tower,
 )
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "PatentLMMForConditionalGeneration",
     "PatentLMMModel",
     "PatentLMMPreTrainedModel",
+    "build_vision_tower",
 ]

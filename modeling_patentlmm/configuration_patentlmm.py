@@ -1,7 +1,4 @@
-"""Configuration of PatentLMM: a PatentMME (LayoutLMv3) encoder, a projector and a causal-LM decoder.
-
-This file imports only installed libraries, so it can be copied next to a checkpoint as remote code.
-"""
+"""PatentLMMConfig: a PatentMME (LayoutLMv3) encoder, a projector and a causal-LM decoder (remote code)."""
 
 from __future__ import annotations
 
@@ -91,56 +88,16 @@ class PatentLMMConfig(PreTrainedConfig):
         tie_word_embeddings: bool = False,
         **kwargs,
     ):
-        if vision_config is None:
-            vision_config = dict(PATENTMME_LARGE)
-        if isinstance(vision_config, dict):
-            vision_config = LayoutLMv3Config(**{k: v for k, v in vision_config.items() if k != "model_type"})
-        if text_config is None:
-            # LLaMA-2-7B (Vicuna-7B v1.5) with one extra row for the <image> token.
-            text_config = {"model_type": "llama", "vocab_size": 32001}
-        if isinstance(text_config, dict):
-            text_config = dict(text_config)
-            model_type = text_config.pop("model_type", None)
-            if model_type is None:
-                raise ValueError("text_config needs a 'model_type' (for example 'llama').")
-            text_config = AutoConfig.for_model(model_type, **text_config)
-
-        if projector_type not in PROJECTOR_TYPES:
-            raise ValueError(f"projector_type must be one of {PROJECTOR_TYPES}, got {projector_type!r}.")
-        if vision_feature_select_strategy not in FEATURE_SELECT_STRATEGIES:
-            raise ValueError(
-                f"vision_feature_select_strategy must be one of {FEATURE_SELECT_STRATEGIES}, "
-                f"got {vision_feature_select_strategy!r}."
-            )
-        num_encoder_outputs = vision_config.num_hidden_layers + 1  # embeddings + one per layer
-        if not -num_encoder_outputs <= vision_feature_layer < num_encoder_outputs:
-            raise ValueError(
-                f"vision_feature_layer={vision_feature_layer} is out of range for an encoder with "
-                f"{vision_config.num_hidden_layers} layers ({num_encoder_outputs} hidden states)."
-            )
-        layout_width = 4 * vision_config.coordinate_size + 2 * vision_config.shape_size
-        if layout_width != vision_config.hidden_size:
-            raise ValueError(
-                f"vision_config: 4 * coordinate_size + 2 * shape_size = 4 * {vision_config.coordinate_size} + 2 * "
-                f"{vision_config.shape_size} = {layout_width} must equal hidden_size={vision_config.hidden_size} "
-                "(LayoutLMv3 adds its box embeddings to the token embeddings; LayoutLMv3-large has 171 and 170)."
-            )
-        if vision_config.input_size % vision_config.patch_size != 0:
-            raise ValueError(
-                f"vision_config.input_size={vision_config.input_size} is not a multiple of "
-                f"vision_config.patch_size={vision_config.patch_size}."
-            )
-        if not 2 <= max_ocr_tokens <= vision_config.max_position_embeddings - 2:
-            raise ValueError(
-                f"max_ocr_tokens={max_ocr_tokens} must be in [2, {vision_config.max_position_embeddings - 2}] "
-                f"(the encoder's max_position_embeddings={vision_config.max_position_embeddings} minus 2)."
-            )
-        if not 0 <= image_token_id < text_config.vocab_size:
-            raise ValueError(
-                f"image_token_id={image_token_id} is outside the decoder vocabulary "
-                f"(vocab_size={text_config.vocab_size})."
-            )
-
+        vision_config, text_config = _sub_configs(vision_config, text_config)
+        _validate(
+            vision_config,
+            text_config,
+            projector_type=projector_type,
+            vision_feature_layer=vision_feature_layer,
+            vision_feature_select_strategy=vision_feature_select_strategy,
+            image_token_id=image_token_id,
+            max_ocr_tokens=max_ocr_tokens,
+        )
         self.vision_config = vision_config
         self.text_config = text_config
         self.projector_type = projector_type
@@ -160,6 +117,74 @@ class PatentLMMConfig(PreTrainedConfig):
         """Number of image features (= `<image>` placeholder tokens) for a sample with `num_ocr_tokens` OCR tokens."""
         dropped = 1 if self.vision_feature_select_strategy == "patch" else 0
         return num_ocr_tokens + self.num_image_patches - dropped
+
+
+def _sub_configs(
+    vision_config: dict | LayoutLMv3Config | None, text_config: dict | PreTrainedConfig | None
+) -> tuple[LayoutLMv3Config, PreTrainedConfig]:
+    """The encoder's and the decoder's configs from dicts (or `None`: PatentMME and LLaMA-2-7B), as config objects."""
+    if vision_config is None:
+        vision_config = dict(PATENTMME_LARGE)
+    if isinstance(vision_config, dict):
+        vision_config = LayoutLMv3Config(**{k: v for k, v in vision_config.items() if k != "model_type"})
+    if text_config is None:
+        # LLaMA-2-7B (Vicuna-7B v1.5) with one extra row for the <image> token.
+        text_config = {"model_type": "llama", "vocab_size": 32001}
+    if isinstance(text_config, dict):
+        text_config = dict(text_config)
+        model_type = text_config.pop("model_type", None)
+        if model_type is None:
+            raise ValueError("text_config needs a 'model_type' (for example 'llama').")
+        text_config = AutoConfig.for_model(model_type, **text_config)
+    return vision_config, text_config
+
+
+def _validate(
+    vision_config: LayoutLMv3Config,
+    text_config: PreTrainedConfig,
+    *,
+    projector_type: str,
+    vision_feature_layer: int,
+    vision_feature_select_strategy: str,
+    image_token_id: int,
+    max_ocr_tokens: int,
+) -> None:
+    """Raises `ValueError` naming the first setting that does not fit the encoder or the decoder."""
+    if projector_type not in PROJECTOR_TYPES:
+        raise ValueError(f"projector_type must be one of {PROJECTOR_TYPES}, got {projector_type!r}.")
+    if vision_feature_select_strategy not in FEATURE_SELECT_STRATEGIES:
+        raise ValueError(
+            f"vision_feature_select_strategy must be one of {FEATURE_SELECT_STRATEGIES}, "
+            f"got {vision_feature_select_strategy!r}."
+        )
+    num_encoder_outputs = vision_config.num_hidden_layers + 1  # embeddings + one per layer
+    if not -num_encoder_outputs <= vision_feature_layer < num_encoder_outputs:
+        raise ValueError(
+            f"vision_feature_layer={vision_feature_layer} is out of range for an encoder with "
+            f"{vision_config.num_hidden_layers} layers ({num_encoder_outputs} hidden states)."
+        )
+    layout_width = 4 * vision_config.coordinate_size + 2 * vision_config.shape_size
+    if layout_width != vision_config.hidden_size:
+        raise ValueError(
+            f"vision_config: 4 * coordinate_size + 2 * shape_size = 4 * {vision_config.coordinate_size} + 2 * "
+            f"{vision_config.shape_size} = {layout_width} must equal hidden_size={vision_config.hidden_size} "
+            "(LayoutLMv3 adds its box embeddings to the token embeddings; LayoutLMv3-large has 171 and 170)."
+        )
+    if vision_config.input_size % vision_config.patch_size != 0:
+        raise ValueError(
+            f"vision_config.input_size={vision_config.input_size} is not a multiple of "
+            f"vision_config.patch_size={vision_config.patch_size}."
+        )
+    if not 2 <= max_ocr_tokens <= vision_config.max_position_embeddings - 2:
+        raise ValueError(
+            f"max_ocr_tokens={max_ocr_tokens} must be in [2, {vision_config.max_position_embeddings - 2}] "
+            f"(the encoder's max_position_embeddings={vision_config.max_position_embeddings} minus 2)."
+        )
+    if not 0 <= image_token_id < text_config.vocab_size:
+        raise ValueError(
+            f"image_token_id={image_token_id} is outside the decoder vocabulary "
+            f"(vocab_size={text_config.vocab_size})."
+        )
 
 
 PatentLMMConfig.register_for_auto_class()

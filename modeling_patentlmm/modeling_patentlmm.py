@@ -1,21 +1,4 @@
-"""PatentLMM: PatentMME (LayoutLMv3) encoder -> projector -> causal-LM decoder.
-
-The layout follows transformers' Llava, so that TRL and PEFT treat it like any vision-language model:
-
-    PatentLMMForConditionalGeneration
-    ├── model: PatentLMMModel
-    │   ├── vision_tower: LayoutLMv3Model            (PatentMME, frozen by default)
-    │   ├── multi_modal_projector: PatentLMMProjector
-    │   └── language_model: AutoModel(text_config)   (e.g. LlamaModel, no LM head)
-    └── lm_head: nn.Linear
-
-One image yields a variable number of features: the encoder sees [OCR tokens | visual CLS | patches] and the
-decoder receives every real position of that sample (OCR padding is dropped), minus the first one for the
-default `"patch"` strategy. The processor writes exactly that many `<image>` placeholders into the prompt;
-the model swaps them for the projected features with one checked `masked_scatter`.
-
-This file imports only its sibling `configuration_patentlmm` and installed libraries, so it works as remote code.
-"""
+"""PatentLMM: PatentMME (LayoutLMv3) encoder -> projector -> causal-LM decoder, laid out as Llava (docs/model.md)."""
 
 from __future__ import annotations
 
@@ -24,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import transformers
 from torch import nn
-from transformers import AutoModel, GenerationMixin, LayoutLMv3Model, PreTrainedModel
+from transformers import AutoModel, GenerationMixin, LayoutLMv3Config, LayoutLMv3Model, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutputWithPast, BaseModelOutputWithPooling, CausalLMOutputWithPast
 
@@ -38,6 +21,7 @@ __all__ = [
     "PatentLMMModelOutputWithPast",
     "PatentLMMPreTrainedModel",
     "PatentLMMProjector",
+    "build_vision_tower",
 ]
 
 _TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
@@ -111,6 +95,23 @@ class PatentLMMBiasTable(nn.Module):
         self.weight = linear.weight  # (num_heads, num_buckets)
 
 
+def build_vision_tower(config: LayoutLMv3Config) -> LayoutLMv3Model:
+    """The PatentMME encoder (a `LayoutLMv3Model`) from `config`, as PatentLMM holds it: its relative-position biases
+    are `PatentLMMBiasTable`s, and its visual CLS token and position embeddings start from a truncated normal (std
+    `config.initializer_range`) instead of LayoutLMv3's zeros, which make a random encoder's visual CLS embedding the
+    zero vector and its gradient ~1e5 times too large (docs/model.md, "A random encoder"). Loaded weights replace
+    both, so pretrained encoders are unaffected."""
+    tower = LayoutLMv3Model(config)
+    for name in ("rel_pos_bias", "rel_pos_x_bias", "rel_pos_y_bias"):
+        if isinstance(getattr(tower.encoder, name, None), nn.Linear):
+            setattr(tower.encoder, name, PatentLMMBiasTable(getattr(tower.encoder, name)))
+    if config.visual_embed:
+        with torch.no_grad():  # torch.nn.init: skipped while from_pretrained builds the model to load weights into
+            nn.init.trunc_normal_(tower.cls_token, std=config.initializer_range)  # (1, 1, C_v)
+            nn.init.trunc_normal_(tower.pos_embed, std=config.initializer_range)  # (1, 1 + P, C_v)
+    return tower
+
+
 class PatentLMMPreTrainedModel(PreTrainedModel):
     config_class = PatentLMMConfig
     base_model_prefix = "model"
@@ -136,10 +137,7 @@ class PatentLMMModel(PatentLMMPreTrainedModel):
 
     def __init__(self, config: PatentLMMConfig):
         super().__init__(config)
-        self.vision_tower = LayoutLMv3Model(config.vision_config)
-        for name in ("rel_pos_bias", "rel_pos_x_bias", "rel_pos_y_bias"):
-            if isinstance(getattr(self.vision_tower.encoder, name, None), nn.Linear):
-                setattr(self.vision_tower.encoder, name, PatentLMMBiasTable(getattr(self.vision_tower.encoder, name)))
+        self.vision_tower = build_vision_tower(config.vision_config)
         self.multi_modal_projector = PatentLMMProjector(config)
         self.language_model = AutoModel.from_config(config.text_config)
         if config.freeze_vision_tower:

@@ -1,8 +1,4 @@
-"""PatentLMM processing: figures (image + OCR) and prompts -> model inputs (copied flat into checkpoints).
-
-Names are imported on first use, so `processing.images` or `processing.prompts` load without torch and transformers
-(the dataset builder needs only those).
-"""
+"""PatentLMM processing: figures + OCR + prompts -> model inputs; names load on first use (`prompts` needs no torch)."""
 
 import importlib
 

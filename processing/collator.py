@@ -1,21 +1,4 @@
-"""PatentLMMCollator: rows of a PatentDesc-355k dataset in TRL's conversational format -> one training batch.
-
-A row (one figure) holds:
-- `messages`: `build_messages(desc_type, escape_description(description))`, a user turn (`{"type": "image"}` + the
-  instruction) and the assistant's answer (the description);
-- `image` (one figure) or `images` (a list holding one figure): a path, bytes or a PIL image;
-- OCR: the official LayoutLMv3 tokens `ocr_input_ids` + `ocr_bbox` (used first, row by row), or `ocr_words` +
-  `ocr_boxes` (words and 0-1000 boxes; an empty list is a figure without words); with neither, the processor runs
-  Tesseract.
-
-The prompt is the processor's chat template of the stage's `prompt_format` (`"plain"` in stage 1, `"vicuna_v1"` in
-stage 2) rendered on the user turn; the description (`build_target`) is the processor's `suffix`, so `labels` cover
-exactly the description and its end-of-sequence token, and are `IGNORE_INDEX` on the prompt, the `<image>`
-placeholders and the padding (right padding). A sample longer than `max_length` keeps its whole prompt, image
-placeholders included, and loses the end of its description; the collator counts these cuts.
-
-This file imports only its siblings and installed libraries, so it is copied next to a checkpoint with the processor.
-"""
+"""PatentLMMCollator: PatentDesc-355k rows in TRL's conversational format -> one training batch (docs/model.md)."""
 
 from __future__ import annotations
 

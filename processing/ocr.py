@@ -1,12 +1,4 @@
-"""All OCR of the package: engines by name (image in, words + 0-1000 boxes out), LayoutLMv3 tokenisation, `ocr.json`.
-
-Engines (`OCR_ENGINES`, `load_ocr_engine(name, **settings)`; docs/ocr.md compares them on real figures):
-- `tesseract`: exactly the paper's path, `LayoutLMv3ImageProcessor(apply_ocr=True)` (same words, same boxes);
-- `rapidocr`: PP-OCRv4 text detection + recognition (`ocr_rapidocr.py`, the `patentlmm[ocr]` extra);
-- `drawing`: reads patent drawings: sheet orientation, isolated reference numerals, and text lines (`ocr_drawing.py`).
-An engine is a frozen dataclass of its settings; `engine.to_dict()` / `ocr_engine_from_dict` save and rebuild it and
-`engine.key` names its results (the `dataset ocr` cache). Optional engines are imported on first use.
-"""
+"""All OCR of the package: engines by name (image in, words + 0-1000 boxes out), LayoutLMv3 tokens, `ocr.json`."""
 
 from __future__ import annotations
 

@@ -1,24 +1,4 @@
-"""`drawing` OCR engine: reads patent drawing sheets: their orientation, reference numerals and text lines.
-
-Why (docs/ocr.md has the measurements): page OCR skips what patent descriptions cite. Reference numerals are 1-4
-isolated glyphs next to leader lines; a text detector (PP-OCR's or Tesseract's page layout) misses most of them,
-and PP-OCR's crops of a single digit (taller than wide) are turned 90 degrees before recognition. So:
-
-1. Glyphs: connected components of ink (pixels darker than mid-grey) of glyph size (`min_glyph` to `max_glyph` px
-   high, at most 1.3x as wide as high).
-2. Orientation: on a landscape sheet (the figure turned 90 degrees) most glyphs are wider than high. When the
-   sideways glyphs outnumber the upright ones 1.5 to 1, the sheet is read turned by 90 and by 270 degrees and the
-   turn whose numerals the recogniser is surest of is kept. The figure itself is never changed: boxes are mapped
-   back onto the sheet as given.
-3. Numerals: glyphs in a row (overlapping vertically, similar heights, gaps under 0.6 glyph heights) form
-   candidates of 1-4 glyphs; each is cropped with a margin and read by the PP-OCRv4 recogniser in batches; reads
-   that look like a reference numeral (`12`, `3a`, `(7)`, `11'`) with confidence >= `min_numeral_confidence` are
-   kept.
-4. Text: PP-OCRv4 detection (`det_side` px) + recognition of text lines (figure labels, legends), split into words.
-5. Merge: text lines lying mostly inside a numeral already read are not recognised again, a numeral also read
-   inside a text line (same word, overlapping boxes) is kept once; words are ordered top to bottom, left to right
-   on the upright sheet.
-"""
+"""`drawing` OCR engine: patent drawing sheets' orientation, reference numerals and text lines (docs/ocr.md)."""
 
 from __future__ import annotations
 

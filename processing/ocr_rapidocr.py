@@ -1,11 +1,4 @@
-"""`rapidocr` OCR engine: PP-OCRv4 text detection and recognition, the ONNX models inside `rapidocr-onnxruntime`.
-
-Not RapidOCR's own pipeline (`RapidOCR()(image)`), whose time on a patent sheet goes to the detector (it scales
-sheets to 2,000 px: ~1.4 of ~1.7 CPU s) and to recognition crops padded to 320 px (benchmarks/bench_ocr_quality.py):
-here the detector sees the sheet at `det_side` px (long side) and crops of similar widths are recognised in batches
-padded only to the widest of the batch. Lines are split into words at spaces, each word's box cut from its line's
-box in proportion to its characters. Models load once per engine, single-threaded by default (`threads`).
-"""
+"""`rapidocr` OCR engine: PP-OCRv4 text detection + recognition, the ONNX models of `rapidocr-onnxruntime`."""
 
 from __future__ import annotations
 

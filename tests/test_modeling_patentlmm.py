@@ -181,6 +181,31 @@ def test_training_step_with_gradient_checkpointing_updates_only_trainable_parts(
     assert all(p.grad is None for p in model.model.vision_tower.parameters())
 
 
+def test_a_random_encoder_gets_gradients_of_the_size_of_the_rest(tiny, figures, tmp_path):
+    """The demo trains a random encoder. LayoutLMv3 initialises its visual CLS token and position embeddings to
+    zeros, so the visual CLS embedding was the zero vector, which the encoder's two LayerNorms normalise at zero
+    variance: its gradient came out ~1e3-1e4 times the largest other one (the demo's stage 1: grad_norm 2e5-1.4e6),
+    and clipping to max_grad_norm scaled every other gradient down to where AdamW's eps swallows most of the step.
+    `build_vision_tower` (PatentLMM built from a config, and `init_encoder`) draws both from a truncated normal."""
+    from transformers import LayoutLMv3Model
+
+    from patentlmm.assembly.tiny import init_encoder
+
+    model, processor = tiny
+    model = copy.deepcopy(model).train()
+    model.model.vision_tower.requires_grad_(True)
+    batch = _inputs(processor, figures, suffix=["FIG. 8 is a view.", "FIG. 12."], side="right")
+    torch.manual_seed(0)  # the encoder's dropout
+    model(**batch).loss.backward()
+    norms = {name: p.grad.norm().item() for name, p in model.named_parameters() if p.grad is not None}
+    visual = {name: norms.pop(f"model.vision_tower.{name}") for name in ("cls_token", "pos_embed")}
+    largest_other = max(norms.values())
+    assert all(0 < norm < 10 * largest_other for norm in visual.values()), (visual, largest_other)
+
+    saved = LayoutLMv3Model.from_pretrained(init_encoder(tmp_path / "encoder"))  # the demo's random encoder
+    assert saved.cls_token.abs().max() > 0 and saved.pos_embed.std() > 0.5 * saved.config.initializer_range
+
+
 def test_bfloat16_forward(tiny, figures):
     model, processor = tiny
     model = copy.deepcopy(model).to(torch.bfloat16)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import LayoutLMv3Config, LayoutLMv3Model, LayoutLMv3TokenizerFast, LlamaTokenizerFast
+from transformers import LayoutLMv3Config, LayoutLMv3TokenizerFast, LlamaTokenizerFast
 
-from modeling_patentlmm import PatentLMMForConditionalGeneration
+from modeling_patentlmm import PatentLMMForConditionalGeneration, build_vision_tower
 from modeling_patentlmm.configuration_patentlmm import PROJECTOR_TYPES
 from patentlmm.assembly.components import (
     build_config,
@@ -120,7 +120,7 @@ def init_encoder(output_dir: str | os.PathLike, args: TinyModelArguments | None 
     args = args or TinyModelArguments()
     ocr_tokenizer = build_ocr_tokenizer()
     torch.manual_seed(args.seed)
-    encoder = LayoutLMv3Model(LayoutLMv3Config(**vision_config(args, ocr_tokenizer)))
+    encoder = build_vision_tower(LayoutLMv3Config(**vision_config(args, ocr_tokenizer)))
     output_dir = Path(output_dir)
     encoder.save_pretrained(output_dir)
     ocr_tokenizer.save_pretrained(output_dir)
