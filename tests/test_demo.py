@@ -81,8 +81,10 @@ def _steps(folder) -> str:
     steps = [(e["step"], e.get("loss"), e.get("grad_norm")) for e in state["log_history"] if "loss" in e]
     return (
         f"{folder.name} logged (step, loss, grad_norm) = {steps}. A non-finite grad_norm means clip_grad_norm_ scaled "
-        "every finite gradient by 0 (max_grad_norm 1.0) and AdamW moved nothing; a finite one that the tensor still "
-        "did not move means its gradient was cut off (frozen, detached, or not in the optimizer)."
+        "every finite gradient by 0 (max_grad_norm 1.0) and AdamW moved nothing; one of 1e5 or more means one tensor's "
+        "gradient dwarfs the rest and clipping starved them (a random encoder's all-zero visual CLS embedding did: "
+        "docs/model.md, 'A random encoder'); a moderate one that the tensor still did not move means its gradient "
+        "was cut off (frozen, detached, or not in the optimizer)."
     )
 
 

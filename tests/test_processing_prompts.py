@@ -1,7 +1,5 @@
-"""Behaviour of `processing/prompts.py`: the three prompt formats of SPEC §4 (as exact strings), their chat
-templates rendered by the real processor (transformers' `apply_chat_template`), the original's prompt tokenisation
-(ids checked against an implementation of its rule written here), and SPEC §2's description escaping.
-"""
+"""`processing/prompts.py`: the three prompt formats (exact strings), their chat templates rendered by the real
+processor, the original's prompt tokenisation, and the description escaping (docs/model.md, "Prompt formats")."""
 
 from __future__ import annotations
 
@@ -21,7 +19,7 @@ from processing.prompts import (
     unescape_description,
 )
 
-# Written out from SPEC §4, not from the module's constants.
+# Written out from the formats of the original (docs/model.md, "Prompt formats"), not from the module's constants.
 SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
     "detailed, and polite answers to the user's questions."
@@ -151,7 +149,7 @@ def test_chat_template_without_generation_prompt_has_no_assistant_tag(processor)
 
 @pytest.mark.parametrize("desc_type", DESCRIPTION_TYPES)
 def test_training_conversations_render_prompt_then_target(processor, desc_type):
-    """With the answer: Vicuna v1 ends `ASSISTANT: <description></s>` (SPEC §4), plain is `<image><description>\\n`."""
+    """With the answer: Vicuna v1 ends `ASSISTANT: <description></s>`, plain is `<image><description>\\n`."""
     description = "FIG. 8 is a view of FIG. 7 in a compressed working position."
     messages = build_messages(desc_type, description)
     assert _render(processor, messages, "vicuna_v1") == (
@@ -299,7 +297,7 @@ def test_training_ids_and_labels_equal_the_originals(sentencepiece_processor, fi
     assert labels == original[2:] + [processor.tokenizer.eos_token_id]
 
 
-# ---------------------------------------------------------------------------------------------- escaping (SPEC §2)
+# ---------------------------------------------------------------------------------------------- escaping
 
 
 @pytest.mark.parametrize(
