@@ -80,6 +80,7 @@ SHAPES = {
     "100m": ((768, 8, 12, 2048), (384, 2, 6, 768)),
     "7b": ((4096, 32, 32, 11008), (1024, 24, 16, 4096)),  # LLaMA-2-7B / Vicuna-7B, LayoutLMv3-large
 }
+Row = tuple[list[list[Figure]], Callable[[list[Figure]], None]]  # a row's batches and the function running one batch
 
 
 def build_model(shape: str, device: str) -> tuple[PatentLMMForConditionalGeneration, PatentLMMProcessor]:
@@ -141,7 +142,8 @@ def timed_pass(batches: list[list[Figure]], run: Callable[[list[Figure]], None])
     return time.perf_counter() - start
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line's options (`--help`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="100m")
     parser.add_argument("--figures", type=int, default=8, help="real figures to describe (repeated if needed)")
@@ -157,20 +159,29 @@ def main() -> None:
         "--engine", choices=["transformers", "vllm"], default="transformers", help="vllm: add the vLLM row (3)"
     )
     parser.add_argument("--vllm-args", type=json.loads, default={}, help="JSON keyword arguments of vllm.LLM")
-    args = parser.parse_args()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.shape == "7b" and device != "cuda":
-        raise SystemExit("--shape 7b needs a CUDA GPU (28 GB of fp32 weights).")
+    return parser.parse_args()
 
-    paths = sorted(args.images.glob("*.png"))
-    paths = [paths[i % len(paths)] for i in range(args.figures)]
+
+def load_figures(folder: Path, count: int) -> list[Figure]:
+    """`count` of the PNG figures in `folder` (repeated if needed), each read by Tesseract once, before timing."""
+    paths = sorted(folder.glob("*.png"))
+    paths = [paths[i % len(paths)] for i in range(count)]
     figures = []
     for path in paths:
         image = load_image(path)
         words, boxes = run_tesseract(image)
         figures.append(Figure(path.stem, image, None, words, boxes))
-    model, processor = build_model(args.shape, device)
-    model.generation_config.min_new_tokens = args.max_new_tokens  # both rows: exactly max_new_tokens per figure
+    return figures
+
+
+def print_setup(
+    args: argparse.Namespace,
+    model: PatentLMMForConditionalGeneration,
+    processor: PatentLMMProcessor,
+    figures: list[Figure],
+    device: str,
+) -> None:
+    """Prints the libraries, the machine, the model's size and the figures' OCR token counts."""
     parameters = sum(p.numel() for p in model.parameters())
     print(
         f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.processor() or 'cpu'}, "
@@ -183,14 +194,28 @@ def main() -> None:
         f"OCR tokens {ocr_lengths}; {args.max_new_tokens} new tokens per figure"
     )
 
-    # Same weights for both rows; on a GPU the describe row gets a bf16 (else fp16) copy, made without an fp32 one.
-    fast = model
-    if device == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        with torch.device(device):
-            fast = type(model)._from_config(model.config, dtype=dtype).eval()
-        fast.load_state_dict(model.state_dict())
-        fast.generation_config = model.generation_config
+
+def describe_model(model: PatentLMMForConditionalGeneration, device: str) -> PatentLMMForConditionalGeneration:
+    """`model` itself on a CPU; on a GPU a bf16 (else fp16) copy of its weights, made without a second fp32 one."""
+    if device != "cuda":
+        return model
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    with torch.device(device):
+        fast = type(model)._from_config(model.config, dtype=dtype).eval()
+    fast.load_state_dict(model.state_dict())
+    fast.generation_config = model.generation_config
+    return fast
+
+
+def transformers_rows(
+    args: argparse.Namespace,
+    model: PatentLMMForConditionalGeneration,
+    fast: PatentLMMForConditionalGeneration,
+    processor: PatentLMMProcessor,
+    figures: list[Figure],
+    prompt: str,
+) -> dict[str, Row]:
+    """Rows 1 (the original recipe, on `model`) and 2 (`describe`, on `fast`): label -> (batches, run one batch)."""
 
     def run_original(batch: list[Figure]) -> None:
         model.set_attn_implementation(args.original_attention)
@@ -200,9 +225,8 @@ def main() -> None:
         fast.set_attn_implementation("sdpa")
         generate_batch(fast, processor, batch, prompt, args.max_new_tokens, cache)
 
-    prompt = build_prompt("brief")
     cache = None if args.cache == "dynamic" else args.cache
-    rows = {
+    return {
         f"original ({args.original_attention})": (
             [figures[i : i + 2] for i in range(0, len(figures), 2)],
             run_original,
@@ -212,37 +236,77 @@ def main() -> None:
             run_describe,
         ),
     }
-    if args.engine == "vllm":
-        import vllm
 
-        from patentlmm.inference import vllm_engine
 
-        weights = tempfile.TemporaryDirectory()  # row 2's weights, as vLLM loads them: from a folder
-        fast.save_pretrained(weights.name)
-        processor.save_pretrained(weights.name)
-        dtype = str(fast.dtype).removeprefix("torch.")
-        llm, _ = vllm_engine.load_vllm(weights.name, dtype, **args.vllm_args)
-        new_tokens = args.max_new_tokens
+def vllm_row(
+    args: argparse.Namespace,
+    fast: PatentLMMForConditionalGeneration,
+    processor: PatentLMMProcessor,
+    figures: list[Figure],
+    prompt: str,
+    weights: str,
+) -> tuple[str, Row]:
+    """Row 3: vLLM over row 2's batches, with row 2's weights saved to the folder `weights`; prints vLLM's version."""
+    import vllm
 
-        def run_vllm(batch: list[Figure]) -> None:
-            vllm_engine.generate_batch(llm, processor, batch, prompt, new_tokens, min_new_tokens=new_tokens)
+    from patentlmm.inference import vllm_engine
 
-        rows[f"vllm ({dtype})"] = (describe_batches(fast, processor, figures, args.batch_size), run_vllm)
-        print(f"vllm {vllm.__version__}; torch threads after its start: {torch.get_num_threads()}")
+    fast.save_pretrained(weights)
+    processor.save_pretrained(weights)
+    dtype = str(fast.dtype).removeprefix("torch.")
+    llm, _ = vllm_engine.load_vllm(weights, dtype, **args.vllm_args)
+    new_tokens = args.max_new_tokens
+
+    def run_vllm(batch: list[Figure]) -> None:
+        vllm_engine.generate_batch(llm, processor, batch, prompt, new_tokens, min_new_tokens=new_tokens)
+
+    print(f"vllm {vllm.__version__}; torch threads after its start: {torch.get_num_threads()}")
+    return f"vllm ({dtype})", (describe_batches(fast, processor, figures, args.batch_size), run_vllm)
+
+
+def time_rows(rows: dict[str, Row], repeat: int) -> dict[str, float]:
+    """One warm-up figure per row, then `repeat` timed passes over each row's batches: label -> seconds."""
     for batches, run in rows.values():
         run(batches[0][:1])  # warm-up
     seconds = dict.fromkeys(rows, 0.0)
-    for _ in range(args.repeat):  # rows interleaved: a change in the machine's load hits both alike
+    for _ in range(repeat):  # rows interleaved: a change in the machine's load hits both alike
         for label, (batches, run) in rows.items():
             seconds[label] += timed_pass(batches, run)
+    return seconds
+
+
+def print_table(rows: dict[str, Row], seconds: dict[str, float], figures: int, new_tokens: int, repeat: int) -> None:
+    """Prints each row's batches, figures, seconds, tokens/s and ratio against the first row (the original recipe)."""
     print(f"{'row':<18} {'batches':>7} {'figures':>7} {'seconds':>9} {'tokens/s':>10} {'ratio':>6}")
-    rates = {label: args.repeat * len(figures) * args.max_new_tokens / seconds[label] for label in rows}
+    rates = {label: repeat * figures * new_tokens / seconds[label] for label in rows}
     base = next(iter(rates.values()))
     for label, (batches, _) in rows.items():
         print(
-            f"{label:<18} {len(batches):>7} {len(figures):>7} {seconds[label]:>9.1f} {rates[label]:>10.1f} "
+            f"{label:<18} {len(batches):>7} {figures:>7} {seconds[label]:>9.1f} {rates[label]:>10.1f} "
             f"{rates[label] / base:>5.2f}x"
         )
+
+
+def main() -> None:
+    """Times the rows over the same figures; prints the setup and a table of tokens/s and ratios."""
+    args = parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.shape == "7b" and device != "cuda":
+        raise SystemExit("--shape 7b needs a CUDA GPU (28 GB of fp32 weights).")
+
+    figures = load_figures(args.images, args.figures)
+    model, processor = build_model(args.shape, device)
+    model.generation_config.min_new_tokens = args.max_new_tokens  # both rows: exactly max_new_tokens per figure
+    print_setup(args, model, processor, figures, device)
+    fast = describe_model(model, device)  # same weights for every row
+    prompt = build_prompt("brief")
+    rows = transformers_rows(args, model, fast, processor, figures, prompt)
+    if args.engine == "vllm":
+        weights = tempfile.TemporaryDirectory()  # row 2's weights, as vLLM loads them: from a folder (kept to the end)
+        label, row = vllm_row(args, fast, processor, figures, prompt, weights.name)
+        rows[label] = row
+    seconds = time_rows(rows, args.repeat)
+    print_table(rows, seconds, len(figures), args.max_new_tokens, args.repeat)
 
 
 if __name__ == "__main__":

@@ -169,21 +169,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    paths = list_images(args.images)
-    caller_omp = os.environ.get(OMP_VAR)
-
-    processor: PatentLMMProcessor = build_tiny()[1]
-    ours_ip = processor.image_processor
-    original_ip = LayoutLMv3ImageProcessor(
-        apply_ocr=True, size=dict(ours_ip.size), image_mean=ours_ip.image_mean, image_std=ours_ip.image_std
+def original_image_processor(processor: PatentLMMProcessor) -> LayoutLMv3ImageProcessor:
+    """The original's image processor (Tesseract OCR on) with the processor's image size, mean and std."""
+    ours = processor.image_processor
+    return LayoutLMv3ImageProcessor(
+        apply_ocr=True, size=dict(ours.size), image_mean=ours.image_mean, image_std=ours.image_std
     )
-    ocr_tokenizer = processor.ocr_tokenizer
-    prompt = build_prompt("brief")
+
+
+def build_rows(
+    paths: list[Path],
+    processor: PatentLMMProcessor,
+    original_ip: LayoutLMv3ImageProcessor,
+    prompt: str,
+    caller_omp: str | None,
+) -> list[Row]:
+    """Rows 1-5 of the module docstring, in the order they run on each figure (rows 4-5 reuse row 1's OCR)."""
 
     def original(i: int) -> dict[str, Any]:
-        return original_way(original_ip, ocr_tokenizer, paths[i])
+        return original_way(original_ip, processor.ocr_tokenizer, paths[i])
 
     def precomputed_words(i: int) -> dict[str, Any]:  # row 1's OCR of the same figure
         output = rows[0].outputs[i]
@@ -203,16 +207,18 @@ def main(argv: list[str] | None = None) -> None:
         Row("processor, ocr_words/ocr_boxes", caller_omp, ours, precomputed_words),
         Row("processor, ocr= token ids", caller_omp, ours, precomputed_tokens),
     ]
-    labels = [
-        "unset",
-        "1",
-        caller_omp or "1 (set by run_tesseract)",
-        "-",
-        "-",
-        caller_omp or "1 (set by run_tesseract)",
-    ]
+    return rows
 
-    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+
+def load_average() -> tuple[float, float, float] | None:
+    """The machine's load averages (1, 5, 15 minutes), None where the platform has none."""
+    return os.getloadavg() if hasattr(os, "getloadavg") else None
+
+
+def print_header(
+    paths: list[Path], args: argparse.Namespace, original_ip: LayoutLMv3ImageProcessor, caller_omp: str | None
+) -> None:
+    """Prints the figures, the CPU, Tesseract's and the libraries' versions and the caller's OMP_THREAD_LIMIT."""
     print(f"figures:     {len(paths)} from {args.images} (repeat {args.repeat}, plus 1 warm-up figure)")
     print(f"cpu:         {cpu_description()}; torch threads {torch.get_num_threads()}")
     print(f"tesseract:   {pytesseract.get_tesseract_version()} (pytesseract {pytesseract.__version__})")
@@ -222,27 +228,38 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"caller's {OMP_VAR}: {caller_omp if caller_omp is not None else '(unset)'}")
 
-    # Warm-up on the first figure, then every figure through every row in turn, so that a change in the machine's
-    # load during the run hits all rows alike. Row 1 runs first on each figure: rows 4-5 reuse its OCR.
+
+def time_rows(rows: list[Row], figures: int, repeat: int) -> None:
+    """Runs each row once untimed on the first figure, then `repeat` timed passes over the figures, rows interleaved.
+
+    Every figure goes through every row in turn, so that a change in the machine's load during the run hits all rows
+    alike. Row 1 runs first on each figure: rows 4-5 reuse its OCR.
+    """
     for row in rows:
         row(0, timed=False)
-    for _ in range(args.repeat):
-        for i in range(len(paths)):
+    for _ in range(repeat):
+        for i in range(figures):
             for row in rows:
                 row(i, timed=True)
+
+
+def time_batch(
+    processor: PatentLMMProcessor, paths: list[Path], prompt: str, repeat: int, caller_omp: str | None
+) -> tuple[Row, list[list[int]]]:
+    """Row 6: all figures in one processor call, `repeat` times; also returns each figure's unpadded OCR token ids."""
     batch_row = Row(f"processor, Tesseract, one batch ({os.cpu_count()} workers)", caller_omp, lambda _: None)
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         with omp_thread_limit(caller_omp):
             start = time.perf_counter()
             batch = processor(images=paths, text=[prompt] * len(paths))
             batch_row.seconds += time.perf_counter() - start
         batch_row.calls += len(paths)
     batch_ids = [ids[mask.bool()].tolist() for ids, mask in zip(batch["ocr_input_ids"], batch["ocr_attention_mask"])]
-    load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
-    if load_before and load_after:
-        print(f"load avg:    {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
-    print()
+    return batch_row, batch_ids
 
+
+def print_table(rows: list[Row], batch_row: Row, labels: list[str]) -> None:
+    """Prints each row's OMP_THREAD_LIMIT (`labels`), images/s and ratio against the first row (the original)."""
     baseline = rows[0].images_per_second
     name_width = max(len(row.name) for row in rows)
     print(f"{'row':<{name_width}}  {'OMP_THREAD_LIMIT':<24}  {'images/s':>8}  {'vs original':>11}")
@@ -251,14 +268,47 @@ def main(argv: list[str] | None = None) -> None:
         speed = row.images_per_second
         print(f"{row.name:<{name_width}}  {label:<24}  {speed:>8.2f}  {'x' + format(speed / baseline, '.2f'):>11}")
 
-    expected = [unpadded_ids(rows[0].outputs[i]["encoding"]) for i in range(len(paths))]
+
+def print_checks(rows: list[Row], batch_row: Row, batch_ids: list[list[int]], figures: int) -> None:
+    """Prints, for rows 3-6, how many figures' OCR token ids equal row 1's."""
+    expected = [unpadded_ids(rows[0].outputs[i]["encoding"]) for i in range(figures)]
     checks = [
-        f"{row.name}: {sum(processor_ids(row.outputs[i]) == expected[i] for i in range(len(paths)))}/{len(paths)}"
+        f"{row.name}: {sum(processor_ids(row.outputs[i]) == expected[i] for i in range(figures))}/{figures}"
         for row in rows[2:]
     ]
-    checks.append(f"{batch_row.name}: {sum(batch_ids[i] == expected[i] for i in range(len(paths)))}/{len(paths)}")
+    checks.append(f"{batch_row.name}: {sum(batch_ids[i] == expected[i] for i in range(figures))}/{figures}")
     print()
     print("OCR token ids equal to the original's: " + "; ".join(checks))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Times the six rows over the figures; prints the machine, the table of ratios and the OCR token checks."""
+    args = parse_args(argv)
+    paths = list_images(args.images)
+    caller_omp = os.environ.get(OMP_VAR)
+    processor: PatentLMMProcessor = build_tiny()[1]
+    original_ip = original_image_processor(processor)
+    prompt = build_prompt("brief")
+    rows = build_rows(paths, processor, original_ip, prompt, caller_omp)
+    labels = [
+        "unset",
+        "1",
+        caller_omp or "1 (set by run_tesseract)",
+        "-",
+        "-",
+        caller_omp or "1 (set by run_tesseract)",
+    ]
+
+    load_before = load_average()
+    print_header(paths, args, original_ip, caller_omp)
+    time_rows(rows, len(paths), args.repeat)
+    batch_row, batch_ids = time_batch(processor, paths, prompt, args.repeat, caller_omp)
+    load_after = load_average()
+    if load_before and load_after:
+        print(f"load avg:    {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
+    print()
+    print_table(rows, batch_row, labels)
+    print_checks(rows, batch_row, batch_ids, len(paths))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from patentlmm.assembly.original import (
     use_patentmme_encoder,
 )
 from patentlmm.assembly.weights import cast, checked_state_dict, cover_vocabulary, embeddings, merge_lora
+from processing import PatentLMMProcessor
 from processing.constants import DEFAULT_IMAGE_TOKEN
 from processing.ocr import PAPER_OCR_ENGINE
 
@@ -90,20 +91,7 @@ def convert_original(
     )
     model.generation_config = generation_config(config)
     processor = build_processor(config, tokenizer, ocr, ocr_engine=PAPER_OCR_ENGINE)
-    # Written beside `output` and renamed at the end: a failure leaves no half folder that a rerun would refuse.
-    partial = output.with_name(f".{output.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        model.save_pretrained(partial)
-        if keep_adapter:
-            _save_adapter(original.lora, lora_alpha, torch_dtype, partial)
-        processor.save_pretrained(partial)
-        if output.is_dir():  # empty (`_check_inputs`)
-            output.rmdir()
-        partial.rename(output)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+    _save_atomically(output, model, processor, original.lora if keep_adapter else None, lora_alpha, torch_dtype)
     logger.info("Saved PatentLMM (%.3fB parameters, %s) to %s", model.num_parameters() / 1e9, torch_dtype, output)
     return output
 
@@ -180,6 +168,34 @@ def _build_config(
         projector_type="mlp2x_gelu" if f"{PROJECTOR_PREFIX}linear_2.weight" in weights else "linear",
         vision_feature_layer=ORIGINAL_VISION_FEATURE_LAYER,
     )
+
+
+def _save_atomically(
+    output: Path,
+    model: PatentLMMForConditionalGeneration,
+    processor: PatentLMMProcessor,
+    adapter: dict[str, dict[str, torch.Tensor]] | None,
+    lora_alpha: float,
+    dtype: torch.dtype,
+) -> None:
+    """Saves `model`, the LoRA `adapter` (None: no adapter) and `processor` to `output` (absent or empty).
+
+    They are written to `.{output.name}.partial` beside `output`, which is renamed at the end: a failure leaves no
+    half folder that a rerun would refuse.
+    """
+    partial = output.with_name(f".{output.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        model.save_pretrained(partial)
+        if adapter is not None:
+            _save_adapter(adapter, lora_alpha, dtype, partial)
+        processor.save_pretrained(partial)
+        if output.is_dir():  # empty (`_check_inputs`)
+            output.rmdir()
+        partial.rename(output)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _save_adapter(lora: dict[str, dict[str, torch.Tensor]], alpha: float, dtype: torch.dtype, output: Path) -> None:
