@@ -11,12 +11,10 @@ __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
 
 class Command(NamedTuple):
-    """A command: the module that declares and runs it (imported only when it runs), its one-line help, and, for a
-    group such as `dataset`, its own sub-commands."""
+    """A command: the module that declares and runs it (imported only when it runs) and its one-line help."""
 
-    module: str | None
+    module: str
     help: str
-    commands: dict[str, Command] | None = None
 
 
 COMMANDS = {
@@ -36,36 +34,24 @@ COMMANDS = {
 }
 
 
-def _add_commands(
-    parser: argparse.ArgumentParser, commands: dict[str, Command], argv: list[str], dest: str = "command"
-) -> None:
-    """Adds `commands` as sub-parsers; only the one `argv` names imports its module to declare its arguments."""
-    subparsers = parser.add_subparsers(dest=dest, required=True, metavar="COMMAND")
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser of the command line `argv`: only the command it names imports its module to declare its arguments
+    (the others stay unloaded)."""
+    parser = argparse.ArgumentParser(prog="patentlmm", description="PatentLMM: describe patent figures.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
-    for name, command in commands.items():
+    for name, command in COMMANDS.items():
         subparser = subparsers.add_parser(name, help=command.help, description=command.help)
-        if name != chosen:
-            continue
-        if command.commands is not None:
-            _add_commands(subparser, command.commands, argv[argv.index(name) + 1 :], dest=f"{dest}_{name}")
-        else:
-            subparser.set_defaults(module_name=command.module)
+        subparser.set_defaults(module_name=command.module)
+        if name == chosen:
             importlib.import_module(command.module).add_arguments(subparser)
-
-
-def build_parser(
-    argv: list[str], commands: dict[str, Command] = COMMANDS, prog: str = "patentlmm"
-) -> argparse.ArgumentParser:
-    """The parser of the command line `argv` (the modules of the other commands stay unloaded)."""
-    parser = argparse.ArgumentParser(prog=prog, description="PatentLMM: describe patent figures.")
-    _add_commands(parser, commands, argv)
     return parser
 
 
-def main(argv: list[str] | None = None, commands: dict[str, Command] = COMMANDS, prog: str = "patentlmm") -> int:
+def main(argv: list[str] | None = None) -> int:
     """Parses `argv` (default: `sys.argv[1:]`) and runs its command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv, commands, prog).parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     return int(importlib.import_module(args.module_name).run(args) or 0)
 
 
