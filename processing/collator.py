@@ -30,7 +30,7 @@ class PatentLMMCollator:
         max_length (`int`, *optional*): longest sequence kept; longer samples lose the end of their description
             (never prompt or image tokens). `None` keeps everything.
         report_truncation (`bool`, defaults to `False`): add `num_truncated` (a 0-d tensor) to each batch, for a
-            trainer that pops it and logs it (`train_sft.PatentLMMSFTTrainer` does).
+            trainer that pops it and logs it (`patentlmm.training.PatentLMMSFTTrainer` does).
 
     Attributes:
         num_samples, num_truncated (`int`): samples collated and samples cut so far, in this process (data-loader
