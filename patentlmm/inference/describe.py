@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import torch
 from tqdm.auto import tqdm
 
+from dataset_builder.jsonl import JsonlAppender, cut_torn_line, iter_jsonl
 from modeling_patentlmm import PatentLMMForConditionalGeneration
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
 from patentlmm.cli.options import at_least, option
@@ -111,31 +112,23 @@ class DescribeOptions:
 def prepare_output(path: Path, desc_type: str) -> set[str]:
     """Ids already described (`type == desc_type`) in the JSONL at `path`; a torn last line (an interrupted write)
     is cut off first so that appending continues on a clean line."""
-    if not path.is_file():
-        return set()
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if complete != data:
-        path.write_bytes(complete)
+    cut_torn_line(path)
     done = set()
-    for number, line in enumerate(complete.decode("utf-8", errors="replace").splitlines(), start=1):
-        try:
-            row = json.loads(line) if line.strip() else {}
-            if row and not (isinstance(row, dict) and isinstance(row.get("image_id"), str)):
-                raise ValueError("not an object with a string image_id")
-        except ValueError as error:
-            logger.warning("%s line %d is damaged (%s): skipped; its figure is described again.", path, number, error)
+    for number, row in iter_jsonl(path):
+        if not isinstance(row, ValueError) and not (isinstance(row, dict) and isinstance(row.get("image_id"), str)):
+            row = ValueError("not an object with a string image_id")
+        if isinstance(row, ValueError):
+            logger.warning("%s line %d is damaged (%s): skipped; its figure is described again.", path, number, row)
             continue
         if row.get("type") == desc_type:
             done.add(row["image_id"])
     return done
 
 
-def _write_rows(rows: list[dict], jsonl: TextIO | None, stream: TextIO | None) -> None:
+def _write_rows(rows: list[dict], jsonl: JsonlAppender | None, stream: TextIO | None) -> None:
     """Appends rows to the JSONL (flushed: a kill loses at most the batch being generated), or prints them."""
     if jsonl is not None:
-        jsonl.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-        jsonl.flush()
+        jsonl.write_many(rows)
     elif stream is not None:
         stream.write("".join(f"{row['image_id']}\t{row['prediction']}\n" for row in rows))
         stream.flush()
@@ -260,10 +253,7 @@ def describe(
     output = options.output
     figures, total = _pending_figures(options, prepare_output(output, options.desc_type) if output else set())
     written: list[dict] = []
-    handle = None
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        handle = output.open("a", encoding="utf-8")
+    handle = JsonlAppender(output) if output is not None else None
     try:
         with tqdm(total=total, desc=f"describing ({options.desc_type})", unit="figure", disable=not progress) as bar:
             for rows in iter_descriptions(model, processor, figures, options):
