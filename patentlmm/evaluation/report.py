@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from dataset_builder.files import atomic_write
 from patentlmm.evaluation.numerals import References, extract_references, fidelity
 from patentlmm.evaluation.visualize import IN_FIGURE, highlight_numerals, ocr_overlay
 from patentlmm.paper import TABLE2_METRICS
@@ -185,7 +186,6 @@ def write_report(
     if missing:
         raise ValueError(f"{dataset} ({config}/{split}) lacks the figure(s) {missing[:5]} of the predictions.")
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(render_report(rows, figures, metrics, losses, facts, ocr_engine=ocr_engine), encoding="utf-8")
-    temporary.replace(path)
+    with atomic_write(path) as handle:
+        handle.write(render_report(rows, figures, metrics, losses, facts, ocr_engine=ocr_engine))
     return path

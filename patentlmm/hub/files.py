@@ -14,6 +14,7 @@ from typing import Any
 from safetensors import safe_open
 from transformers.dynamic_module_utils import get_relative_import_files
 
+from dataset_builder.files import atomic_write
 from modeling_patentlmm import PatentLMMConfig
 from modeling_patentlmm.modeling_patentlmm import AUTO_MAP
 from patentlmm.assembly.components import generation_config
@@ -183,6 +184,5 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _update_json(path: Path, **values: Any) -> None:
     content = _read_json(path)
     content.update(values)
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    partial.replace(path)
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(content, indent=2, sort_keys=True) + "\n")
