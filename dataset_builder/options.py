@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from patentlmm.cli.options import at_least, option
+from patentlmm.cli.options import at_least, check_options, option
 from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
 from processing.ocr import DEFAULT_OCR_ENGINE, OCR_ENGINES, OcrEngine
 
@@ -16,11 +16,6 @@ __all__ = ["STEPS", "AllOptions", "BuildOptions", "DownloadOptions", "ExportOpti
 
 STEPS = ("download", "ocr", "build", "export-llava")  # the order of `all`
 MAX_BODY_BYTES = 64 << 20  # a patent sheet is ~50 KB-2 MB; a download over this is not a figure
-
-
-def _check_workers(workers: int | None) -> None:
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
 
 
 @dataclass(frozen=True)
@@ -36,7 +31,7 @@ class _ShardedOptions:
 
     def __post_init__(self) -> None:
         check_shard(self.num_shards, self.shard_index)
-        _check_workers(getattr(self, "workers", None))  # each step declares its own `workers` and default
+        check_options(self)
 
 
 @dataclass(frozen=True)
@@ -102,9 +97,7 @@ class BuildOptions(ExportOptions):
     )
 
     def __post_init__(self) -> None:
-        _check_workers(self.workers)
-        if self.max_shard_mb < 1:
-            raise ValueError(f"max_shard_mb must be >= 1, got {self.max_shard_mb}")
+        check_options(self)
 
     @property
     def max_shard_bytes(self) -> int:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["add_options", "at_least", "option", "options_from_args"]
+__all__ = ["add_options", "at_least", "check_options", "option", "options_from_args"]
 
 T = TypeVar("T")
 
@@ -111,4 +111,26 @@ def at_least(minimum: float, kind: type = int, exclusive: bool = False) -> Calla
         return value
 
     parse.__name__ = f"{kind.__name__} {relation} {minimum:g}"
+    parse.minimum, parse.exclusive = minimum, exclusive  # for `check_options`
     return parse
+
+
+def check_options(options: Any) -> None:
+    """Checks an options object made in Python as its command line would: each field's `choices` (for a string
+    value) and `at_least` bound (None passes), else a `ValueError` naming the field, e.g.
+    `batch_size must be at least 1, got 0.`"""
+    for field in dataclasses.fields(options):
+        spec = field.metadata.get("cli")
+        value = getattr(options, field.name)
+        if spec is None or value is None:
+            continue
+        choices = spec["choices"]
+        if choices is not None and isinstance(value, str) and value not in choices:
+            raise ValueError(f"{field.name} must be one of {tuple(choices)}, got {value!r}.")
+        minimum = getattr(spec["type"], "minimum", None)
+        if minimum is None:
+            continue
+        if getattr(spec["type"], "exclusive", False) and value <= minimum:
+            raise ValueError(f"{field.name} must be greater than {minimum:g}, got {value}.")
+        if value < minimum:
+            raise ValueError(f"{field.name} must be at least {minimum:g}, got {value}.")

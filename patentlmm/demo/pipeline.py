@@ -16,7 +16,7 @@ import torch
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
 from patentlmm.assembly.tiny import TinyModelArguments
 from patentlmm.assets import FIGURES
-from patentlmm.cli.options import at_least, option
+from patentlmm.cli.options import at_least, check_options, option
 from patentlmm.cli.train import import_training
 from processing.constants import DESCRIPTION_TYPES
 from processing.ocr import DEFAULT_OCR_ENGINE
@@ -69,11 +69,7 @@ class DemoOptions:
 
     def __post_init__(self):
         self.output_dir, self.figures_dir = Path(self.output_dir), Path(self.figures_dir)
-        if self.desc_type not in DESCRIPTION_TYPES:
-            raise ValueError(f"desc_type must be one of {DESCRIPTION_TYPES}, got {self.desc_type!r}.")
-        for name in ("num_held_out", "stage1_steps", "stage2_steps", "batch_size", "max_new_tokens"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        check_options(self)
 
 
 def held_out_ids(image_ids: Sequence[str], num_held_out: int) -> list[str]:

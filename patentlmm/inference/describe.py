@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from dataset_builder.jsonl import JsonlAppender, cut_torn_line, iter_jsonl
 from modeling_patentlmm import PatentLMMForConditionalGeneration
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
-from patentlmm.cli.options import at_least, option
+from patentlmm.cli.options import at_least, check_options, option
 from patentlmm.evaluation.numerals import extract_references
 from patentlmm.inference import vllm_engine
 from patentlmm.inference.figures import (
@@ -98,12 +98,7 @@ class DescribeOptions:
     def __post_init__(self):
         self.images = [Path(path) for path in self.images]
         self.output = Path(self.output) if self.output is not None else None
-        for name, choices in (("desc_type", DESCRIPTION_TYPES), ("engine", ENGINES), ("cache", CACHES)):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}.")
-        for name in ("batch_size", "max_new_tokens", "limit"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        check_options(self)
 
 
 # ---------------------------------------------------------------------------------------------------- output
