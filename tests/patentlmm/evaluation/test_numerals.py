@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from helpers import REPO
 from patentlmm.evaluation.numerals import References, aggregate_fidelity, extract_references, fidelity
 from processing import load_image, run_tesseract
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "patent-figures" / "descriptions.json"
+SHARED = REPO.parent / "shared" / "data" / "patent-figures" / "descriptions.json"
 
 
 @pytest.fixture(scope="module")

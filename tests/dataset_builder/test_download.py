@@ -14,8 +14,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-from helpers_damaged import damaged_images, encoded
-from helpers_http import FigureServer, Reply
 from PIL import Image
 
 from dataset_builder.download import download_images
@@ -23,9 +21,11 @@ from dataset_builder.files import AlreadyRunningError
 from dataset_builder.options import DownloadOptions
 from dataset_builder.reports import read_report
 from dataset_builder.sharding import shard_of
+from helpers import REPO
+from helpers.damaged import damaged_images, encoded
+from helpers.http_servers import FigureServer, Reply
 from patentlmm.cli.dataset import main
 
-REPO = Path(__file__).resolve().parents[1]
 FIGURES = sorted((REPO / "patentlmm" / "assets" / "figures").glob("*.png"))
 FAST = {"per_host_rate": 0, "timeout": 1.0, "backoff": 0.01, "retries": 3}  # retries without real waiting
 

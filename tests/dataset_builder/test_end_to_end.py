@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import random
 
-from helpers_damaged import damaged_images, encoded
-from helpers_http import FigureServer, Reply
 from PIL import Image
 
 from dataset_builder.reports import read_report
+from helpers.damaged import damaged_images, encoded
+from helpers.http_servers import FigureServer, Reply
 from patentlmm.cli.dataset import main
 
 TOTAL = 3000

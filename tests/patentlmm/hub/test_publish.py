@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import FIGURES, REPO
-from hub_server import HubServer
 from huggingface_hub import ModelCard
 
+from helpers import FIGURES, REPO, SCRIPTS
+from helpers.hub_server import HubServer
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
 from patentlmm.cli import main as patentlmm
 from patentlmm.hub import PushOptions, build_model_card, push_model, select_model_files, stage_model_folder
 from patentlmm.paper import CITATION
 from processing import build_prompt
 
-ROUND_TRIP = Path(__file__).parent / "scripts" / "hub_round_trip.py"
+ROUND_TRIP = SCRIPTS / "hub_round_trip.py"
 FIG8 = "US20250204297A1__8"
 WORDS, BOXES = ["Figure", "8", "16"], [[700, 900, 800, 930], [810, 900, 830, 930], [100, 200, 130, 220]]
 METRICS = {"bleu2": 46.4, "bleu4": 36.66, "avg_bleu": 44.59, "rouge1": 56.68, "rouge2": 42.63, "rougeL": 54.18}

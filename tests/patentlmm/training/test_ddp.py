@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+
+from helpers import REPO, SCRIPTS
 
 pytest.importorskip("trl")
-from test_train_sft import FAST, patentdesc_dir, small  # noqa: E402, F401 (session fixtures shared with training)
+from helpers.training import FAST  # noqa: E402
 
-SCRIPT = REPO / "tests" / "scripts" / "ddp_train.py"
+SCRIPT = SCRIPTS / "ddp_train.py"
 
 
 def _torchrun(output: Path, logs: Path, dataset: Path, model: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -66,7 +67,7 @@ def test_stage2_on_two_processes_with_gloo_saves_once_splits_the_rows_and_resume
 
 def test_fsdp_on_the_cpu_is_refused_with_the_reason():
     """FSDP2 cannot run on this CPU through the Trainer (transformers 5.24, accelerate 1.15, torch 2.13), measured
-    with `torchrun --nproc_per_node 2 tests/scripts/ddp_train.py ... --fsdp full_shard --fsdp_config
+    with `torchrun --nproc_per_node 2 tests/helpers/scripts/ddp_train.py ... --fsdp full_shard --fsdp_config
     '{"fsdp_version": 2}'`: with --use_cpu true the run finishes as plain DDP (distributed type MULTI_CPU,
     `is_fsdp_enabled` False, no DTensor parameter), with --use_cpu false it stops at "Using fsdp only works in
     distributed training.". So training refuses the combination instead of silently training without FSDP."""

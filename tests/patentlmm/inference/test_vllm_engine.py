@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, VLLM_ENV, python_from_env
 from torch import nn
 
+from helpers import REPO, VLLM_ENV, python_from_env
 from patentlmm.cli import main
 from processing import build_messages, build_prompt
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO
 from patentlmm.cli.dataset import main
 
-REPO = Path(__file__).resolve().parents[1]
 FIGURES = REPO / "patentlmm" / "assets" / "figures"
 STEP_MODULES = [f"dataset_builder.{name}" for name in ("download", "ocr", "build", "export_llava", "hf_builder")]
 

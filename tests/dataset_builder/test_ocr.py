@@ -8,8 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers_damaged import damaged_images
-from helpers_processes import ProcessKiller, held_lock, parent_of
 from PIL import Image
 
 from dataset_builder.files import AlreadyRunningError
@@ -18,11 +16,13 @@ from dataset_builder.ocr_folders import find_ocr_folder
 from dataset_builder.options import OcrOptions
 from dataset_builder.reports import read_report
 from dataset_builder.sharding import shard_of
+from helpers import REPO
+from helpers.damaged import damaged_images
+from helpers.processes import ProcessKiller, held_lock, parent_of
 from patentlmm.cli.dataset import main
 from processing.images import load_image
 from processing.ocr import TesseractEngine, load_ocr_engine, run_tesseract
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED_IMAGES = REPO.parent / "shared" / "data" / "patent-figures" / "images"
 IMAGES = SHARED_IMAGES if any(SHARED_IMAGES.glob("*.png")) else REPO / "patentlmm" / "assets" / "figures"
 IDS = sorted(path.stem for path in IMAGES.glob("*.png"))

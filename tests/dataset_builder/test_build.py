@@ -19,8 +19,6 @@ from pathlib import Path
 import pytest
 from datasets import Image as ImageFeature
 from datasets import load_dataset
-from helpers_damaged import damaged_images, encoded
-from helpers_processes import ProcessKiller, child_of, held_lock
 from PIL import Image
 
 from dataset_builder.build import build_patentdesc_dataset
@@ -31,11 +29,13 @@ from dataset_builder.ids import patent_id_of
 from dataset_builder.image_check import prepare_image
 from dataset_builder.options import BuildOptions, ExportOptions
 from dataset_builder.reports import read_report
+from helpers import REPO
+from helpers.damaged import damaged_images, encoded
+from helpers.processes import ProcessKiller, child_of, held_lock
 from processing.images import load_image
 from processing.ocr import run_tesseract
 from processing.prompts import escape_description
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "patent-figures"
 CORPUS = SHARED if (SHARED / "descriptions.json").is_file() else REPO / "patentlmm" / "assets" / "figures"
 IMAGES = CORPUS / "images" if (CORPUS / "images").is_dir() else CORPUS

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TRANSFORMERS4_ENV, find_transformers4_python
 from PIL import Image
 
+from helpers import TRANSFORMERS4_ENV, find_transformers4_python
 from processing.constants import IGNORE_INDEX, OCR_PAD_BOX
 from processing.images import ImageTooLargeError, expand_to_square, load_image
 from processing.ocr import tokenize_ocr

@@ -12,14 +12,13 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytesseract
 import pytest
 import torch
-from conftest import run_outside_repo
 from PIL import Image
 
+from helpers import REPO, run_outside_repo
 from patentlmm.evaluation.numerals import extract_references
 from processing.constants import DEFAULT_MAX_OCR_TOKENS, OCR_PAD_BOX
 from processing.images import load_image
@@ -39,7 +38,6 @@ from processing.ocr import (
 )
 from processing.prompts import build_prompt
 
-REPO = Path(__file__).resolve().parents[1]
 FIGURE_8 = "US20250204297A1__8"  # reference numerals 16, 11 and the label "Figure 8"
 BLANK = "US20250204297A1__12"  # Tesseract finds no words
 

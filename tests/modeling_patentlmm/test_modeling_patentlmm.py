@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_outside_repo
 
+from helpers import SCRIPTS, run_outside_repo
 from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration
 from processing import build_prompt
 from processing.constants import IGNORE_INDEX
 
-LOADER = Path(__file__).parent / "scripts" / "load_and_generate.py"
+LOADER = SCRIPTS / "load_and_generate.py"
 WORDS = {
     "US20250204297A1__8": (
         ["Figure", "8", "16", "11"],

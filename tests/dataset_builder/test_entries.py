@@ -24,8 +24,7 @@ from dataset_builder.jsonl import JsonlAppender, complete_lines, iter_jsonl
 from dataset_builder.jsonstream import BrokenFileError, iter_object_entries
 from dataset_builder.reports import ReportWriter, read_report
 from dataset_builder.splits import SPLITS, SplitAssigner, parse_ratios, split_of_patent
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 
 def _entry(brief: str = "A brief.", detailed: str = "A detailed one.") -> dict:

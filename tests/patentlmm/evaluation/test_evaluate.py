@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO
+
 pytest.importorskip("sacrebleu")
 pytest.importorskip("rouge_score")
 pytest.importorskip("nltk")
@@ -18,7 +20,7 @@ from patentlmm.cli.eval import add_arguments, run  # noqa: E402
 from patentlmm.evaluation.evaluate import PAPER_RESULTS, evaluate_predictions, format_table  # noqa: E402
 from patentlmm.evaluation.metrics.patentlmm_metrics import LEXNAMES, paper_metrics, prepare_wordnet  # noqa: E402
 
-METRIC_FILE = Path(__file__).resolve().parents[1] / "patentlmm" / "evaluation" / "metrics" / "patentlmm_metrics.py"
+METRIC_FILE = REPO / "patentlmm" / "evaluation" / "metrics" / "patentlmm_metrics.py"
 
 
 @pytest.fixture(scope="module", autouse=True)
