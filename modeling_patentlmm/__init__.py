@@ -8,6 +8,7 @@ from .modeling_patentlmm import (
     PatentLMMPreTrainedModel,
     build_vision_tower,
 )
+from .visual_tokenizer_patentmme import PatentMMEVisualTokenizer
 
 __all__ = [
     "PatentLMMCausalLMOutputWithPast",
@@ -15,5 +16,6 @@ __all__ = [
     "PatentLMMForConditionalGeneration",
     "PatentLMMModel",
     "PatentLMMPreTrainedModel",
+    "PatentMMEVisualTokenizer",
     "build_vision_tower",
 ]
