@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dataset_builder.files import AlreadyRunningError
 from patentlmm.cli.options import add_options, options_from_args
 from patentlmm.inference.describe import DescribeOptions, describe
+from patentlmm.inference.inputs import InputError
 
 __all__ = ["add_arguments", "run"]
 
@@ -20,10 +22,10 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(DescribeOptions, args)
     if bool(options.images) == bool(options.dataset):
         raise SystemExit("patentlmm describe: give image files or --dataset, not both (nor neither).")
-    missing = [str(path) for path in options.images if not path.is_file()]
-    if missing:
-        raise SystemExit(f"patentlmm describe: no such image file(s): {', '.join(missing)}")
-    rows = describe(args.model, options, stream=sys.stdout, progress=True)
+    try:
+        rows = describe(args.model, options, stream=sys.stdout, progress=True)
+    except (InputError, AlreadyRunningError) as error:
+        raise SystemExit(f"patentlmm describe: {error}") from None
     if options.output is not None:
         print(f"Wrote {len(rows)} descriptions to {options.output}", file=sys.stderr)
     return 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,7 @@ from patentlmm.inference.generation import (
     default_max_new_tokens,
     generate_batch,
 )
+from patentlmm.inference.inputs import check_image_files, check_max_new_tokens, check_output_file, output_lock
 from patentlmm.inference.loading import DTYPES, load_model_and_processor, resolve_dtype
 from processing import PatentLMMProcessor, build_prompt
 from processing.constants import DESCRIPTION_TYPES
@@ -106,9 +109,10 @@ class DescribeOptions:
 
 def prepare_output(path: Path, desc_type: str) -> set[str]:
     """Ids already described (`type == desc_type`) in the JSONL at `path`; a torn last line (an interrupted write)
-    is cut off first so that appending continues on a clean line."""
+    is cut off first so that appending continues on a clean line. An id written more than once (two writers before
+    the output lock, a copy appended by hand) counts once and is reported."""
     cut_torn_line(path)
-    done = set()
+    seen: Counter[str] = Counter()
     for number, row in iter_jsonl(path):
         if not isinstance(row, ValueError) and not (isinstance(row, dict) and isinstance(row.get("image_id"), str)):
             row = ValueError("not an object with a string image_id")
@@ -116,8 +120,12 @@ def prepare_output(path: Path, desc_type: str) -> set[str]:
             logger.warning("%s line %d is damaged (%s): skipped; its figure is described again.", path, number, row)
             continue
         if row.get("type") == desc_type:
-            done.add(row["image_id"])
-    return done
+            seen[row["image_id"]] += 1
+    duplicates = sorted(image_id for image_id, count in seen.items() if count > 1)
+    if duplicates:
+        logger.warning("%s holds %d %s ids more than once (%s): each counts once.", path, len(duplicates), desc_type,
+                       ", ".join(duplicates[:5]) + (", ..." if len(duplicates) > 5 else ""))  # fmt: skip
+    return set(seen)
 
 
 def _write_rows(rows: list[dict], jsonl: JsonlAppender | None, stream: TextIO | None) -> None:
@@ -167,6 +175,9 @@ def iter_descriptions(
     options = options or DescribeOptions()
     prompt = build_prompt(options.desc_type, options.prompt_format)
     max_new_tokens = options.max_new_tokens or default_max_new_tokens(processor, prompt, options.prompt_format)
+    if isinstance(model, torch.nn.Module):
+        positions = model.config.get_text_config().max_position_embeddings
+        check_max_new_tokens(positions, processor, prompt, max_new_tokens)
     pad_to_square = False if options.prompt_format == ORIGINAL_INFERENCE else None
     generate = _batch_generator(model, options)
     fidelity_engine = ocr_engine_from_dict(options.fidelity_ocr)
@@ -238,13 +249,30 @@ def describe(
 
     Returns:
         The rows written by this call.
+
+    Raises:
+        InputError: an image path that is not a regular file (missing, a folder, a FIFO: checked by `stat`, nothing
+            is opened), an output that is not one, or `max_new_tokens` beyond what the model's decoder can hold.
+        AlreadyRunningError: another `describe` is writing `options.output` (one writer per output).
     """
     if bool(options.images) == (options.dataset is not None):
         raise ValueError("Pass either images or dataset.")
-    if isinstance(model, (str, os.PathLike)):
-        model, processor = _load(str(model), options)
-    elif processor is None:
+    if not isinstance(model, (str, os.PathLike)) and processor is None:
         raise ValueError("A loaded model needs its processor: pass processor=.")
+    check_image_files(options.images)
+    if options.output is not None:
+        check_output_file(options.output)
+    with output_lock(options.output) if options.output is not None else contextlib.nullcontext():
+        if isinstance(model, (str, os.PathLike)):
+            model, processor = _load(str(model), options)
+        return _describe_pending(model, processor, options, stream, progress)
+
+
+def _describe_pending(
+    model: Any, processor: PatentLMMProcessor, options: DescribeOptions, stream: TextIO | None, progress: bool
+) -> list[dict]:
+    """`describe` once its inputs are checked, the output locked and the model loaded: the figures not yet in
+    `options.output`, their rows appended there (or to `stream`); returns the rows written."""
     output = options.output
     figures, total = _pending_figures(options, prepare_output(output, options.desc_type) if output else set())
     written: list[dict] = []

@@ -69,21 +69,32 @@ def figures_from_files(paths: Iterable[str | os.PathLike]) -> list[Figure]:
 
 
 def figures_from_dataset(dataset: Any, skip_ids: Iterable[str] = ()) -> Iterator[Figure]:
-    """Figures of a `datasets.Dataset` split (PatentDesc-355k columns), lazily, without the rows of `skip_ids`."""
+    """Figures of a `datasets.Dataset` split (PatentDesc-355k columns), lazily, without the rows of `skip_ids`. The
+    images stay encoded (bytes or path) until `with_ocr` loads them, so a row that does not decode is reported and
+    skipped there instead of stopping the iteration."""
     skip = set(skip_ids)
     keep = [i for i, image_id in enumerate(dataset["image_id"]) if image_id not in skip]
+    if getattr(dataset.features.get("image"), "decode", False):
+        dataset = dataset.cast_column("image", replace(dataset.features["image"], decode=False))
     has_ocr = "ocr_words" in dataset.column_names and "ocr_boxes" in dataset.column_names
     has_official = "ocr_input_ids" in dataset.column_names and "ocr_bbox" in dataset.column_names
     for row in dataset.select(keep):
         official = has_official and row["ocr_input_ids"] is not None and row["ocr_bbox"] is not None
         yield Figure(
             image_id=row["image_id"],
-            image=row["image"],
+            image=_encoded(row["image"]),
             reference=row.get("description"),
             ocr_words=row["ocr_words"] if has_ocr else None,
             ocr_boxes=row["ocr_boxes"] if has_ocr else None,
             ocr={"input_ids": row["ocr_input_ids"], "bbox": row["ocr_bbox"]} if official else None,
         )
+
+
+def _encoded(image: Any) -> Any:
+    """A dataset's undecoded image (`{"bytes", "path"}`) as `load_image` takes it: its bytes, else its path."""
+    if isinstance(image, dict):
+        return image.get("bytes") or image.get("path")
+    return image
 
 
 def load_split(dataset: str, split: str, config: str | None) -> Any:
@@ -95,13 +106,15 @@ def load_split(dataset: str, split: str, config: str | None) -> Any:
 
 def _load_images(processor: PatentLMMProcessor, figures: list[Figure]) -> list[Figure]:
     """The figures whose image loads (pixel cap, padding included, then a full decode); each one that does not is
-    logged with its id and reason and left out, so one bad file never stops a run (a rerun tries it again)."""
+    logged with its id and reason and left out, so one bad file never stops a run (a rerun tries it again). Pillow's
+    decoders raise more than `OSError` on damaged data (`SyntaxError`, `IndexError`, `RuntimeError`, ...)."""
     loaded = []
     for figure in figures:
         try:
             loaded.append(replace(figure, image=load_image(figure.image, processor.max_image_pixels)))
-        except (OSError, ValueError, SyntaxError) as error:  # not an image, over the cap, damaged (PIL raises all)
-            logger.warning("Skipped %s: %s", figure.image_id, str(error).splitlines()[0] or type(error).__name__)
+        except Exception as error:  # noqa: BLE001 (over the cap, not an image, damaged: whatever a decoder raises)
+            reason = str(error).splitlines()[0] if str(error) else ""
+            logger.warning("Skipped %s: %s", figure.image_id, reason or type(error).__name__)
     return loaded
 
 

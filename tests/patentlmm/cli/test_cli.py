@@ -69,5 +69,5 @@ def test_describe_prints_tab_separated_lines_from_the_console_script(cli_tiny_di
 
 
 def test_describe_names_missing_images(cli_tiny_dir, tmp_path):
-    with pytest.raises(SystemExit, match="no such image file"):
+    with pytest.raises(SystemExit, match=r"Not image files: .*nope\.png \(no such file\)\.$"):
         main(["describe", "--model", str(cli_tiny_dir), str(tmp_path / "nope.png")])

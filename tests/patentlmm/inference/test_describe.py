@@ -295,3 +295,31 @@ def test_the_command_line_becomes_describe_options():
                                       limit=3, vllm_args={"max_model_len": 2048}, output=Path("out.jsonl"))  # fmt: skip
     defaults = options_from_args(DescribeOptions, build_parser(argv[:3]).parse_args(argv[:3]))
     assert defaults == DescribeOptions()
+
+
+def test_dataset_rows_whose_image_does_not_decode_are_skipped_and_reported(tmp_path, tiny, figures, caplog):
+    """A Parquet split of four real figures and two damaged images (Pillow raises SyntaxError and IndexError on
+    them): the four are described, the two are logged with their ids, and a rerun describes nothing new."""
+    datasets = pytest.importorskip("datasets")
+    from helpers.damaged import damaged_images
+
+    damaged = damaged_images()
+    images = {i: {"bytes": figures[i]["path"].read_bytes(), "path": None} for i in IDS[:4]}
+    images["broken-chunk"] = {"bytes": damaged["SyntaxError"], "path": None}
+    images["cut-qoi"] = {"bytes": damaged["IndexError"], "path": None}
+    order = [IDS[0], "broken-chunk", IDS[1], IDS[2], "cut-qoi", IDS[3]]
+    features = datasets.Features({"image_id": datasets.Value("string"), "image": datasets.Image()})
+    split = datasets.Dataset.from_dict({"image_id": order, "image": [images[i] for i in order]}, features=features)
+    split.to_parquet(str(tmp_path / "test-00000.parquet"))
+    model, processor = tiny
+    output = tmp_path / "out.jsonl"
+    options = DescribeOptions(dataset=str(tmp_path), config="default", output=output, max_new_tokens=1, batch_size=4)
+    with caplog.at_level("WARNING", logger="patentlmm.inference.figures"):
+        written = describe(model, options, processor=processor)
+    assert sorted(row["image_id"] for row in written) == sorted(IDS[:4])
+    assert sorted(row["image_id"] for row in _rows(output)) == sorted(IDS[:4])
+    assert sorted(r.args[0] for r in caplog.records if r.msg.startswith("Skipped")) == ["broken-chunk", "cut-qoi"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="patentlmm.inference.figures"):
+        assert describe(model, options, processor=processor) == []
+    assert sorted(r.args[0] for r in caplog.records if r.msg.startswith("Skipped")) == ["broken-chunk", "cut-qoi"]
