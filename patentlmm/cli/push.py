@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,5 +31,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     target, options = options_from_args(PushTarget, args), options_from_args(PushOptions, args)
     push = push_model if target.what == "model" else push_dataset
-    print(push(target.folder, options))
+    try:
+        print(push(target.folder, options))
+    except (FileNotFoundError, ValueError) as error:  # a folder that must not or cannot be published: nothing was
+        print(f"error: {error}", file=sys.stderr)  # uploaded, and the message names the file
+        return 1
     return 0

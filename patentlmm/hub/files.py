@@ -1,4 +1,4 @@
-"""A model folder's files for the Hub: the allow-list, weight checks, and the staged copy with remote code."""
+"""A model or dataset folder's files for the Hub: the allow-lists, the checks before upload, the staged model copy."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ from patentlmm.assembly.components import generation_config
 __all__ = [
     "MODEL_REPO_FILES",
     "REQUIRED_FILES",
+    "check_no_links_leaving",
     "check_safetensors",
     "check_weights",
+    "select_dataset_files",
     "select_model_files",
     "stage_model_folder",
 ]
@@ -72,16 +74,49 @@ def check_safetensors(path: str | os.PathLike) -> None:
         raise ValueError(f"{path} is not a valid safetensors file: {reason}.") from error
 
 
+def check_no_links_leaving(folder: str | os.PathLike) -> None:
+    """Raises `ValueError` listing every symbolic link under `folder` (to a file or a folder, at any depth) whose
+    target lies outside `folder` or does not exist: publishing would upload what it points to (a token file, a home
+    folder). Links that stay inside `folder` are fine. Links are never followed while looking."""
+    root = Path(folder).resolve()
+    leaving = []
+    for directory, subdirectories, files in os.walk(root, followlinks=False):
+        for name in sorted([*subdirectories, *files]):
+            path = Path(directory, name)
+            if not path.is_symlink():
+                continue
+            target = path.resolve()  # the link chain followed to its end
+            if not target.exists() or not target.is_relative_to(root):
+                leaving.append(f"{path.relative_to(root).as_posix()} -> {os.readlink(path)}")
+    if leaving:
+        raise ValueError(
+            f"{folder} holds symbolic links that leave the folder or point nowhere; nothing is published, since they "
+            f"would upload what they point to: {'; '.join(leaving)}. Copy the files they should contribute into the "
+            "folder (e.g. `cp -L`) or remove the links."
+        )
+
+
+def _index_shards(index: Path) -> set[str]:
+    """The shard file names a `*.safetensors.index.json` names; `ValueError` unless it is such an index whose shards
+    are plain file names beside it (no folder, no `..`: anything else is not published or leaves the folder)."""
+    try:
+        shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+    except (ValueError, KeyError, AttributeError, TypeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{index} is not a safetensors index (JSON with a weight_map): {error}") from error
+    bad = sorted(str(name) for name in shards if not isinstance(name, str) or name in ("", ".", "..") or "/" in name)
+    if bad:
+        raise ValueError(f"{index} names shards that are not file names beside it: {', '.join(bad[:5])}")
+    return shards
+
+
 def check_weights(folder: str | os.PathLike) -> list[Path]:
-    """Checks every `*.safetensors` file of `folder` and that each shard named by a `*.safetensors.index.json` exists;
-    returns the weight files. Raises `ValueError` (bad file) or `FileNotFoundError` (missing shard)."""
+    """Checks every `*.safetensors` file of `folder` and that each shard named by a `*.safetensors.index.json` is a
+    file beside it; returns the weight files. Raises `ValueError` (bad file or index) or `FileNotFoundError`
+    (missing shard)."""
     folder = Path(folder)
     files = sorted(folder.glob("*.safetensors"))
     for index in sorted(folder.glob("*.safetensors.index.json")):
-        try:
-            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
-        except (ValueError, KeyError, AttributeError) as error:
-            raise ValueError(f"{index} is not a safetensors index (JSON with a weight_map): {error}") from error
+        shards = _index_shards(index)
         missing = sorted(name for name in shards if not (folder / name).is_file())
         if missing:
             raise FileNotFoundError(f"{index} names shard(s) missing from {folder}: {', '.join(missing[:5])}")
@@ -116,6 +151,61 @@ def select_model_files(folder: str | os.PathLike) -> tuple[list[str], list[str]]
     return published, sorted(left_out)
 
 
+def select_dataset_files(folder: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """(files to publish, entries left out) of a built dataset folder, as `select_model_files` gives them, after
+    checking that nothing published is broken. Published: `README.md` (the card) and every `*.parquet` file.
+
+    Raises `ValueError` for links leaving the folder, a Parquet file whose footer does not parse, or a card config
+    whose `data_files` pattern matches no published file; `FileNotFoundError` without a card.
+    """
+    folder = Path(folder)
+    check_no_links_leaving(folder)
+    if not (folder / "README.md").is_file():
+        raise FileNotFoundError(f"{folder} has no README.md dataset card: build it with `patentlmm dataset build`.")
+    published, left_out = ["README.md"], set()
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and path.suffix == ".parquet":
+            _check_parquet(path)
+            published.append(relative)
+        elif relative != "README.md" and (path.is_file() or path.is_symlink()):
+            top = relative.split("/")[0]
+            left_out.add(top + "/" if (folder / top).is_dir() else top)
+    _check_card_data_files(folder / "README.md", published)
+    return sorted(published), sorted(left_out)
+
+
+def _check_parquet(path: Path) -> None:
+    """`ValueError` naming `path` unless its Parquet footer (schema, row groups) parses; reads no row."""
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+    except Exception as error:  # ArrowInvalid, OSError: a truncated or foreign file
+        raise ValueError(f"{path} is not a valid Parquet file: {str(error).splitlines()[0]}") from error
+
+
+def _check_card_data_files(card: Path, published: Sequence[str]) -> None:
+    """`ValueError` when a `configs` entry of the card names data files that match no published file."""
+    from huggingface_hub import DatasetCard
+
+    configs = DatasetCard.load(card).data.to_dict().get("configs") or []
+    for config in configs:
+        data_files = config.get("data_files") or []
+        entries = [data_files] if isinstance(data_files, (str, dict)) else data_files
+        for entry in entries:
+            for pattern in [entry] if isinstance(entry, str) else _as_list(entry.get("path")):
+                if not any(fnmatch(name, pattern) for name in published):
+                    raise ValueError(
+                        f"{card}: config {config.get('config_name')!r} names data files {pattern!r} that match no "
+                        "Parquet file of the folder: the published dataset would not load."
+                    )
+
+
+def _as_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
 def _check_model_folder(source: Path) -> None:
     """`FileNotFoundError` for missing model/processor files, `ValueError` for pickled-only or unparsable weights."""
     missing = [name for name in REQUIRED_FILES if not (source / name).is_file()]
@@ -140,10 +230,11 @@ def stage_model_folder(
     """Copies the files of `folder` that a model repo needs (`select_model_files`) to `staging_dir`, logs what was
     left out, and completes the copy: remote code, `auto_map`, generation config, widget images.
 
-    Raises `FileNotFoundError` for missing model/processor files and `ValueError` for weights that are pickles only
-    or do not parse.
+    Raises `FileNotFoundError` for missing model/processor files and `ValueError` for symbolic links that leave the
+    folder (`check_no_links_leaving`) and weights that are pickles only or do not parse.
     """
     source, staging = Path(folder), Path(staging_dir)
+    check_no_links_leaving(source)
     _check_model_folder(source)
     published, left_out = select_model_files(source)
     if left_out:

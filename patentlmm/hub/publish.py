@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ from huggingface_hub import HfApi
 from patentlmm.assets import FIGURES
 from patentlmm.cli.options import option
 from patentlmm.hub.cards import build_model_card
-from patentlmm.hub.files import stage_model_folder
+from patentlmm.hub.files import select_dataset_files, stage_model_folder
 from processing.constants import DESCRIPTION_TYPES
 
 __all__ = ["NUM_WIDGET_IMAGES", "PushOptions", "push_dataset", "push_model", "read_metrics"]
@@ -77,15 +78,20 @@ def push_model(folder: str | os.PathLike, options: PushOptions) -> str:
 
 
 def push_dataset(folder: str | os.PathLike, options: PushOptions) -> str:
-    """Uploads a built `patentdesc-355k/` folder (Parquet shards + dataset card) as a dataset repo."""
+    """Uploads the card and the Parquet files of a built `patentdesc-355k/` folder as a dataset repo, after checking
+    them (`select_dataset_files`); logs what else the folder holds, which is left out."""
     folder = Path(folder)
-    if not (folder / "README.md").is_file():
-        raise FileNotFoundError(f"{folder} has no README.md dataset card: build it with `patentlmm dataset build`.")
-    return _upload(folder, "dataset", options, DATASET_COMMIT_MESSAGE)
+    published, left_out = select_dataset_files(folder)
+    if left_out:
+        logger.warning("Left out of the dataset repo (not dataset files): %s", ", ".join(left_out))
+    return _upload(folder, "dataset", options, DATASET_COMMIT_MESSAGE, [glob.escape(name) for name in published])
 
 
-def _upload(folder: Path, repo_type: str, options: PushOptions, default_message: str) -> str:
-    """Creates the repo (and branch) when missing, uploads `folder` in one commit; returns the commit URL."""
+def _upload(
+    folder: Path, repo_type: str, options: PushOptions, default_message: str, allow_patterns: list[str] | None = None
+) -> str:
+    """Creates the repo (and branch) when missing, uploads `folder` (the files matching `allow_patterns`, default
+    all) in one commit; returns the commit URL."""
     api = HfApi(token=options.token)
     repo_id, revision = options.repo_id, options.revision
     api.create_repo(repo_id, repo_type=repo_type, private=options.private, exist_ok=True)
@@ -97,6 +103,7 @@ def _upload(folder: Path, repo_type: str, options: PushOptions, default_message:
         repo_type=repo_type,
         revision=revision,
         commit_message=options.commit_message or default_message,
+        allow_patterns=allow_patterns,
     )
     logger.info("Uploaded %s to %s (%s)", folder, repo_id, repo_type)
     return commit.commit_url
