@@ -6,7 +6,7 @@ Run from the repository root:
     python benchmarks/bench_download.py --count 320 --latency 0.1 --workers 32
 
 A local HTTP server (`tests/helpers/http_servers.FigureServer`, 127.0.0.1) answers every request after `--latency`
-seconds with one of the real figures (`../shared/data/patent-figures/images/`, else the bundled ones, cycled).
+seconds with one of the real figures (the bundled `patentlmm/assets/figures/`, cycled).
 It runs in its own process, as a real server would: in the benchmark's process its threads would compete with the
 downloader's for the GIL, and the benchmark would measure that contention.
 Rows, each into a fresh folder, images/s and the ratio against the first row:
@@ -39,13 +39,12 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from dataset_builder.download import checked_png, download_images  # noqa: E402
 from dataset_builder.options import DownloadOptions  # noqa: E402
 from helpers.http_servers import FigureServer, Reply  # noqa: E402
+from patentlmm.assets import FIGURES  # noqa: E402
 from processing.images import decode_image  # noqa: E402
 
 
 def _figures() -> list[bytes]:
-    shared = REPO.parent / "shared" / "data" / "patent-figures" / "images"
-    folder = shared if any(shared.glob("*.png")) else REPO / "patentlmm" / "assets" / "figures"
-    return [path.read_bytes() for path in sorted(folder.glob("*.png"))]
+    return [path.read_bytes() for path in sorted(FIGURES.glob("*.png"))]
 
 
 def _sequential(items: list[tuple[str, str]], images: Path) -> None:

@@ -73,8 +73,6 @@ from patentlmm.inference.figures import Figure  # noqa: E402
 from patentlmm.inference.generation import CACHES, DEFAULT_CACHE, generate_batch  # noqa: E402
 from processing import PatentLMMProcessor, build_prompt, load_image, run_tesseract, tokenize_ocr  # noqa: E402
 
-SHARED_FIGURES = REPO_ROOT.parent / "shared" / "data" / "patent-figures" / "images"
-
 # Decoder / encoder shapes: (text hidden, layers, heads, intermediate), (vision hidden, layers, heads, intermediate).
 SHAPES = {
     "100m": ((768, 8, 12, 2048), (384, 2, 6, 768)),
@@ -154,7 +152,7 @@ def parse_args() -> argparse.Namespace:
         "--cache", choices=CACHES, default=DEFAULT_CACHE, help="describe row's KV cache (default static)"
     )
     parser.add_argument("--repeat", type=int, default=2, help="timed passes per row, rows interleaved")
-    parser.add_argument("--images", type=Path, default=SHARED_FIGURES if SHARED_FIGURES.is_dir() else FIGURES)
+    parser.add_argument("--images", type=Path, default=FIGURES)
     parser.add_argument(
         "--engine", choices=["transformers", "vllm"], default="transformers", help="vllm: add the vLLM row (3)"
     )

@@ -2,7 +2,7 @@
 
 Run from the repository root (Tesseract on `PATH`):
 
-    python benchmarks/bench_ocr.py                  # the 19 shared figures (or patentlmm/assets/figures/), 2 workers
+    python benchmarks/bench_ocr.py                  # the 19 bundled figures (patentlmm/assets/figures/), 2 workers
     python benchmarks/bench_ocr.py --images DIR --workers 4
 
 Rows (images/s, ratios against the first row):
@@ -40,11 +40,7 @@ from transformers import LayoutLMv3ImageProcessor  # noqa: E402
 
 from dataset_builder.ocr import read_ocr_cache, run_ocr  # noqa: E402
 from dataset_builder.options import OcrOptions  # noqa: E402
-
-
-def _default_images() -> Path:
-    shared = REPO.parent / "shared" / "data" / "patent-figures" / "images"
-    return shared if any(shared.glob("*.png")) else REPO / "patentlmm" / "assets" / "figures"
+from patentlmm.assets import FIGURES  # noqa: E402
 
 
 def _cpu_seconds() -> float:
@@ -55,7 +51,7 @@ def _cpu_seconds() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=Path, default=_default_images(), help="folder of <image_id>.png figures")
+    parser.add_argument("--images", type=Path, default=FIGURES, help="folder of <image_id>.png figures")
     parser.add_argument("--workers", type=int, default=2, help="OCR processes of the ocr stage")
     args = parser.parse_args()
     paths = sorted(args.images.glob("*.png"))

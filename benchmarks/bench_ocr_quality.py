@@ -2,7 +2,7 @@
 
 Run from the repository root (Tesseract on `PATH`, `pip install -e .[ocr]`):
 
-    python benchmarks/bench_ocr_quality.py                    # the 19 shared figures, ~4-6 minutes on 2 cores
+    python benchmarks/bench_ocr_quality.py                    # the 19 bundled figures, ~4-6 minutes on 2 cores
     python benchmarks/bench_ocr_quality.py --skip-stage       # reading rows only
 
 Ground truth: the reference numerals each figure's own brief description cites (`patentlmm.evaluation.numerals`), and
@@ -50,10 +50,10 @@ from PIL import Image  # noqa: E402
 
 from dataset_builder.ocr import run_ocr  # noqa: E402
 from dataset_builder.options import OcrOptions  # noqa: E402
+from patentlmm.assets import FIGURES  # noqa: E402
 from patentlmm.evaluation.numerals import extract_references  # noqa: E402
 from processing.ocr import load_ocr_engine  # noqa: E402
 
-SHARED = REPO.parent / "shared" / "data" / "patent-figures"
 # Cited in the figure's brief description but not drawn on its sheet (looked for by eye on each sheet).
 NOT_DRAWN = {
     "US20250204297A1__1": {"31"},
@@ -177,7 +177,7 @@ def _breakdown(figures: dict) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--figures", type=Path, default=SHARED, help="folder with images/ and descriptions.json")
+    parser.add_argument("--figures", type=Path, default=FIGURES, help="<id>.png (or images/) + descriptions.json")
     parser.add_argument("--workers", type=int, default=2, help="processes of the dataset ocr stage")
     parser.add_argument("--stage-repeat", type=int, default=2, help="passes over the figures in the stage rows")
     parser.add_argument("--stage-rounds", type=int, default=3, help="timed rounds of the stage rows (median kept)")
@@ -186,9 +186,10 @@ def main() -> None:
     args = parser.parse_args()
 
     descriptions = json.loads((args.figures / "descriptions.json").read_text(encoding="utf-8"))
+    images = args.figures / "images" if (args.figures / "images").is_dir() else args.figures
     figures, truth = {}, {}
     for image_id, entry in descriptions.items():
-        with Image.open(args.figures / "images" / f"{image_id}.png") as image:
+        with Image.open(images / f"{image_id}.png") as image:
             figures[image_id] = image.convert("RGB")
         cited = set(extract_references(entry["brief_description"]).numerals)
         truth[image_id] = (cited, cited - NOT_DRAWN.get(image_id, set()), image_id.rsplit("__", 1)[1].lower())
@@ -212,7 +213,7 @@ def main() -> None:
     print(f"\nload avg after the reading rows {os.getloadavg()}")
     report = {"rows": rows}
     if not args.skip_stage:
-        rates = _stage_rates(args.figures / "images", list(figures), args.workers, args.stage_repeat, args.stage_rounds)
+        rates = _stage_rates(images, list(figures), args.workers, args.stage_repeat, args.stage_rounds)
         images = n * args.stage_repeat
         print(f"\n`dataset ocr` stage, {args.workers} workers, {images} images, {args.stage_rounds} rounds:")
         print("| engine | images/s (median) | each round | vs paper's path (median of the rounds' ratios) |")

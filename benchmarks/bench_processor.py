@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python benchmarks/bench_processor.py                     # the 19 shared figures (or patentlmm/assets/figures/)
+    python benchmarks/bench_processor.py                     # the 19 bundled figures (patentlmm/assets/figures/)
     python benchmarks/bench_processor.py --images DIR --repeat 3
 
 Rows (images per second, one figure per call, ratios against the first row):
@@ -59,13 +59,12 @@ from processing import PatentLMMProcessor  # noqa: E402
 from processing.constants import DEFAULT_MAX_OCR_TOKENS  # noqa: E402
 from processing.prompts import build_prompt  # noqa: E402
 
-SHARED_FIGURES = REPO_ROOT.parent / "shared" / "data" / "patent-figures" / "images"  # the project's shared corpus
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 OMP_VAR = "OMP_THREAD_LIMIT"
 
 
 def default_image_dir() -> Path:
-    return SHARED_FIGURES if SHARED_FIGURES.is_dir() else FIGURES
+    return FIGURES
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -160,7 +159,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--images",
         type=Path,
         default=default_image_dir(),
-        help=f"folder of figures (default: {SHARED_FIGURES} if it exists, else patentlmm/assets/figures/)",
+        help="folder of figures (default: the bundled patentlmm/assets/figures/)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="timed passes over the figures per row (default 1)")
     args = parser.parse_args(argv)

@@ -29,16 +29,23 @@ from dataset_builder.ids import patent_id_of
 from dataset_builder.image_check import prepare_image
 from dataset_builder.options import BuildOptions, ExportOptions
 from dataset_builder.reports import read_report
-from helpers import REPO
+from helpers import FIGURES, REPO
 from helpers.damaged import damaged_images, encoded
 from helpers.processes import ProcessKiller, child_of, held_lock
 from processing.images import load_image
 from processing.ocr import run_tesseract
 from processing.prompts import escape_description
 
-SHARED = REPO.parent / "shared" / "data" / "patent-figures"
-CORPUS = SHARED if (SHARED / "descriptions.json").is_file() else REPO / "patentlmm" / "assets" / "figures"
-IMAGES = CORPUS / "images" if (CORPUS / "images").is_dir() else CORPUS
+CORPUS = IMAGES = FIGURES
+# Entries without an image, as the official corpus lists some (their drawings were never published with the text).
+TEXT_ONLY = {
+    f"US08926509__{figure}": {
+        "image_url": "PatentDocument/resources/samples/xml2014/US08926509.xml (no image)",
+        "brief_description": f"FIG. {figure} is a block diagram of a wireless health monitoring system.",
+        "detailed_description": f"FIG. {figure} shows a medical signal processor 104.",
+    }
+    for figure in ("1A", "1B", "2")
+}
 
 
 @pytest.fixture(autouse=True)
@@ -65,8 +72,8 @@ def _root(folder: Path, ocr_lines: list[str], text_only: bool = True) -> Path:
     """A dataset root like the official DATASET/: the real figures, their descriptions (+ text-only ones), OCR."""
     folder.mkdir(parents=True)
     entries = json.loads((CORPUS / "descriptions.json").read_text(encoding="utf-8"))
-    if text_only and (CORPUS / "descriptions_text_only.json").is_file():
-        entries.update(json.loads((CORPUS / "descriptions_text_only.json").read_text(encoding="utf-8")))
+    if text_only:
+        entries.update(TEXT_ONLY)
     (folder / "PatentDesc-355k.json").write_text(json.dumps(entries), encoding="utf-8")
     shutil.copytree(IMAGES, folder / "images", ignore=shutil.ignore_patterns("*.json", "*.md"))
     (folder / "ocr").mkdir()
@@ -115,7 +122,7 @@ def test_build_writes_parquet_per_config_and_split_and_a_card(built):
     assert detailed_ids == {i for i in with_image if entries[i]["detailed_description"].strip()}
     reports = read_report(built / "reports" / "rejected.jsonl")
     missing = {line["image_id"] for line in reports if "is missing" in line["reason"]}
-    assert missing == set(entries) - with_image  # text-only entries: reported, not fatal
+    assert missing == set(entries) - with_image == set(TEXT_ONLY)  # text-only entries: reported, not fatal
 
 
 def test_load_from_the_parent_folder_and_streaming_give_the_same_rows(built, monkeypatch):

@@ -1,4 +1,4 @@
-"""`dataset_builder.ocr` with real Tesseract on the real patent figures (the 19 shared ones when present)."""
+"""`dataset_builder.ocr` with real Tesseract on the real patent figures (the 19 bundled ones)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,17 @@ from dataset_builder.ocr_folders import find_ocr_folder
 from dataset_builder.options import OcrOptions
 from dataset_builder.reports import read_report
 from dataset_builder.sharding import shard_of
-from helpers import REPO
+from helpers import FIGURES
 from helpers.damaged import damaged_images
 from helpers.processes import ProcessKiller, held_lock, parent_of
 from patentlmm.cli.dataset import main
 from processing.images import load_image
 from processing.ocr import TesseractEngine, load_ocr_engine, run_tesseract
 
-SHARED_IMAGES = REPO.parent / "shared" / "data" / "patent-figures" / "images"
-IMAGES = SHARED_IMAGES if any(SHARED_IMAGES.glob("*.png")) else REPO / "patentlmm" / "assets" / "figures"
+IMAGES = FIGURES
 IDS = sorted(path.stem for path in IMAGES.glob("*.png"))
-SMALLEST = "US20250204297A1__12"  # in both folders; Tesseract finds no word on it, so it is the fastest figure
-WORDY = "US20250204297A1__8"  # in both folders; a dozen words
+SMALLEST = "US20250204297A1__12"  # Tesseract finds no word on it, so it is the fastest figure
+WORDY = "US20250204297A1__8"  # a dozen words
 
 
 def run_tesseract_stage(image_ids, images_dir, cache_path, report_path, **options):

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from helpers import REPO
 from patentlmm.evaluation.numerals import References, aggregate_fidelity, extract_references, fidelity
 from processing import load_image, run_tesseract
-
-SHARED = REPO.parent / "shared" / "data" / "patent-figures" / "descriptions.json"
 
 
 @pytest.fixture(scope="module")
 def descriptions(figures) -> dict[str, str]:
-    """Brief descriptions of the shared 19 figures (the 5 bundled ones when the shared folder is absent)."""
-    if SHARED.is_file():
-        entries = json.loads(SHARED.read_text(encoding="utf-8"))
-    else:
-        entries = figures
-    return {image_id: entry["brief_description"] for image_id, entry in entries.items()}
+    """Brief descriptions of the 19 bundled figures."""
+    return {image_id: entry["brief_description"] for image_id, entry in figures.items()}
 
 
 def test_real_sentences(descriptions):
@@ -34,7 +25,7 @@ def test_real_sentences(descriptions):
         assert extract_references(descriptions["US20250204297A1__18"]) == References(frozenset({"11"}), ("18",))
 
 
-def test_every_shared_brief_description_names_its_own_figure_first(descriptions):
+def test_every_bundled_brief_description_names_its_own_figure_first(descriptions):
     for image_id, text in descriptions.items():
         assert extract_references(text).labels[0] == image_id.split("__")[1]
 

@@ -22,11 +22,10 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import REPO, VLLM_ENV, python_from_env
+from helpers import FIGURES, REPO, VLLM_ENV, python_from_env
 from patentlmm.cli import main
 from processing import build_messages, build_prompt
 
-SHARED_FIGURES = REPO.parent / "shared" / "data" / "patent-figures" / "images"
 FIRST = "US20250204297A1__1"  # described by the transformers engine before vLLM resumes the file
 BATCH = ["US20250204297A1__19", "US20250204297A1__8", "US20250204297A1__12"]  # Tesseract: 178, 17, 2 OCR tokens
 # Small on purpose (2 shared cores): 1 GiB of KV cache, one process, no thread pinning, no torch.compile.
@@ -44,10 +43,7 @@ GIVEN_BOXES = [[60, 40, 120, 60], [130, 40, 150, 60], [300, 500, 380, 520], [390
 
 
 def _figure(image_id: str) -> Path:
-    path = SHARED_FIGURES / f"{image_id}.png"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: the vLLM tests describe the shared real figures.", pytrace=False)
-    return path
+    return FIGURES / f"{image_id}.png"
 
 
 # ---------------------------------------------------------------------------------------------- the protocol
@@ -226,7 +222,7 @@ def _rows(path: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_describe_engine_vllm_writes_the_rows_of_the_transformers_engine(tiny_dir, vllm_python, tmp_path):
-    """Real shared figures with 178, 17 and 2 OCR tokens in one vLLM batch, resuming a JSONL that the transformers
+    """Real bundled figures with 178, 17 and 2 OCR tokens in one vLLM batch, resuming a JSONL that the transformers
     engine started; the file then equals the transformers engine's own full run."""
     images = [str(_figure(image_id)) for image_id in [FIRST, *BATCH]]
     common = ["describe", "--model", str(tiny_dir), "--max-new-tokens", "24", "--batch-size", "4"]
