@@ -27,7 +27,7 @@ from modeling_patentlmm import PatentLMMForConditionalGeneration  # noqa: E402
 from modeling_patentlmm.configuration_patentlmm import PATENTMME_LARGE  # noqa: E402
 from patentlmm.assembly.components import build_config, build_processor  # noqa: E402
 from patentlmm.assembly.tiny import build_decoder_tokenizer, build_ocr_tokenizer, build_tiny  # noqa: E402
-from patentlmm.training import PatentLMMSFTTrainer, build_trainer, lora_config, to_conversational  # noqa: E402
+from patentlmm.training import PatentLMMSFTTrainer, build_trainer, lora_config, to_prompt_completion  # noqa: E402
 from patentlmm.training.arguments import PROMPT_FORMAT_OF_STAGE  # noqa: E402
 from processing import run_tesseract  # noqa: E402
 from processing.collator import PatentLMMCollator  # noqa: E402
@@ -62,8 +62,8 @@ def build_model(shape: str, dtype: torch.dtype, device: str):
     return model, build_processor(config, tokenizer, ocr_tokenizer)
 
 
-def rows(repeat: int) -> Dataset:
-    """The bundled figures as conversational training rows (OCR by Tesseract, once), `repeat` times over."""
+def rows(repeat: int, prompt_format: str, end_token: str) -> Dataset:
+    """The bundled figures as prompt/completion training rows (OCR by Tesseract, once), `repeat` times over."""
     descriptions = json.loads((FIGURES / "descriptions.json").read_text(encoding="utf-8"))
     columns = {"image": [], "description": [], "ocr_words": [], "ocr_boxes": []}
     for image_id, entry in sorted(descriptions.items()):
@@ -72,7 +72,7 @@ def rows(repeat: int) -> Dataset:
         image.thumbnail((768, 768))  # the encoder sees 384 px; a smaller file keeps decoding out of the timings
         for key, value in zip(columns, (image, entry["brief_description"], words, boxes)):
             columns[key].extend([value] * repeat)
-    return to_conversational(Dataset.from_dict(columns), "brief")
+    return to_prompt_completion(Dataset.from_dict(columns), "brief", prompt_format, end_token)
 
 
 class StepTimer(TrainerCallback):
@@ -220,8 +220,9 @@ def main(argv: list[str] | None = None) -> None:
         model.requires_grad_(False)
         model.model.multi_modal_projector.requires_grad_(True)
     parameters = counted_parameters(model)
-    dataset = rows(repeat=-(-(args.warmup + args.steps) * args.batch_size // 5))
-    collator = CountingCollator(processor, PROMPT_FORMAT_OF_STAGE[args.stage], max_length=2048)
+    repeat = -(-(args.warmup + args.steps) * args.batch_size // 5)
+    dataset = rows(repeat, PROMPT_FORMAT_OF_STAGE[args.stage], processor.tokenizer.eos_token)
+    collator = CountingCollator(processor, max_length=2048)
     timer = StepTimer()
     lora = ModelConfig(lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.05)
     with tempfile.TemporaryDirectory() as output:

@@ -1,16 +1,14 @@
-"""PatentLMMCollator: PatentDesc-355k rows in TRL's conversational format -> one training batch (docs/model.md)."""
+"""PatentLMMCollator: PatentDesc-355k rows in TRL's prompt/completion form -> one training batch (docs/model.md)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from transformers import BatchFeature
 
 from .constants import IGNORE_INDEX
-from .prompts import PROMPT_FORMATS, TEMPLATE_OF_FORMAT, build_target
 
 __all__ = ["NUM_TRUNCATED_KEY", "PatentLMMCollator"]
 
@@ -22,11 +20,12 @@ NUM_TRUNCATED_KEY = "num_truncated"
 
 class PatentLMMCollator:
     r"""
-    Turns a list of rows (see the module docstring) into model inputs with completion-only labels.
+    Turns a list of rows into model inputs with completion-only labels. A row holds TRL's `prompt` and `completion`
+    (strings: `prompts.build_prompt` and `prompts.build_completion` write them), one figure (`image`, or `images`
+    holding one) and its OCR columns (`ocr_input_ids` + `ocr_bbox`, or `ocr_words` + `ocr_boxes`, or neither).
 
     Args:
         processor (`PatentLMMProcessor`): builds pixel values, OCR tensors and the expanded prompt ids.
-        prompt_format (`str`, defaults to `"vicuna_v1"`): `"plain"` for stage 1, `"vicuna_v1"` for stage 2.
         max_length (`int`, *optional*): longest sequence kept; longer samples lose the end of their description
             (never prompt or image tokens). `None` keeps everything.
         report_truncation (`bool`, defaults to `False`): add `num_truncated` (a 0-d tensor) to each batch, for a
@@ -37,48 +36,23 @@ class PatentLMMCollator:
             workers count their own).
     """
 
-    def __init__(
-        self,
-        processor: Any,
-        prompt_format: str = "vicuna_v1",
-        max_length: int | None = None,
-        report_truncation: bool = False,
-    ):
-        if prompt_format not in PROMPT_FORMATS:
-            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
-        templates = processor.chat_templates
-        name = TEMPLATE_OF_FORMAT[prompt_format]
-        if not isinstance(templates, dict) or name not in templates:
-            available = sorted(templates) if isinstance(templates, dict) else "one unnamed template"
-            raise ValueError(
-                f"The processor has no chat template {name!r} for prompt_format={prompt_format!r} (it has "
-                f"{available}); build it with patentlmm.assembly.components.build_processor."
-            )
+    def __init__(self, processor: Any, max_length: int | None = None, report_truncation: bool = False):
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be positive or None, got {max_length}.")
         self.processor = processor
-        self.prompt_format = prompt_format
-        self.chat_template = templates[name]
         self.max_length = max_length
         self.report_truncation = report_truncation
         self.num_samples = 0
         self.num_truncated = 0
 
-    def prompt(self, messages: Sequence[dict]) -> str:
-        """The prompt of a conversation: its user turn rendered in this collator's format, generation prompt added."""
-        user_turns = [message for message in messages if message["role"] != "assistant"]
-        return self.processor.tokenizer.apply_chat_template(
-            user_turns, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
-        )
-
     def __call__(self, rows: list[dict]) -> BatchFeature:
         """Collates `rows`; returns `input_ids`, `attention_mask`, `labels` `(B, L)`, `pixel_values`
         `(B, 3, S, S)`, `ocr_input_ids`, `ocr_attention_mask` `(B, T_ocr)` and `ocr_bbox` `(B, T_ocr, 4)`."""
-        images, prompts, targets = [], [], []
-        for index, row in enumerate(rows):
-            images.append(_one_image(row, index))
-            prompts.append(self.prompt(row["messages"]))
-            targets.append(build_target(_answer(row["messages"], index), self.prompt_format))
+        end_token = self.processor.tokenizer.eos_token
+        images = [_one_image(row, index) for index, row in enumerate(rows)]
+        prompts = [_text(row, "prompt", index) for index, row in enumerate(rows)]
+        # The processor's `suffix` is the target without its end token, which it appends as the end-of-sequence id.
+        targets = [_text(row, "completion", index).removesuffix(end_token) for index, row in enumerate(rows)]
         batch = self.processor(
             images=images, text=prompts, suffix=targets, padding_side="right", **_ocr_inputs(rows), return_tensors="pt"
         )
@@ -131,15 +105,16 @@ def _one_image(row: dict, index: int) -> Any:
     raise ValueError(f"Row {index} has no 'image' or 'images' column.")
 
 
-def _answer(messages: Sequence[dict], index: int) -> str:
-    """The text of the conversation's assistant turn (the description, escaped)."""
-    answers = [message for message in messages if message["role"] == "assistant"]
-    if len(answers) != 1:
-        raise ValueError(f"Row {index} has {len(answers)} assistant turns; training needs exactly one (the target).")
-    content = answers[0]["content"]
-    if isinstance(content, str):
-        return content
-    return "".join(part["text"] for part in content if part.get("type") == "text")
+def _text(row: dict, column: str, index: int) -> str:
+    """The row's `prompt` or `completion` (TRL's standard prompt/completion form: strings)."""
+    text = row.get(column)
+    if not isinstance(text, str):
+        found = "no such column" if column not in row else f"a {type(text).__name__}"
+        raise ValueError(
+            f"Row {index} has {found} for {column!r}: PatentLMM trains on rows with a `prompt` and a `completion` "
+            "string (patentlmm.training.to_prompt_completion writes them)."
+        )
+    return text
 
 
 def _ocr_inputs(rows: list[dict]) -> dict[str, list]:

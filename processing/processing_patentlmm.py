@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -38,7 +39,7 @@ from .processor_files import (
     write_chat_templates,
     write_json,
 )
-from .prompts import CHAT_TEMPLATES, unescape_description
+from .prompts import CHAT_TEMPLATES, DEFAULT_PROMPT_FORMAT, unescape_description
 from .text_inputs import encode_prompts, replacement_offsets
 
 __all__ = ["PatentLMMProcessor", "PatentLMMProcessorKwargs"]
@@ -71,10 +72,11 @@ class PatentLMMProcessor(ProcessorMixin):
             (`apply_ocr=False`: OCR is run here, on the unpadded figure).
         tokenizer (`PreTrainedTokenizerBase`): the decoder's tokenizer; it must know `image_token`.
         ocr_tokenizer (`LayoutLMv3TokenizerFast`): tokenises OCR words with their boxes.
-        chat_template (`str` or `dict`, *optional*): Jinja chat template(s) by name; defaults to the Vicuna-v1
-            template (`"default"`) plus `"plain"` and `"original_inference"`. `processor.chat_template` is the
-            default one (a single string, as vLLM and `apply_chat_template` read it), `processor.chat_templates`
-            all of them; `apply_chat_template(..., chat_template="plain")` takes a name.
+        chat_template (`str` or `dict`, *optional*): Jinja chat template(s) by prompt format; defaults to
+            `prompts.CHAT_TEMPLATES` (`"vicuna_v1"`, `"plain"`, `"original_inference"`); a string replaces
+            `"vicuna_v1"`. `processor.chat_template` is the `vicuna_v1` one (a single string, as vLLM and
+            `apply_chat_template` read it), `processor.chat_templates` all of them;
+            `apply_chat_template(..., chat_template="plain")` takes a format.
         num_image_patches (`int`, defaults to 577): visual encoder positions (CLS + (input_size / patch_size)^2).
         vision_feature_select_strategy (`str`, defaults to `"patch"`): as in `PatentLMMConfig`.
         max_ocr_tokens (`int`, defaults to 512): OCR token budget per figure, `</s>` included.
@@ -141,9 +143,9 @@ class PatentLMMProcessor(ProcessorMixin):
             raise ValueError("Pass Tesseract's settings inside ocr_engine, not as ocr_lang/tesseract_config beside it.")
         self.ocr_engine = ocr_engine_from_dict(ocr_engine)
         super().__init__(image_processor, tokenizer, ocr_tokenizer, **kwargs)
-        templates = {"default": chat_template} if isinstance(chat_template, str) else chat_template
+        templates = {DEFAULT_PROMPT_FORMAT: chat_template} if isinstance(chat_template, str) else chat_template
         self.chat_templates = dict(templates if templates is not None else CHAT_TEMPLATES)
-        self.chat_template = self.chat_templates.get("default")
+        self.chat_template = self.chat_templates.get(DEFAULT_PROMPT_FORMAT)
 
     # ------------------------------------------------------------------ per-figure steps
 
@@ -275,8 +277,15 @@ class PatentLMMProcessor(ProcessorMixin):
     # ------------------------------------------------------------------ chat templates
 
     def apply_chat_template(self, conversation, chat_template: str | None = None, **kwargs):
-        """transformers' `apply_chat_template`; `chat_template` may also name one of `chat_templates` (`"plain"`,
-        `"original_inference"`), `None` renders the default (Vicuna v1)."""
+        """transformers' `apply_chat_template`; `chat_template` may also name a prompt format of `chat_templates`
+        (`"vicuna_v1"`, `"plain"`, `"original_inference"`), `None` renders the default (`vicuna_v1`)."""
+        if chat_template == "default":
+            warnings.warn(
+                f"chat_template='default' is deprecated and will be removed; use {DEFAULT_PROMPT_FORMAT!r}.",
+                FutureWarning,
+                stacklevel=2,
+            )
+            chat_template = DEFAULT_PROMPT_FORMAT
         chat_template = self.chat_templates.get(chat_template, chat_template) if chat_template else chat_template
         return super().apply_chat_template(conversation, chat_template=chat_template, **kwargs)
 
@@ -325,11 +334,11 @@ class PatentLMMProcessor(ProcessorMixin):
             make_tokenizer_config_portable(folder)
         start_a_word_after_each_special_token(save_directory)
 
-        templates = {**self.chat_templates, "default": self.chat_template}  # a replaced default is saved too
+        templates = {**self.chat_templates, DEFAULT_PROMPT_FORMAT: self.chat_template}  # a replaced default too
         templates = {name: template for name, template in templates.items() if template is not None}
-        write_chat_templates(os.fspath(save_directory), templates)
+        names = write_chat_templates(os.fspath(save_directory), templates)
 
-        config = {"processor_class": type(self).__name__, "chat_templates": sorted(templates), **self._settings()}
+        config = {"processor_class": type(self).__name__, "chat_templates": sorted(names), **self._settings()}
         if self._auto_class is not None:
             custom_object_save(self, save_directory)
             config["auto_map"] = {self._auto_class: f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"}

@@ -7,6 +7,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from .prompts import DEFAULT_PROMPT_FORMAT
+
 __all__ = [
     "ADDITIONAL_CHAT_TEMPLATES_DIR",
     "CHAT_TEMPLATE_FILE",
@@ -29,9 +31,13 @@ _PIPELINE_KWARGS = ("_from_pipeline", "_commit_hash", "code_revision", "device_m
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
 
 
+_DEFAULT = "default"  # transformers' name of the template saved as `chat_template.jinja`: the default prompt format
+
+
 def _template_file(name: str) -> str:
-    """Where the chat template `name` is saved, relative to the processor folder (transformers' layout)."""
-    return CHAT_TEMPLATE_FILE if name == "default" else f"{ADDITIONAL_CHAT_TEMPLATES_DIR}/{name}.jinja"
+    """Where the chat template `name` (as `processor_config.json` lists it) is saved, relative to the processor
+    folder (transformers' layout)."""
+    return CHAT_TEMPLATE_FILE if name == _DEFAULT else f"{ADDITIONAL_CHAT_TEMPLATES_DIR}/{name}.jinja"
 
 
 def _write_text(path: str, text: str) -> None:
@@ -47,20 +53,26 @@ def write_json(path: str, data: dict[str, Any], **dump_kwargs: Any) -> None:
     _write_text(path, json.dumps(data, indent=2, **dump_kwargs) + "\n")
 
 
-def write_chat_templates(folder: str, templates: dict[str, str]) -> None:
-    """Writes each template to `chat_template.jinja` (`"default"`) or `additional_chat_templates/<name>.jinja`."""
-    for name, template in templates.items():
+def write_chat_templates(folder: str, templates: dict[str, str]) -> list[str]:
+    """Writes each template (by prompt format) to `chat_template.jinja` (the default format, listed as
+    `"default"`) or `additional_chat_templates/<format>.jinja`; returns the names `processor_config.json` lists."""
+    names = []
+    for prompt_format, template in templates.items():
+        name = _DEFAULT if prompt_format == DEFAULT_PROMPT_FORMAT else prompt_format
         path = os.path.join(folder, _template_file(name))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         _write_text(path, template)
+        names.append(name)
+    return names
 
 
 def read_chat_templates(fetch: Callable[[str], str], names: list[str]) -> dict[str, str]:
-    """The templates `names` of a processor folder; `fetch(relative path)` returns a local path (Hub or folder)."""
+    """The templates `names` (as `processor_config.json` lists them) of a processor folder, by prompt format;
+    `fetch(relative path)` returns a local path (Hub or folder)."""
     templates = {}
     for name in names:
         with open(fetch(_template_file(name)), encoding="utf-8") as handle:
-            templates[name] = handle.read()
+            templates[DEFAULT_PROMPT_FORMAT if name == _DEFAULT else name] = handle.read()
     return templates
 
 

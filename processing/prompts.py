@@ -1,4 +1,4 @@
-"""PatentLMM's prompt formats (chat templates), the prompts and targets rendered from them, description escaping."""
+"""PatentLMM's prompt formats (chat templates), the prompts and completions rendered from them, description escaping."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from .constants import DEFAULT_IMAGE_TOKEN, DESCRIPTION_TYPES
 
 __all__ = [
     "CHAT_TEMPLATES",
+    "DEFAULT_PROMPT_FORMAT",
     "PROMPT_FORMATS",
-    "TEMPLATE_OF_FORMAT",
     "VICUNA_SYSTEM",
+    "build_completion",
     "build_messages",
     "build_prompt",
     "build_target",
@@ -30,9 +31,10 @@ VICUNA_SYSTEM = (
 _RESERVED = (DEFAULT_IMAGE_TOKEN, "<im_patch>", "<im_start>", "<im_end>", "<image-placeholder>")
 _END_OF_TURN = "</s>"  # LLaMA's end-of-sequence token, written after each answer by the templates
 
-# The chat templates (Jinja) are the one definition of each prompt format: `build_prompt` and `build_target` render
-# them, training renders them through the processor (`apply_chat_template`), vLLM's chat renders them too. Message
-# content may be a string or a list of {"type": "image"} / {"type": "text", "text": ...} parts.
+# The chat templates (Jinja), named after the prompt formats, are the one definition of each format. transformers'
+# renderer renders them: here for `build_prompt` and `build_target` (training rows and inference), in the processor's
+# `apply_chat_template`, and in vLLM's chat (from the saved `chat_template.jinja`). Message content may be a string or
+# a list of {"type": "image"} / {"type": "text", "text": ...} parts.
 _RENDER_CONTENT = (
     "{%- macro render(content) -%}"
     "{%- if content is string -%}{{ content }}"
@@ -45,7 +47,7 @@ _RENDER_CONTENT = (
 CHAT_TEMPLATES = {
     # Starts with `<s> ` (vLLM tokenizes chat prompts without adding special tokens; the processor then adds none
     # either): `<s> A chat` tokenizes as `A chat` does after the added `<s>`, `<s>A chat` would not (`A` != `▁A`).
-    "default": (
+    "vicuna_v1": (  # stage 2 and inference; the processor's default template
         "{%- set sep = '\\n' -%}" + _RENDER_CONTENT + "{%- if bos_token -%}{{ bos_token + ' ' }}{%- endif -%}"
         + VICUNA_SYSTEM + "{%- for message in messages -%}"
         "{%- if message['role'] == 'user' %} USER: {{ render(message['content']) }}"
@@ -53,14 +55,14 @@ CHAT_TEMPLATES = {
         + "{%- endif -%}{%- endfor -%}"
         "{%- if add_generation_prompt %} ASSISTANT:{% endif -%}"
     ),
-    "plain": (
+    "plain": (  # stage 1
         "{%- set sep = '' -%}" + _RENDER_CONTENT + "{%- for message in messages -%}"
         "{%- if message['role'] == 'user' -%}{%- for part in message['content'] if part is mapping "
         "and part['type'] == 'image' -%}" + DEFAULT_IMAGE_TOKEN + "{%- endfor -%}"
         "{%- elif message['role'] == 'assistant' -%}{{ render(message['content']) }}{{ '\\n' }}"
         "{%- endif -%}{%- endfor -%}"
     ),
-    "original_inference": (
+    "original_inference": (  # the original inference script's prompt
         "{%- for message in messages -%}"
         "{%- if message['role'] == 'user' -%}"
         "{%- for part in message['content'] if part is mapping and part['type'] == 'image' -%}"
@@ -73,9 +75,8 @@ CHAT_TEMPLATES = {
         "{%- if add_generation_prompt -%}ASSISTANT:{%- endif -%}"
     ),
 }
-# Prompt format -> the chat template (a key of `CHAT_TEMPLATES`, and of `processor.chat_templates`) that writes it.
-TEMPLATE_OF_FORMAT = {"vicuna_v1": "default", "plain": "plain", "original_inference": "original_inference"}
-PROMPT_FORMATS = tuple(TEMPLATE_OF_FORMAT)  # stage 2, stage 1, the original inference script's prompt
+PROMPT_FORMATS = tuple(CHAT_TEMPLATES)
+DEFAULT_PROMPT_FORMAT = PROMPT_FORMATS[0]  # saved as the processor's `chat_template.jinja`
 
 
 def instruction(desc_type: str) -> str:
@@ -95,38 +96,50 @@ def build_messages(desc_type: str, description: str | None = None) -> list[dict]
     return messages
 
 
-@functools.lru_cache(maxsize=len(CHAT_TEMPLATES))
-def _compiled(template: str) -> Any:
-    """`template` compiled as transformers' `apply_chat_template` compiles it (sandboxed, trimmed blocks)."""
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    return ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(template)
-
-
 def render_chat(
-    messages: list[dict], prompt_format: str = "vicuna_v1", add_generation_prompt: bool = False, bos_token: str = ""
+    messages: list[dict],
+    prompt_format: str = DEFAULT_PROMPT_FORMAT,
+    add_generation_prompt: bool = False,
+    bos_token: str = "",
 ) -> str:
-    """`messages` rendered by the chat template of `prompt_format`, as `apply_chat_template(tokenize=False)` renders
-    them (`bos_token=""`: without the `<s> ` that the default template starts with for vLLM)."""
-    if prompt_format not in TEMPLATE_OF_FORMAT:
+    """`messages` rendered by the chat template of `prompt_format` with transformers' renderer, as
+    `apply_chat_template(tokenize=False)` renders them (`bos_token=""`: without the `<s> ` that the `vicuna_v1`
+    template starts with for vLLM)."""
+    from transformers.utils.chat_template_utils import render_jinja_template  # 1 s of imports, on first use
+
+    if prompt_format not in CHAT_TEMPLATES:
         raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}.")
-    template = _compiled(CHAT_TEMPLATES[TEMPLATE_OF_FORMAT[prompt_format]])
-    return template.render(messages=messages, add_generation_prompt=add_generation_prompt, bos_token=bos_token)
+    rendered, _ = render_jinja_template(
+        conversations=[messages],
+        chat_template=CHAT_TEMPLATES[prompt_format],
+        add_generation_prompt=add_generation_prompt,
+        bos_token=bos_token,
+    )
+    return rendered[0]
 
 
-def build_prompt(desc_type: str, prompt_format: str = "vicuna_v1") -> str:
-    """The text before the description (one `<image>`, not yet expanded); the model continues from its end."""
+def build_prompt(desc_type: str, prompt_format: str = DEFAULT_PROMPT_FORMAT) -> str:
+    """The text before the description (one `<image>`, not yet expanded); the model continues from its end. Training
+    rows (TRL's `prompt`) and inference both take it from here."""
     return render_chat(build_messages(desc_type), prompt_format, add_generation_prompt=True)
 
 
-def build_target(description: str, prompt_format: str = "vicuna_v1") -> str:
+def build_completion(
+    description: str, prompt_format: str = DEFAULT_PROMPT_FORMAT, end_token: str = _END_OF_TURN
+) -> str:
+    """TRL's `completion` of a training row for the raw `description`: escaped (`escape_description`), what the
+    chat template writes after an answer (`build_target`), then the decoder's `end_token`."""
+    return build_target(escape_description(description), prompt_format) + end_token
+
+
+def build_target(description: str, prompt_format: str = DEFAULT_PROMPT_FORMAT) -> str:
     """The text the model learns to write after the prompt: the description and what the chat template writes after
     it (`"\\n"` in `plain`), without the end-of-sequence token. The word boundary the template writes before it is
     left out: the decoder's tokenizer adds it itself."""
     return description + _after_answer(prompt_format)
 
 
-@functools.lru_cache(maxsize=len(TEMPLATE_OF_FORMAT))
+@functools.lru_cache(maxsize=len(CHAT_TEMPLATES))
 def _after_answer(prompt_format: str) -> str:
     """What the chat template of `prompt_format` writes after an answer, its end-of-turn token excepted."""
     marker = "\x00"  # a character no template writes

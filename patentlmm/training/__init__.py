@@ -1,7 +1,7 @@
 """PatentLMM's two training stages on TRL's SFTTrainer: arguments, rows, model assembly, LoRA, trainer, outputs."""
 
 from .arguments import PatentLMMArguments, check_arguments, parse_arguments
-from .data import load_patentdesc, to_conversational, training_rows
+from .data import load_patentdesc, to_prompt_completion, training_rows
 from .lora import DECODER_LINEAR_LAYERS, load_lora_init, lora_config, with_frozen_adapter
 from .model import PROJECTOR_MODULE, VISION_TOWER_MODULE, build_from_base_llm, load_model
 from .outputs import ADAPTER_SUBFOLDER, PROJECTOR_FILE, save_outputs
@@ -26,7 +26,7 @@ __all__ = [
     "main",
     "parse_arguments",
     "save_outputs",
-    "to_conversational",
+    "to_prompt_completion",
     "train",
     "training_rows",
     "with_frozen_adapter",

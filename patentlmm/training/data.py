@@ -1,4 +1,4 @@
-"""PatentDesc-355k splits as TRL's conversational training rows (instruction + escaped description, figure, OCR)."""
+"""PatentDesc-355k splits as TRL's prompt/completion training rows (prompt, escaped description + end, figure, OCR)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset, l
 from transformers import PreTrainedTokenizerBase
 from trl import ScriptArguments, SFTConfig
 
-from processing import PatentLMMProcessor, build_messages, escape_description
+from processing import PatentLMMProcessor, build_completion, build_prompt
 
 from .arguments import PatentLMMArguments
 
-__all__ = ["load_patentdesc", "to_conversational", "training_rows"]
+__all__ = ["load_patentdesc", "to_prompt_completion", "training_rows"]
 
 
 def load_patentdesc(name: str, config: str | None) -> DatasetDict:
@@ -23,28 +23,39 @@ def load_patentdesc(name: str, config: str | None) -> DatasetDict:
     return load_dataset(name, config)
 
 
-def to_conversational(
-    dataset: Dataset, desc_type: str, tokenizer: PreTrainedTokenizerBase | None = None, num_image_patches: int = 0
+def to_prompt_completion(
+    dataset: Dataset,
+    desc_type: str,
+    prompt_format: str,
+    end_token: str,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    num_image_patches: int = 0,
 ) -> Dataset:
-    """Adds TRL's conversational `messages` (the instruction and the escaped description) in place of
+    """Adds TRL's `prompt` (`build_prompt(desc_type, prompt_format)`, as inference writes it) and `completion` (the
+    escaped description, what the format writes after it, and `end_token`: `build_completion`) in place of
     `description`; the figure stays in `image` and the OCR columns stay as they are.
 
     With a `tokenizer`, also adds `length`, an estimate of each sample's sequence length (description tokens + OCR
     words + `num_image_patches`) for `train_sampling_strategy: group_by_length`. Only the text columns are
     rewritten: the images are not copied.
     """
+    prompt = build_prompt(desc_type, prompt_format)
     ocr_column = "ocr_input_ids" if "ocr_input_ids" in dataset.column_names else "ocr_words"
     columns = ["description"] + ([ocr_column] if ocr_column in dataset.column_names else [])
 
     def convert(batch: dict[str, list]) -> dict[str, list]:
-        out = {"messages": [build_messages(desc_type, escape_description(text)) for text in batch["description"]]}
+        descriptions = batch["description"]
+        out = {
+            "prompt": [prompt] * len(descriptions),
+            "completion": [build_completion(text, prompt_format, end_token) for text in descriptions],
+        }
         if tokenizer is not None:
-            ocr = batch.get(ocr_column) or [[]] * len(batch["description"])
-            ids = tokenizer(batch["description"], add_special_tokens=False)["input_ids"]
+            ocr = batch.get(ocr_column) or [[]] * len(descriptions)
+            ids = tokenizer(descriptions, add_special_tokens=False)["input_ids"]
             out["length"] = [len(d) + len(o or []) + num_image_patches for d, o in zip(ids, ocr)]
         return out
 
-    text = dataset.select_columns(columns).map(convert, batched=True, remove_columns=columns, desc="conversations")
+    text = dataset.select_columns(columns).map(convert, batched=True, remove_columns=columns, desc="prompts")
     return concatenate_datasets([dataset.remove_columns(["description"]), text], axis=1)
 
 
@@ -59,17 +70,19 @@ def training_rows(
     processor: PatentLMMProcessor,
     desc_type: str,
 ) -> tuple[Dataset, Dataset | None]:
-    """(training rows, evaluation rows or None when `eval_strategy` is "no"), conversational, each cut to its
-    `max_*_samples`; the training rows carry `length` when batches are grouped by length."""
+    """(training rows, evaluation rows or None when `eval_strategy` is "no") in the prompt/completion form of
+    `patentlmm_args.prompt_format`, each cut to its `max_*_samples`; the training rows carry `length` when batches
+    are grouped by length."""
     splits = load_patentdesc(script_args.dataset_name, script_args.dataset_config)
     train = _first(splits[script_args.dataset_train_split], patentlmm_args.max_train_samples)
     evaluation = None
     if training_args.eval_strategy != "no":
         evaluation = _first(splits[script_args.dataset_test_split], patentlmm_args.max_eval_samples)
     grouped = training_args.train_sampling_strategy == "group_by_length"
-    with training_args.main_process_first(desc="conversational rows"):  # one process writes the datasets cache
-        train = to_conversational(
-            train, desc_type, processor.tokenizer if grouped else None, processor.num_image_patches
-        )
-        evaluation = None if evaluation is None else to_conversational(evaluation, desc_type)
+    text = {"desc_type": desc_type, "prompt_format": patentlmm_args.prompt_format}
+    text["end_token"] = processor.tokenizer.eos_token
+    lengths = {"tokenizer": processor.tokenizer if grouped else None, "num_image_patches": processor.num_image_patches}
+    with training_args.main_process_first(desc="prompt/completion rows"):  # one process writes the datasets cache
+        train = to_prompt_completion(train, **text, **lengths)
+        evaluation = None if evaluation is None else to_prompt_completion(evaluation, **text)
     return train, evaluation

@@ -69,9 +69,7 @@ def train(
     set_seed(training_args.seed)  # the new projector's initialisation, as TRL seeds LoRA's
     model, processor = _stage_model(model_args, patentlmm_args)
     train_rows, eval_rows = training_rows(script_args, training_args, patentlmm_args, processor, desc_type)
-    collator = PatentLMMCollator(
-        processor, patentlmm_args.prompt_format, max_length=training_args.max_length, report_truncation=True
-    )
+    collator = PatentLMMCollator(processor, max_length=training_args.max_length, report_truncation=True)
     trainer = build_trainer(
         model,
         processor,

@@ -94,8 +94,9 @@ def build_trainer(
     mm_projector_lr: float | None = None,
     callbacks: list[TrainerCallback] | None = None,
 ) -> PatentLMMSFTTrainer:
-    """The trainer of conversational rows collated by PatentLMM's `collator`, on a copy of `training_args` with TRL's
-    own data preparation off: the collator renders and truncates (never image tokens) and needs the OCR columns."""
+    """The trainer of prompt/completion rows collated by PatentLMM's `collator`, on a copy of `training_args` with
+    TRL's own data preparation off: the collator tokenizes and truncates (never image tokens) and needs the OCR
+    columns."""
     args = copy.copy(training_args)  # the caller's object stays as given
     args.max_length = None
     args.remove_unused_columns = False

@@ -1,11 +1,11 @@
-"""PatentLMMCollator: TRL conversational rows -> batches whose labels cover exactly the description + end token."""
+"""PatentLMMCollator: TRL prompt/completion rows -> batches whose labels cover exactly the description + end token."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from processing import build_messages, build_prompt, build_target, escape_description
+from processing import build_completion, build_prompt, build_target, escape_description
 from processing.collator import NUM_TRUNCATED_KEY, PatentLMMCollator
 from processing.constants import IGNORE_INDEX
 
@@ -13,14 +13,16 @@ WORDS = [["FIG.", "12", "(21)"], []]  # the second figure has no OCR words
 BOXES = [[[10, 10, 50, 20], [60, 10, 80, 20], [100, 300, 140, 320]], []]
 
 
-@pytest.fixture
-def rows(figures) -> list[dict]:
-    """Two real figures with descriptions of different lengths (one contains '<' and '>', which get escaped)."""
+def make_rows(figures, prompt_format: str = "vicuna_v1") -> list[dict]:
+    """Two real figures with descriptions of different lengths (one contains '<' and '>', which get escaped), as
+    prompt/completion rows of `prompt_format`."""
     entries = [figures["US20250204297A1__12"], figures["US20250204297A1__13"]]
     descriptions = ["FIG. 12 is a <view> of FIG. 11.", entries[1]["brief_description"]]
     return [
         {
-            "messages": build_messages("brief", escape_description(description)),
+            "prompt": build_prompt("brief", prompt_format),
+            "completion": build_completion(description, prompt_format),
+            "description": description,  # not read by the collator
             "image": entry["path"],
             "ocr_words": words,
             "ocr_boxes": boxes,
@@ -29,10 +31,16 @@ def rows(figures) -> list[dict]:
     ]
 
 
+@pytest.fixture
+def rows(figures) -> list[dict]:
+    return make_rows(figures)
+
+
 @pytest.mark.parametrize("prompt_format", ["plain", "vicuna_v1"])
-def test_labels_cover_exactly_the_description_and_end_token(tiny, rows, prompt_format):
+def test_labels_cover_exactly_the_description_and_end_token(tiny, figures, prompt_format):
     _, processor = tiny
-    batch = PatentLMMCollator(processor, prompt_format)(rows)
+    rows = make_rows(figures, prompt_format)
+    batch = PatentLMMCollator(processor)(rows)
     tokenizer = processor.tokenizer
     prompt = build_prompt("brief", prompt_format)
     for i, row in enumerate(rows):
@@ -42,7 +50,7 @@ def test_labels_cover_exactly_the_description_and_end_token(tiny, rows, prompt_f
             images=[row["image"]], text=[prompt], ocr_words=[row["ocr_words"]], ocr_boxes=[row["ocr_boxes"]]
         )
         prompt_ids = alone["input_ids"][0]
-        answer = row["messages"][1]["content"][0]["text"]
+        answer = escape_description(row["description"])
         target = tokenizer(build_target(answer, prompt_format), add_special_tokens=False)["input_ids"]
         target = torch.tensor([*target, tokenizer.eos_token_id])
         n_prompt, n_target = len(prompt_ids), len(target)
@@ -60,12 +68,13 @@ def test_labels_cover_exactly_the_description_and_end_token(tiny, rows, prompt_f
     assert batch["pixel_values"].shape[0] == batch["ocr_input_ids"].shape[0] == 2
 
 
-def test_prompt_renders_the_stage_format_from_messages(tiny, rows):
+def test_a_completion_without_its_end_token_gets_one(tiny, rows):
     _, processor = tiny
-    for prompt_format, bos in (("plain", ""), ("vicuna_v1", "<s> ")):  # the default template writes `<s> ` first
-        assert PatentLMMCollator(processor, prompt_format).prompt(rows[0]["messages"]) == bos + build_prompt(
-            "brief", prompt_format
-        )
+    end_token = processor.tokenizer.eos_token
+    bare = [{**row, "completion": row["completion"].removesuffix(end_token)} for row in rows]
+    assert bare[0]["completion"] != rows[0]["completion"]
+    collator = PatentLMMCollator(processor)
+    assert torch.equal(collator(bare)["labels"], collator(rows)["labels"])
 
 
 def test_long_samples_lose_description_tokens_never_image_tokens(tiny, rows):
@@ -129,7 +138,9 @@ def test_images_column_and_bad_rows(tiny, rows):
     assert torch.equal(collator(listed)["input_ids"], collator(rows)["input_ids"])
     with pytest.raises(ValueError, match="one figure per sample"):
         collator([{**listed[0], "images": [rows[0]["image"]] * 2}])
-    with pytest.raises(ValueError, match="assistant turns"):
-        collator([{**rows[0], "messages": rows[0]["messages"][:1]}])
-    with pytest.raises(ValueError, match="prompt_format"):
-        PatentLMMCollator(processor, "chatml")
+    without_completion = {key: value for key, value in rows[0].items() if key != "completion"}
+    with pytest.raises(ValueError, match="Row 1 has no such column for 'completion'"):
+        collator([rows[1], without_completion])
+    messages = [{"role": "user", "content": "Write a brief description."}]
+    with pytest.raises(ValueError, match="Row 0 has a list for 'prompt'.*to_prompt_completion"):
+        collator([{**rows[0], "prompt": messages}])

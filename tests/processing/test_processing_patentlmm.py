@@ -438,7 +438,7 @@ def test_saved_folder_layout(tiny_dir):
     assert config["processor_class"] == "PatentLMMProcessor"
     assert config["num_image_patches"] == NUM_PATCHES and config["max_ocr_tokens"] == 512
     assert config["image_token"] == "<image>" and config["vision_feature_select_strategy"] == "patch"
-    assert (tiny_dir / "chat_template.jinja").read_text() == CHAT_TEMPLATES["default"]
+    assert (tiny_dir / "chat_template.jinja").read_text() == CHAT_TEMPLATES["vicuna_v1"]
     assert (tiny_dir / "additional_chat_templates/plain.jinja").read_text() == CHAT_TEMPLATES["plain"]
     ocr_config = json.loads((tiny_dir / "ocr_tokenizer/tokenizer_config.json").read_text())
     assert ocr_config["tokenizer_class"].startswith("LayoutLMv3Tokenizer")

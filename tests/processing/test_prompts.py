@@ -10,6 +10,7 @@ from processing.constants import DESCRIPTION_TYPES, IGNORE_INDEX
 from processing.prompts import (
     CHAT_TEMPLATES,
     PROMPT_FORMATS,
+    build_completion,
     build_messages,
     build_prompt,
     build_target,
@@ -60,7 +61,7 @@ def _render(processor, messages, prompt_format, **kwargs) -> str:
 def test_formats_and_types_are_the_documented_ones():
     assert PROMPT_FORMATS == ("vicuna_v1", "plain", "original_inference")
     assert DESCRIPTION_TYPES == ("brief", "detailed")
-    assert set(CHAT_TEMPLATES) == {"default", "plain", "original_inference"}
+    assert tuple(CHAT_TEMPLATES) == PROMPT_FORMATS  # each template is named after its format
 
 
 @pytest.mark.parametrize(("desc_type", "prompt_format"), CASES, ids=CASE_IDS)
@@ -103,6 +104,20 @@ def test_build_target_per_format():
     assert build_target("FIG. 1 is a view.") == "FIG. 1 is a view."
 
 
+def test_build_completion_is_the_escaped_description_then_the_target_then_the_end_token():
+    assert build_completion("FIG. 1 is a <view>.", "plain") == "FIG. 1 is a [[view]].\n</s>"
+    assert build_completion("FIG. 1 is a <view>.") == "FIG. 1 is a [[view]].</s>"
+    assert build_completion("FIG. 1.", "original_inference", end_token="<|endoftext|>") == "FIG. 1.<|endoftext|>"
+
+
+def test_the_old_default_template_name_still_renders_vicuna_v1_with_a_warning(processor):
+    with pytest.warns(FutureWarning, match="'vicuna_v1'"):
+        rendered = processor.apply_chat_template(
+            build_messages("brief"), chat_template="default", add_generation_prompt=True
+        )
+    assert rendered == "<s> " + EXPECTED_PROMPTS["brief", "vicuna_v1"]
+
+
 def test_build_messages_structure():
     assert build_messages("brief") == [
         {
@@ -123,7 +138,7 @@ def test_build_messages_structure():
 
 def test_processor_carries_the_three_templates(processor):
     assert processor.chat_templates == CHAT_TEMPLATES
-    assert processor.chat_template == CHAT_TEMPLATES["default"]  # one string, as vLLM reads it
+    assert processor.chat_template == CHAT_TEMPLATES["vicuna_v1"]  # one string, as vLLM reads it
 
 
 @pytest.mark.parametrize(("desc_type", "prompt_format"), CASES, ids=CASE_IDS)
