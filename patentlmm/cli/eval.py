@@ -9,6 +9,7 @@ from pathlib import Path
 
 from patentlmm.cli.options import add_options, option, options_from_args
 from patentlmm.evaluation.evaluate import evaluate_predictions, format_table
+from patentlmm.evaluation.rows import PredictionsError
 
 __all__ = ["EvalOptions", "add_arguments", "run"]
 
@@ -29,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(EvalOptions, args)
     if not options.predictions.is_file():
         raise SystemExit(f"patentlmm eval: no such file: {options.predictions}")
-    print(format_table(evaluate_predictions(options.predictions, options.output)))
+    try:
+        results = evaluate_predictions(options.predictions, options.output)
+    except PredictionsError as error:
+        raise SystemExit(f"patentlmm eval: {error}") from None
+    print(format_table(results))
     if options.output is not None:
         print(f"Wrote {options.output}", file=sys.stderr)
     return 0

@@ -154,4 +154,4 @@ def test_eval_command_prints_the_paper_layout_and_writes_json(tmp_path, capsys):
     assert results["brief"]["fidelity_ocr"] == ["drawing-0123abcd", "unrecorded"]
     assert "figure OCR: drawing-0123abcd, unrecorded" in printed
     assert "fidelity" not in results["detailed"] and results["detailed"]["metrics"]["rougeL"] == 100.0
-    assert format_table(evaluate_predictions(rows)) == printed.rstrip("\n")
+    assert format_table(evaluate_predictions(predictions)) == printed.rstrip("\n")
