@@ -3,10 +3,12 @@
 import importlib
 
 __all__ = [
+    "FigureError",
     "ImageTooLargeError",
     "OcrEngine",
     "PatentLMMCollator",
     "PatentLMMProcessor",
+    "PreparedFigure",
     "TesseractNotAvailableError",
     "build_completion",
     "build_messages",
@@ -35,6 +37,8 @@ _MODULE_OF = {
     "tokenize_ocr": "ocr",
     "truncate_ocr": "ocr",
     "PatentLMMProcessor": "processing_patentlmm",
+    "FigureError": "prepared_figures",
+    "PreparedFigure": "prepared_figures",
     "PatentLMMCollator": "collator",
     "build_completion": "prompts",
     "build_messages": "prompts",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -15,21 +14,13 @@ from transformers.processing_utils import ImagesKwargs, MultiModalData, Processi
 from .call_arguments import CallArguments, per_figure, refuse_unsupported
 from .constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_OCR_TOKENS
 from .images import ImageInput, expand_to_square, load_image
-from .ocr import (
-    PAPER_OCR_ENGINE,
-    OcrEngine,
-    OcrTokens,
-    load_ocr_engine,
-    ocr_engine_from_dict,
-    ocr_tokens_from_official,
-    pad_ocr_tokens,
-    tokenize_ocr,
-)
+from .ocr import PAPER_OCR_ENGINE, OcrEngine, load_ocr_engine, ocr_engine_from_dict, pad_ocr_tokens
 
 # Remote code: transformers 4.57 copies only the files this module imports itself, so the optional engines' modules
 # are named here (importing them needs only numpy; their packages load when an engine first runs).
 from .ocr_drawing import DrawingEngine  # noqa: E402, F401
 from .ocr_rapidocr import RapidOcrEngine  # noqa: E402, F401
+from .prepared_figures import FigureError, PreparedFigure, prepare_figures
 from .processor_files import (
     OCR_TOKENIZER_SUBFOLDER,
     PROCESSOR_CONFIG_NAME,
@@ -169,35 +160,25 @@ class PatentLMMProcessor(ProcessorMixin):
             num_image_patches=[1] * len(image_sizes),
         )
 
-    def _ocr_tokens(self, images: list, words: list, boxes: list, official: list) -> list[OcrTokens]:
-        """LayoutLMv3 tokens of each figure, from `official` tokens, precomputed words/boxes, or `ocr_engine`.
+    def prepare(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        ocr_words: Sequence[Sequence[str] | None] | None = None,
+        ocr_boxes: Sequence[Sequence[Sequence[int]] | None] | None = None,
+        ocr: dict | Sequence[dict | None] | None = None,
+        errors: str = "raise",
+    ) -> list[PreparedFigure | FigureError]:
+        """Each figure made ready once: loaded as RGB (the pixel cap checked first), OCR'd by `ocr_engine` unless
+        its `ocr_words`/`ocr_boxes` or official `ocr` tokens are given (one per figure, `None` where not; figures
+        without are read in `num_ocr_workers` threads), its OCR tokenized, and its placeholder count.
 
-        The engine runs in `num_ocr_workers` threads (Tesseract: each drives its own single-threaded `tesseract`
-        process; ONNX engines release the GIL); tokenisation stays in this thread.
+        `__call__` is built on this; a caller that needs the OCR or the token counts first (to sort a batch, to
+        draw the words) prepares the figures and passes the `PreparedFigure`s as `images`. A figure that cannot be
+        prepared raises a `FigureError` (a `ValueError`) naming its index; `errors="return"` puts it in the
+        figure's place instead and prepares the others.
         """
-        for i in range(len(images)):
-            if official[i] is not None and (words[i] is not None or boxes[i] is not None):
-                raise ValueError(f"Image {i}: pass either ocr (token ids) or ocr_words/ocr_boxes, not both.")
-            if (words[i] is None) != (boxes[i] is None):
-                given, missing = ("ocr_words", "ocr_boxes") if boxes[i] is None else ("ocr_boxes", "ocr_words")
-                raise ValueError(f"Image {i}: {given} were given without {missing}; pass one 0-1000 box per word.")
-        to_ocr = [i for i in range(len(images)) if official[i] is None and words[i] is None]
-        workers = min(len(to_ocr), self.num_ocr_workers or os.cpu_count() or 1)
-        ocr = self.ocr_engine
-        if workers > 1:
-            with ThreadPoolExecutor(workers) as pool:
-                found = list(pool.map(ocr, [images[i] for i in to_ocr]))
-        else:
-            found = [ocr(images[i]) for i in to_ocr]
-        words, boxes = list(words), list(boxes)
-        for i, (found_words, found_boxes) in zip(to_ocr, found):
-            words[i], boxes[i] = found_words, found_boxes
-        return [
-            ocr_tokens_from_official(official[i], self.max_ocr_tokens)
-            if official[i] is not None
-            else tokenize_ocr(self.ocr_tokenizer, words[i], boxes[i], self.max_ocr_tokens)
-            for i in range(len(images))
-        ]
+        args = per_figure(images, None, None, ocr_words, ocr_boxes, ocr)
+        return prepare_figures(self, args.images, args.ocr_words, args.ocr_boxes, args.ocr, errors)
 
     def _pixel_values(self, images: list, pad_to_square: bool) -> torch.Tensor:
         if pad_to_square:
@@ -225,7 +206,8 @@ class PatentLMMProcessor(ProcessorMixin):
     ) -> BatchFeature:
         r"""
         Args:
-            images: one figure or a list (paths, bytes, PIL images or arrays), one per sample.
+            images: one figure or a list (paths, bytes, PIL images, arrays, or `PreparedFigure`s from `prepare`), one
+                per sample.
             text: one prompt or a list; each holds `<image>` exactly once when its sample has a figure.
             suffix: the target text per sample (e.g. the description). When given, the output has `labels` that
                 cover only the suffix and the end-of-sequence token appended after it.
@@ -254,8 +236,7 @@ class PatentLMMProcessor(ProcessorMixin):
         data: dict[str, Any] = {}
         num_features: list[int] = []
         if args.images is not None:
-            figures = self._figure_inputs(args, pad_to_square)
-            num_features = [self.num_image_features(sum(mask)) for mask in figures["ocr_attention_mask"]]
+            figures, num_features = self._figure_inputs(args, pad_to_square)
             data.update(figures)
         texts = args.texts
         if texts is not None:
@@ -266,13 +247,13 @@ class PatentLMMProcessor(ProcessorMixin):
             batch["text_replacement_offsets"] = replacement_offsets(texts or [], num_features, self.image_token)
         return batch
 
-    def _figure_inputs(self, args: CallArguments, pad_to_square: bool | None) -> dict[str, Any]:
-        """`pixel_values` and the padded OCR inputs (lists) of the call's figures."""
-        loaded = [load_image(image, self.max_image_pixels) for image in args.images]
-        tokens = self._ocr_tokens(loaded, args.ocr_words, args.ocr_boxes, args.ocr)
+    def _figure_inputs(self, args: CallArguments, pad_to_square: bool | None) -> tuple[dict[str, Any], list[int]]:
+        """`pixel_values` and the padded OCR inputs (lists) of the call's figures, and their placeholder counts."""
+        figures = prepare_figures(self, args.images, args.ocr_words, args.ocr_boxes, args.ocr)
         pad = self.pad_to_square if pad_to_square is None else pad_to_square
-        ocr_inputs = pad_ocr_tokens(tokens, self.ocr_tokenizer.pad_token_id)
-        return {"pixel_values": self._pixel_values(loaded, pad), **ocr_inputs}
+        ocr_inputs = pad_ocr_tokens([figure.ocr_tokens for figure in figures], self.ocr_tokenizer.pad_token_id)
+        pixel_values = self._pixel_values([figure.image for figure in figures], pad)
+        return {"pixel_values": pixel_values, **ocr_inputs}, [figure.num_image_features for figure in figures]
 
     # ------------------------------------------------------------------ chat templates
 

@@ -12,7 +12,6 @@ from modeling_patentlmm import PatentLMMForConditionalGeneration
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
 from patentlmm.evaluation.numerals import extract_references
 from patentlmm.evaluation.visualize import IN_FIGURE, NOT_IN_FIGURE, highlight_numerals, ocr_overlay
-from patentlmm.inference.figures import Figure
 from patentlmm.inference.generation import generate_batch
 from patentlmm.inference.loading import load_model_and_processor
 from patentlmm.paper import ARXIV_URL
@@ -49,12 +48,10 @@ def build_app(
     def describe(upload: str | None, desc_type: str):
         if upload is None:
             raise gr.Error("Upload a patent figure first.")
-        figure = _open_upload(upload, processor.max_image_pixels)
-        words, boxes = processor.ocr(figure)
-        references = extract_references(" ".join(words))
-        item = Figure(image_id="upload", image=figure, ocr_words=words, ocr_boxes=boxes)
-        description = generate_batch(model, processor, [item], build_prompt(desc_type), max_new_tokens)[0]
-        overlay = ocr_overlay(figure, words, boxes, references.numerals)
+        (figure,) = processor.prepare([_open_upload(upload, processor.max_image_pixels)])
+        references = extract_references(" ".join(figure.ocr_words))
+        description = generate_batch(model, processor, [figure], build_prompt(desc_type), max_new_tokens)[0]
+        overlay = ocr_overlay(figure.image, figure.ocr_words, figure.ocr_boxes, references.numerals)
         return description, overlay, highlight_numerals(description, references)
 
     with gr.Blocks(title="PatentLMM") as app:

@@ -28,9 +28,8 @@ from patentlmm.inference.figures import (
     figures_from_dataset,
     figures_from_files,
     load_split,
-    num_ocr_tokens,
     ocr_text,
-    with_ocr,
+    prepare,
 )
 from patentlmm.inference.generation import (
     CACHES,
@@ -183,15 +182,17 @@ def iter_descriptions(
     fidelity_engine = ocr_engine_from_dict(options.fidelity_ocr)
     reuse = fidelity_engine.key == processor.ocr_engine.key
     for window in _windows(figures, options.batch_size * SORT_WINDOW_BATCHES):
-        window = with_ocr(processor, window)
-        lengths = [num_ocr_tokens(processor, f) for f in window]
-        order = sorted(range(len(window)), key=lambda i: -lengths[i])  # longest first: memory peaks show up early
+        window = prepare(processor, window)
+        # longest OCR first: memory peaks show up early
+        order = sorted(range(len(window)), key=lambda i: -len(window[i][1].ocr_input_ids))
         for start in range(0, len(order), options.batch_size):
             batch = [window[i] for i in sorted(order[start : start + options.batch_size])]
-            predictions = generate(processor, batch, prompt, max_new_tokens, pad_to_square=pad_to_square)
+            predictions = generate(
+                processor, [prepared for _, prepared in batch], prompt, max_new_tokens, pad_to_square=pad_to_square
+            )
             rows = []
-            for figure, prediction in zip(batch, predictions):
-                text = ocr_text(processor, figure) if reuse else " ".join(fidelity_engine(figure.image)[0])
+            for (figure, prepared), prediction in zip(batch, predictions):
+                text = ocr_text(processor, prepared) if reuse else " ".join(fidelity_engine(prepared.image)[0])
                 found = extract_references(text)
                 row = {"image_id": figure.image_id, "type": options.desc_type, "prediction": prediction}
                 if figure.reference is not None:

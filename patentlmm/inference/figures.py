@@ -1,18 +1,17 @@
-"""Figures to describe: from image files or a dataset split, then loaded and read by the processor's OCR engine."""
+"""Figures to describe: from image files or a dataset split, then prepared (loaded, OCR'd) by the processor."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from processing import PatentLMMProcessor, load_image, tokenize_ocr
+from processing import PatentLMMProcessor
 from processing.images import ImageInput
-from processing.ocr import ocr_tokens_from_official
+from processing.prepared_figures import FigureError, PreparedFigure
 
 __all__ = [
     "Figure",
@@ -20,9 +19,8 @@ __all__ = [
     "figures_from_files",
     "file_ids",
     "load_split",
-    "num_ocr_tokens",
     "ocr_text",
-    "with_ocr",
+    "prepare",
 ]
 
 logger = logging.getLogger(__name__)
@@ -70,7 +68,7 @@ def figures_from_files(paths: Iterable[str | os.PathLike]) -> list[Figure]:
 
 def figures_from_dataset(dataset: Any, skip_ids: Iterable[str] = ()) -> Iterator[Figure]:
     """Figures of a `datasets.Dataset` split (PatentDesc-355k columns), lazily, without the rows of `skip_ids`. The
-    images stay encoded (bytes or path) until `with_ocr` loads them, so a row that does not decode is reported and
+    images stay encoded (bytes or path) until `prepare` loads them, so a row that does not decode is reported and
     skipped there instead of stopping the iteration."""
     skip = set(skip_ids)
     keep = [i for i, image_id in enumerate(dataset["image_id"]) if image_id not in skip]
@@ -104,47 +102,30 @@ def load_split(dataset: str, split: str, config: str | None) -> Any:
     return load_dataset(dataset, config, split=split)
 
 
-def _load_images(processor: PatentLMMProcessor, figures: list[Figure]) -> list[Figure]:
-    """The figures whose image loads (pixel cap, padding included, then a full decode); each one that does not is
-    logged with its id and reason and left out, so one bad file never stops a run (a rerun tries it again). Pillow's
-    decoders raise more than `OSError` on damaged data (`SyntaxError`, `IndexError`, `RuntimeError`, ...)."""
-    loaded = []
-    for figure in figures:
-        try:
-            loaded.append(replace(figure, image=load_image(figure.image, processor.max_image_pixels)))
-        except Exception as error:  # noqa: BLE001 (over the cap, not an image, damaged: whatever a decoder raises)
-            reason = str(error).splitlines()[0] if str(error) else ""
-            logger.warning("Skipped %s: %s", figure.image_id, reason or type(error).__name__)
-    return loaded
+def prepare(processor: PatentLMMProcessor, figures: Sequence[Figure]) -> list[tuple[Figure, PreparedFigure]]:
+    """Each figure with what `processor.prepare` makes of it (loaded, OCR'd by the processor's engine unless it came
+    with OCR, tokenized), in order; a figure that cannot be prepared (not an image, over the pixel cap, damaged,
+    OCR that does not fit) is logged with its id and reason and left out, so one bad figure never stops a run (a
+    rerun tries it again)."""
+    has_words = [f.ocr is None and f.ocr_words is not None and f.ocr_boxes is not None for f in figures]
+    prepared = processor.prepare(
+        [f.image for f in figures],
+        ocr_words=[f.ocr_words if has else None for f, has in zip(figures, has_words)],
+        ocr_boxes=[f.ocr_boxes if has else None for f, has in zip(figures, has_words)],
+        ocr=[f.ocr for f in figures],
+        errors="return",
+    )
+    kept = []
+    for figure, result in zip(figures, prepared):
+        if isinstance(result, FigureError):
+            logger.warning("Skipped %s: %s", figure.image_id, result.reason)
+        else:
+            kept.append((figure, result))
+    return kept
 
 
-def with_ocr(processor: PatentLMMProcessor, figures: list[Figure]) -> list[Figure]:
-    """The figures whose image loads (the others are logged and left out), each with OCR: the processor's engine
-    (one thread per core, `processor.num_ocr_workers` at most) reads those that came without."""
-    loaded = _load_images(processor, figures)
-    if not loaded:
-        return loaded
-    todo = [i for i, f in enumerate(loaded) if f.ocr is None and (f.ocr_words is None or f.ocr_boxes is None)]
-    workers = max(1, min(len(todo), processor.num_ocr_workers or os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:
-        found = list(pool.map(processor.ocr, [loaded[i].image for i in todo]))
-    for i, (words, boxes) in zip(todo, found):
-        loaded[i] = replace(loaded[i], ocr_words=words, ocr_boxes=boxes)
-    return loaded
-
-
-def num_ocr_tokens(processor: PatentLMMProcessor, figure: Figure) -> int:
-    """How many OCR tokens the processor gives `figure` (the length its batch is sorted by)."""
-    if figure.ocr is not None:
-        ids, _ = ocr_tokens_from_official(figure.ocr, processor.max_ocr_tokens)
-    else:
-        ids, _ = tokenize_ocr(processor.ocr_tokenizer, figure.ocr_words, figure.ocr_boxes, processor.max_ocr_tokens)
-    return len(ids)
-
-
-def ocr_text(processor: PatentLMMProcessor, figure: Figure) -> str:
+def ocr_text(processor: PatentLMMProcessor, figure: PreparedFigure) -> str:
     """The figure's OCR as text (for its reference numerals): the words, else the official tokens decoded."""
     if figure.ocr_words is not None:
         return " ".join(figure.ocr_words)
-    ids, _ = ocr_tokens_from_official(figure.ocr, processor.max_ocr_tokens)
-    return processor.ocr_tokenizer.decode(ids, skip_special_tokens=True)
+    return processor.ocr_tokenizer.decode(figure.ocr_input_ids, skip_special_tokens=True)

@@ -8,8 +8,8 @@ import torch
 
 from modeling_patentlmm import PatentLMMForConditionalGeneration
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
-from patentlmm.inference.figures import Figure
 from processing import PatentLMMProcessor
+from processing.prepared_figures import PreparedFigure
 from processing.prompts import tokenize_prompt
 
 __all__ = ["CACHES", "DEFAULT_CACHE", "ORIGINAL_INFERENCE", "default_max_new_tokens", "generate_batch"]
@@ -31,14 +31,14 @@ def default_max_new_tokens(processor: PatentLMMProcessor, prompt: str, prompt_fo
 def generate_batch(
     model: PatentLMMForConditionalGeneration,
     processor: PatentLMMProcessor,
-    figures: Sequence[Figure],
+    figures: Sequence[PreparedFigure],
     prompt: str,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     cache_implementation: str | None = DEFAULT_CACHE,
     pad_to_square: bool | None = None,
     no_repeat_ngram_size: int = 0,
 ) -> list[str]:
-    """Greedy descriptions of `figures` (with OCR) in one left-padded batch.
+    """Greedy descriptions of `figures` (`processor.prepare`'s) in one left-padded batch.
 
     `no_repeat_ngram_size` > 0 forbids generating any token n-gram of that size twice (transformers'
     `NoRepeatNGramLogitsProcessor`): a guard against the loops that small models fall into under greedy decoding
@@ -48,15 +48,8 @@ def generate_batch(
     `max_new_tokens` instead of growing it by a copy at every step (1.3-1.7x faster decoding on a CPU, the same
     tokens); None gives transformers' dynamic cache. `pad_to_square` overrides the processor's.
     """
-    official = [f.ocr is not None for f in figures]
     inputs = processor(
-        images=[f.image for f in figures],
-        text=[prompt] * len(figures),
-        ocr_words=[None if o else list(f.ocr_words) for f, o in zip(figures, official)],
-        ocr_boxes=[None if o else [list(box) for box in f.ocr_boxes] for f, o in zip(figures, official)],
-        ocr=[f.ocr for f in figures] if any(official) else None,
-        padding_side="left",
-        pad_to_square=pad_to_square,
+        images=list(figures), text=[prompt] * len(figures), padding_side="left", pad_to_square=pad_to_square
     ).to(model.device)
     inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
     generated = model.generate(

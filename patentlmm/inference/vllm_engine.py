@@ -11,7 +11,7 @@ from processing.prompts import tokenize_prompt
 if TYPE_CHECKING:  # the `vllm` extra, imported only when this engine runs
     from vllm import LLM
 
-    from patentlmm.inference.figures import Figure
+    from processing.prepared_figures import PreparedFigure
 
 __all__ = ["generate_batch", "load_vllm"]
 
@@ -37,19 +37,19 @@ def load_vllm(model_name_or_path: str, dtype: str, **engine_args: Any) -> tuple[
 def generate_batch(
     llm: LLM,
     processor: PatentLMMProcessor,
-    figures: Sequence[Figure],
+    figures: Sequence[PreparedFigure],
     prompt: str,
     max_new_tokens: int,
     pad_to_square: bool | None = None,
     min_new_tokens: int = 0,
 ) -> list[str]:
-    """Greedy descriptions of `figures` (loaded, with OCR) in one `llm.generate` call (`pad_to_square` overrides
+    """Greedy descriptions of `figures` (`processor.prepare`'s) in one `llm.generate` call (`pad_to_square` overrides
     the processor's; `min_new_tokens`: as `generate`'s, for benchmarks that time a fixed number of tokens).
 
     Each request is the prompt's token ids as the processor makes them (`tokenize_prompt`, the original's rule,
-    which tokenizing the text whole in vLLM would not reproduce), its figure, and the figure's OCR (words/boxes or
-    official token ids) as `mm_processor_kwargs`, so vLLM's processor runs no Tesseract and sees what the
-    transformers engine's does; vLLM expands the `<image>` id to the figure's feature count. Decoding is the
+    which tokenizing the text whole in vLLM would not reproduce), its figure, and the figure's OCR tokens as
+    `mm_processor_kwargs` (`ocr`), so vLLM's processor runs no OCR, tokenizes nothing again and sees what the
+    transformers backend's does; vLLM expands the `<image>` id to the figure's feature count. Decoding is the
     processor's.
     """
     from vllm import SamplingParams
@@ -57,10 +57,7 @@ def generate_batch(
     prompt_ids = tokenize_prompt(processor.tokenizer, prompt, processor.image_token)
     requests = []
     for figure in figures:
-        if figure.ocr is not None:
-            ocr = {"ocr": [figure.ocr]}
-        else:
-            ocr = {"ocr_words": [list(figure.ocr_words)], "ocr_boxes": [[list(box) for box in figure.ocr_boxes]]}
+        ocr: dict[str, Any] = {"ocr": [{"input_ids": figure.ocr_input_ids, "bbox": figure.ocr_bbox}]}
         if pad_to_square is not None:
             ocr["pad_to_square"] = pad_to_square
         requests.append(

@@ -57,6 +57,12 @@ def figures_dataset(tmp_path_factory, figures, ocr) -> Path:
     return folder
 
 
+def _prepared(processor, figures, ocr, ids):
+    """The figures of `ids` prepared by the processor with their precomputed OCR."""
+    words, boxes = zip(*(ocr[i] for i in ids))
+    return processor.prepare([figures[i]["path"] for i in ids], ocr_words=words, ocr_boxes=boxes)
+
+
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -107,7 +113,7 @@ def test_batched_generation_matches_one_figure_at_a_time(tiny, figures, ocr):
     """Left padding and per-sample image-feature counts (8 has far more OCR tokens than 12) leave greedy output
     unchanged."""
     model, processor = tiny
-    chosen = [Figure(i, figures[i]["path"], None, *ocr[i]) for i in ("US20250204297A1__8", "US20250204297A1__12")]
+    chosen = _prepared(processor, figures, ocr, ["US20250204297A1__8", "US20250204297A1__12"])
     prompt = build_prompt("brief")
     batched = generate_batch(model, processor, chosen, prompt, max_new_tokens=4)
     alone = [generate_batch(model, processor, [figure], prompt, max_new_tokens=4)[0] for figure in chosen]
@@ -116,7 +122,7 @@ def test_batched_generation_matches_one_figure_at_a_time(tiny, figures, ocr):
 
 def test_static_and_dynamic_kv_caches_give_the_same_descriptions(tiny, figures, ocr):
     model, processor = tiny
-    batch = [Figure(i, figures[i]["path"], None, *ocr[i]) for i in IDS[:3]]  # different OCR lengths: left padding
+    batch = _prepared(processor, figures, ocr, IDS[:3])  # different OCR lengths: left padding
     prompt = build_prompt("brief")
     static = generate_batch(model, processor, batch, prompt, max_new_tokens=12, cache_implementation="static")
     dynamic = generate_batch(model, processor, batch, prompt, max_new_tokens=12, cache_implementation=None)
@@ -257,7 +263,7 @@ def test_fidelity_numerals_come_from_the_drawing_engine_whatever_the_models_ocr(
 def test_no_repeat_ngram_guard_stops_loops(tiny, figures, ocr):
     """The random tiny model loops under plain greedy decoding; with `no_repeat_ngram_size=1` no token comes twice."""
     model, processor = tiny
-    batch = [Figure(i, figures[i]["path"], None, *ocr[i]) for i in IDS[:2]]
+    batch = _prepared(processor, figures, ocr, IDS[:2])
     prompt = build_prompt("brief")
 
     def tokens(no_repeat_ngram_size: int) -> list[list[int]]:
