@@ -1,6 +1,7 @@
 """PatentLMM model: configuration and PyTorch modules (copied flat into checkpoints as remote code)."""
 
 from .configuration_patentlmm import PatentLMMConfig
+from .configuration_patentmme import PatentMMEConfig
 from .modeling_patentlmm import (
     PatentLMMCausalLMOutputWithPast,
     PatentLMMForConditionalGeneration,
@@ -8,6 +9,7 @@ from .modeling_patentlmm import (
     PatentLMMPreTrainedModel,
     build_vision_tower,
 )
+from .modeling_patentmme import PatentMMEForPreTraining, PatentMMEPreTrainingOutput
 from .visual_tokenizer_patentmme import PatentMMEVisualTokenizer
 
 __all__ = [
@@ -16,6 +18,9 @@ __all__ = [
     "PatentLMMForConditionalGeneration",
     "PatentLMMModel",
     "PatentLMMPreTrainedModel",
+    "PatentMMEConfig",
+    "PatentMMEForPreTraining",
+    "PatentMMEPreTrainingOutput",
     "PatentMMEVisualTokenizer",
     "build_vision_tower",
 ]
