@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from patentlmm.demo.web import MAX_UPLOAD_SIZE, build_app  # noqa: E402
@@ -132,3 +135,146 @@ def _post_upload(port: int, size: int) -> int:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+
+
+# ---------------------------------------------------------------------------------------------- load
+
+LOAD_IDS = sorted(f"US20250204297A1__{n}" for n in range(1, 17))  # 16 distinct real figures
+
+
+def _launch(app) -> int:
+    port = _free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+               max_file_size=MAX_UPLOAD_SIZE)  # fmt: skip
+    return port
+
+
+class _InFlight:
+    """The real `generate_batch`, counting how many calls run at once (the most is `peak`); `gate` holds them."""
+
+    def __init__(self, generate):
+        import threading
+
+        self.generate, self.running, self.peak, self.calls = generate, 0, 0, 0
+        self.lock, self.gate = threading.Lock(), threading.Event()
+        self.gate.set()
+
+    def __call__(self, *args, **kwargs):
+        with self.lock:
+            self.running += 1
+            self.calls += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            assert self.gate.wait(120), "the test never opened the gate"
+            return self.generate(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def _rss_mib() -> float:
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.slow
+def test_sixteen_concurrent_uploads_from_loopback_clients_each_get_their_figures_description(
+    tiny, figures, tmp_path, monkeypatch
+):
+    """16 gradio_client clients on 127.0.0.1 upload 16 different real figures at once: every response is that
+    figure's own description and numerals, the model runs one request at a time, memory stays bounded, and no
+    upload is left in Gradio's upload folder."""
+    import concurrent.futures
+
+    from gradio_client import Client, handle_file
+
+    import patentlmm.demo.web as web
+    from patentlmm.evaluation.numerals import extract_references
+    from patentlmm.evaluation.visualize import highlight_numerals
+    from patentlmm.inference.generation import generate_batch
+    from processing import load_image
+
+    uploads = tmp_path / "gradio-uploads"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    model, processor = tiny
+    expected = {}
+    for image_id in LOAD_IDS:
+        (figure,) = processor.prepare([load_image(figures[image_id]["path"], processor.max_image_pixels)])
+        text = generate_batch(model, processor, [figure], build_prompt("brief"), 4)[0]
+        numerals = highlight_numerals(text, extract_references(" ".join(figure.ocr_words)))
+        expected[image_id] = (text, numerals, figure.image.size)
+    in_flight = _InFlight(generate_batch)
+    monkeypatch.setattr(web, "generate_batch", in_flight)
+    app = build_app(model, processor, max_new_tokens=4)
+    port = _launch(app)
+    before = _rss_mib()
+
+    def ask(image_id: str):
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "client"))
+        try:
+            return client.predict(handle_file(str(figures[image_id]["path"])), "brief", api_name="/describe")
+        finally:
+            client.close()
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(LOAD_IDS)) as pool:
+            futures = {image_id: pool.submit(ask, image_id) for image_id in LOAD_IDS}
+            answers = {image_id: future.result(timeout=240) for image_id, future in futures.items()}
+        after = _rss_mib()
+    finally:
+        app.close()
+    assert {i: answers[i][0] for i in LOAD_IDS} == {i: expected[i][0] for i in LOAD_IDS}
+    numerals = {i: [(entry["token"], entry["class_or_confidence"]) for entry in answers[i][2]] for i in LOAD_IDS}
+    assert numerals == {i: [tuple(pair) for pair in expected[i][1]] for i in LOAD_IDS}
+    overlays = {}
+    for image_id in LOAD_IDS:
+        with Image.open(answers[image_id][1]) as overlay:
+            overlays[image_id] = overlay.size
+    assert overlays == {i: expected[i][2] for i in LOAD_IDS} and len(set(overlays.values())) == 16  # 16 sizes
+    assert in_flight.calls == 16 and in_flight.peak == 1
+    assert after - before < 1024, f"the server grew by {after - before:.0f} MiB"
+    left = [path for path in uploads.rglob("*") if path.is_file() and path.name in {f"{i}.png" for i in LOAD_IDS}]
+    assert not left
+
+
+def test_a_full_queue_refuses_at_once_and_the_accepted_requests_complete(tiny, figures, tmp_path, monkeypatch):
+    """With one request running (held) and `max_queue=2` waiting, five more clients are refused at once with
+    Gradio's queue-full error; once the held one is released, the three accepted ones get their descriptions."""
+    from gradio_client import Client, handle_file
+
+    import patentlmm.demo.web as web
+    from patentlmm.inference.generation import generate_batch
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio-uploads"))
+    model, processor = tiny
+    in_flight = _InFlight(generate_batch)
+    in_flight.gate.clear()
+    monkeypatch.setattr(web, "generate_batch", in_flight)
+    app = build_app(model, processor, max_new_tokens=2, max_queue=2)
+    port = _launch(app)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "client"))
+    path = handle_file(str(figures[FIG8]["path"]))
+    try:
+        jobs = [client.submit(path, "brief", api_name="/describe")]
+        for _ in range(600):  # the first request reaches the model (60 s at most)
+            if in_flight.running:
+                break
+            time.sleep(0.1)
+        jobs += [client.submit(path, "brief", api_name="/describe") for _ in range(7)]
+        refused = []
+        for job in jobs[1:]:  # the queued ones stay pending, the refused ones end at once
+            with contextlib.suppress(Exception):
+                job.result(timeout=3)
+            if job.done():
+                refused.append(job)
+        in_flight.gate.set()
+        accepted = [job for job in jobs if job not in refused]
+        results = [job.result(timeout=120) for job in accepted]
+    finally:
+        in_flight.gate.set()
+        client.close()
+        app.close()
+    assert len(refused) == 5 and len(accepted) == 3
+    for job in refused:
+        with pytest.raises(Exception, match="(?i)queue is full"):
+            job.result(timeout=1)
+    assert len({result[0] for result in results}) == 1 and in_flight.peak == 1
