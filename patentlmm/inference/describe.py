@@ -39,7 +39,13 @@ from patentlmm.inference.generation import (
     generate_batch,
 )
 from patentlmm.inference.grounding import DEFAULT_GROUNDING, GROUNDINGS, GroundingLogitsProcessor
-from patentlmm.inference.inputs import check_image_files, check_max_new_tokens, check_output_file, output_lock
+from patentlmm.inference.inputs import (
+    check_dataset_path,
+    check_image_files,
+    check_max_new_tokens,
+    check_output_file,
+    output_lock,
+)
 from patentlmm.inference.loading import DTYPES, load_model_and_processor, resolve_dtype
 from processing import PatentLMMProcessor, build_prompt
 from processing.constants import DESCRIPTION_TYPES
@@ -288,7 +294,8 @@ def describe(
 
     Raises:
         InputError: an image path that is not a regular file (missing, a folder, a FIFO: checked by `stat`, nothing
-            is opened), an output that is not one, or `max_new_tokens` beyond what the model's decoder can hold.
+            is opened), a local dataset path or an output that is neither, or `max_new_tokens` beyond what the
+            model's decoder can hold.
         AlreadyRunningError: another `describe` is writing `options.output` (one writer per output).
     """
     if bool(options.images) == (options.dataset is not None):
@@ -296,6 +303,8 @@ def describe(
     if not isinstance(model, (str, os.PathLike)) and processor is None:
         raise ValueError("A loaded model needs its processor: pass processor=.")
     check_image_files(options.images)
+    if options.dataset is not None:
+        check_dataset_path(options.dataset)
     if options.output is not None:
         check_output_file(options.output)
     with output_lock(options.output) if options.output is not None else contextlib.nullcontext():

@@ -12,7 +12,14 @@ from dataset_builder.files import run_lock
 from processing import PatentLMMProcessor
 from processing.prompts import tokenize_prompt
 
-__all__ = ["InputError", "check_image_files", "check_max_new_tokens", "check_output_file", "output_lock"]
+__all__ = [
+    "InputError",
+    "check_dataset_path",
+    "check_image_files",
+    "check_max_new_tokens",
+    "check_output_file",
+    "output_lock",
+]
 
 
 
@@ -43,6 +50,13 @@ def check_image_files(paths: Iterable[str | os.PathLike]) -> None:
     bad = [f"{os.fspath(path)} ({reason})" for path in paths if (reason := _not_regular(Path(path))) is not None]
     if bad:
         raise InputError(f"Not image files: {', '.join(bad)}.")
+
+
+def check_dataset_path(dataset: str) -> None:
+    """Raises `InputError` when `dataset` names a local path that is neither a folder nor a regular file (a Hub id,
+    which names no local path, passes)."""
+    if os.path.lexists(dataset) and not os.path.isdir(dataset) and (reason := _not_regular(Path(dataset))):
+        raise InputError(f"The dataset {dataset} {reason}: give a datasets folder, a data file or a Hub id.")
 
 
 def check_output_file(path: str | os.PathLike) -> None:

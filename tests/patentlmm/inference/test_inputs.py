@@ -61,6 +61,9 @@ def test_fifos_folders_and_missing_files_among_the_images_are_refused_before_any
     outcome = _describe_in_thread(model, DescribeOptions(images=[good], output=fifo_output), processor=processor)
     message = f"The output {fifo_output} is a FIFO (named pipe), not a file: give a JSONL file path."
     assert str(outcome["error"]) == message
+    outcome = _describe_in_thread(model, DescribeOptions(dataset=str(fifo)), processor=processor)
+    assert str(outcome["error"]) == (f"The dataset {fifo} is a FIFO (named pipe), not a file: give a datasets "
+                                     "folder, a data file or a Hub id.")  # fmt: skip
     rows = _describe_in_thread(model, DescribeOptions(images=[good], output=output, max_new_tokens=1),
                                processor=processor)["rows"]  # fmt: skip
     assert [row["image_id"] for row in rows] == [IDS[0]]
