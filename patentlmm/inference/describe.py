@@ -46,7 +46,8 @@ from patentlmm.inference.inputs import (
     check_output_file,
     output_lock,
 )
-from patentlmm.inference.loading import DTYPES, load_model_and_processor, resolve_dtype
+from patentlmm.inference.loading import DTYPES, dtype_reason, load_model_and_processor, resolve_dtype
+from patentlmm.inference.precision import QUANTIZATIONS
 from processing import PatentLMMProcessor, build_prompt
 from processing.constants import DESCRIPTION_TYPES
 from processing.ocr import DEFAULT_OCR_ENGINE, OCR_ENGINES, OcrEngine, ocr_engine_from_dict
@@ -95,7 +96,15 @@ class DescribeOptions:
         help="--engine vllm: JSON keyword arguments of vllm.LLM, e.g. '{\"max_model_len\": 2048}'",
     )
     device: str | None = option(None, help="default: cuda if available, else cpu")
-    dtype: str = option("auto", choices=DTYPES)
+    dtype: str = option(
+        "auto",
+        choices=DTYPES,
+        help="auto: bfloat16 on a GPU, or on a CPU with native bfloat16 (AMX or AVX512-BF16); float32 on other CPUs "
+        "and for original_inference",
+    )
+    quantize: str = option(
+        QUANTIZATIONS[0], choices=QUANTIZATIONS, help="int8: weight-only int8 decoder on a CPU (torchao)"
+    )
     output: Path | None = option(None, help="append JSONL here (resumable) instead of printing")
     fidelity_ocr: str | dict | OcrEngine = option(
         DEFAULT_OCR_ENGINE,
@@ -252,9 +261,20 @@ def _load(model_name_or_path: str, options: DescribeOptions) -> tuple[Any, Paten
     if dtype == "auto" and options.prompt_format == ORIGINAL_INFERENCE:
         dtype = "float32"
     if options.engine == "vllm":
-        vllm_dtype = resolve_dtype("cuda" if torch.cuda.is_available() else "cpu", dtype)
-        return vllm_engine.load_vllm(model_name_or_path, vllm_dtype, **(options.vllm_args or {}))
-    return load_model_and_processor(model_name_or_path, options.device, dtype)
+        if options.quantize != "none":
+            raise ValueError("--quantize int8 is supported by the transformers engine only, not --engine vllm.")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        vllm_dtype = dtype if dtype != "auto" or device == "cuda" else "float32"  # vLLM's CPU runs as before
+        return vllm_engine.load_vllm(model_name_or_path, resolve_dtype(device, vllm_dtype), **(options.vllm_args or {}))
+    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    logger.info(
+        "describe: %s on %s, dtype %s, quantize %s",
+        options.engine,
+        device,
+        dtype_reason(device, dtype),
+        options.quantize,
+    )
+    return load_model_and_processor(model_name_or_path, device, dtype, options.quantize)
 
 
 def _pending_figures(options: DescribeOptions, done: set[str]) -> tuple[Iterable[Figure], int]:
@@ -302,6 +322,8 @@ def describe(
         raise ValueError("Pass either images or dataset.")
     if not isinstance(model, (str, os.PathLike)) and processor is None:
         raise ValueError("A loaded model needs its processor: pass processor=.")
+    if not isinstance(model, (str, os.PathLike)) and options.quantize != "none":
+        raise ValueError("quantize applies when describe loads the model (a loaded one: precision.quantize_decoder).")
     check_image_files(options.images)
     if options.dataset is not None:
         check_dataset_path(options.dataset)

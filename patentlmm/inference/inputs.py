@@ -22,7 +22,6 @@ __all__ = [
 ]
 
 
-
 class InputError(ValueError):
     """An input of `describe` that cannot be used (the command line prints it as a one-line error)."""
 

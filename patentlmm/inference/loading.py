@@ -7,34 +7,48 @@ from pathlib import Path
 import torch
 
 from modeling_patentlmm import PatentLMMForConditionalGeneration
+from patentlmm.inference.precision import check_quantize, cpu_flags, native_bf16_flag, quantize_decoder
 from processing import PatentLMMProcessor
 
-__all__ = ["DTYPES", "load_model_and_processor", "resolve_dtype"]
+__all__ = ["DTYPES", "dtype_reason", "load_model_and_processor", "resolve_dtype"]
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
-def resolve_dtype(device: str, dtype: str) -> str:
-    """`dtype`, or for `"auto"`: bfloat16 on a GPU that supports it, float16 on other GPUs, float32 on a CPU."""
+def resolve_dtype(device: str, dtype: str, flags: frozenset[str] | None = None) -> str:
+    """`dtype`, or for `"auto"`: bfloat16 on a GPU that supports it, float16 on other GPUs; on a CPU bfloat16 where
+    its `flags` (default: this CPU's) show native bfloat16 (`precision.BF16_CPU_FLAGS`), else float32."""
     if dtype != "auto":
         return dtype
     if device.startswith("cuda"):
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "float32"
+    return "bfloat16" if native_bf16_flag(cpu_flags() if flags is None else flags) else "float32"
+
+
+def dtype_reason(device: str, dtype: str, flags: frozenset[str] | None = None) -> str:
+    """The dtype `resolve_dtype` picks and why, for a log line: "bfloat16 (auto: the CPU has avx512_bf16)"."""
+    picked = resolve_dtype(device, dtype, flags)
+    if dtype != "auto":
+        return picked
+    if device.startswith("cuda"):
+        return f"{picked} (auto: {device})"
+    flag = native_bf16_flag(cpu_flags() if flags is None else flags)
+    return f"{picked} (auto: the CPU has {flag})" if flag else f"{picked} (auto: the CPU has no amx_bf16/avx512_bf16)"
 
 
 def load_model_and_processor(
-    model_name_or_path: str, device: str | None = None, dtype: str = "auto"
+    model_name_or_path: str, device: str | None = None, dtype: str = "auto", quantize: str = "none"
 ) -> tuple[PatentLMMForConditionalGeneration, PatentLMMProcessor]:
-    """The model (in eval mode, on `device`: default cuda if available, else cpu; dtype as `resolve_dtype`) and the
-    processor of a PatentLMM folder or Hub repo."""
-    _check_model_folder(model_name_or_path)
+    """The model (in eval mode, on `device`: default cuda if available, else cpu; dtype as `resolve_dtype`; the
+    decoder in weight-only int8 for `quantize` "int8", `precision.quantize_decoder`) and the processor of a PatentLMM
+    folder or Hub repo."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = PatentLMMForConditionalGeneration.from_pretrained(
-        model_name_or_path, dtype=getattr(torch, resolve_dtype(device, dtype))
-    )
+    dtype = resolve_dtype(device, dtype)
+    check_quantize(quantize, device, dtype)
+    _check_model_folder(model_name_or_path)
+    model = PatentLMMForConditionalGeneration.from_pretrained(model_name_or_path, dtype=getattr(torch, dtype))
     processor = PatentLMMProcessor.from_pretrained(model_name_or_path)
-    return model.to(device).eval(), processor
+    return quantize_decoder(model.to(device).eval(), quantize), processor
 
 
 def _check_model_folder(model_name_or_path: str) -> None:
