@@ -73,7 +73,7 @@ class PatentMMEConfig(LayoutLMv3Config):
         self.loss_weights = {task: 1.0 for task in TASKS} | dict(loss_weights or {})
         self.loss_normalisation = loss_normalisation
         self.tna_temperature = tna_temperature
-        self._validate()
+        self.validate()
 
     @property
     def num_patches(self) -> int:
@@ -85,7 +85,7 @@ class PatentMMEConfig(LayoutLMv3Config):
         """The tasks with a non-zero loss weight, in `TASKS` order."""
         return tuple(task for task in TASKS if self.loss_weights[task] != 0)
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         """Raises `ValueError` naming the first setting that is out of range."""
         if self.mim_strategy not in MIM_STRATEGIES:
             raise ValueError(f"mim_strategy must be one of {MIM_STRATEGIES}, got {self.mim_strategy!r}.")

@@ -57,7 +57,7 @@ TAMING_PREFIXES = ("encoder.", "quant_conv.", "quantize.")
 def figure_pixel_values(images: list[Image.Image], image_size: int) -> torch.FloatTensor:
     """The figures as PatentMME pretraining sees them, `(B, 3, image_size, image_size)` in [-1, 1]: RGB, resized
     (bilinear, no padding) and normalised with mean = std = 0.5 by `LayoutLMv3ImageProcessor`, as the authors feed
-    both the encoder and the VQGAN (`PatentMME/model.py:9,17,42`, `patentmme_layoutlmv3.py:892`)."""
+    both the encoder and the VQGAN (`PatentMME/model.py:9,17,45`, `patentmme_layoutlmv3.py:892`)."""
     processor = LayoutLMv3ImageProcessor(apply_ocr=False, size={"height": image_size, "width": image_size})
     return processor([image.convert("RGB") for image in images], return_tensors="pt")["pixel_values"]
 

@@ -1,8 +1,14 @@
 """PatentLMM (arXiv 2501.15074), Hugging Face-native; importing it registers PatentLMM with the Auto classes."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoModelForPreTraining, AutoProcessor
 
-from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration, PatentLMMModel
+from modeling_patentlmm import (
+    PatentLMMConfig,
+    PatentLMMForConditionalGeneration,
+    PatentLMMModel,
+    PatentMMEConfig,
+    PatentMMEForPreTraining,
+)
 from processing import PatentLMMProcessor
 
 __all__ = ["PatentLMMConfig", "PatentLMMForConditionalGeneration", "PatentLMMModel", "PatentLMMProcessor"]
@@ -14,3 +20,5 @@ AutoConfig.register(PatentLMMConfig.model_type, PatentLMMConfig, exist_ok=True)
 AutoModel.register(PatentLMMConfig, PatentLMMModel, exist_ok=True)
 AutoModelForImageTextToText.register(PatentLMMConfig, PatentLMMForConditionalGeneration, exist_ok=True)
 AutoProcessor.register(PatentLMMConfig, PatentLMMProcessor, exist_ok=True)
+AutoConfig.register(PatentMMEConfig.model_type, PatentMMEConfig, exist_ok=True)
+AutoModelForPreTraining.register(PatentMMEConfig, PatentMMEForPreTraining, exist_ok=True)

@@ -26,6 +26,10 @@ COMMANDS = {
     "ocr": Command("patentlmm.cli.ocr", "what an OCR engine reads on figures: words and 0-1000 boxes"),
     "eval": Command("patentlmm.cli.eval", "score descriptions: the paper's metrics and reference-numeral fidelity"),
     "train": Command("patentlmm.cli.train", "train PatentLMM (stage 1 or 2) from a YAML recipe"),
+    "pretrain": Command("patentlmm.cli.pretrain", "pretrain the PatentMME encoder (MLM, MIM, PCH, TNA) from a recipe"),
+    "convert-patentmme": Command(
+        "patentlmm.cli.convert_patentmme", "convert the authors' PatentMME checkpoint (heads, VQGAN) to HF folders"
+    ),
     "dataset": Command("patentlmm.cli.dataset", "PatentDesc-355k: download, ocr, build, export-llava, all"),
     "push": Command("patentlmm.cli.push", "publish a model folder (with its card) or the built dataset to a Hub"),
     "demo": Command(
