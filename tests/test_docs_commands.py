@@ -99,6 +99,18 @@ def _parse_only(run):
     raise AssertionError("the program returned without parsing its arguments")
 
 
+def _accelerate_launch(argv: list[str]) -> argparse.Namespace:
+    """A documented `accelerate launch` command parsed by accelerate, its config file checked."""
+    from accelerate.commands.launch import launch_command_parser
+
+    launch = launch_command_parser().parse_args(argv[2:])
+    assert (REPO / launch.config_file).is_file(), launch.config_file
+    assert isinstance(yaml.safe_load((REPO / launch.config_file).read_text()), dict)
+    launched = [launch.training_script, *launch.training_script_args[:1]]
+    assert launched[0] == "train_sft.py" or launched == ["patentlmm.cli", "pretrain"], launched
+    return launch
+
+
 def _train_argvs(argv: list[str]) -> list[list[str]]:
     """The `train_sft.py` argument lists a documented command runs (none for other programs)."""
     if argv[:2] == ["python", "train_sft.py"]:
@@ -106,26 +118,47 @@ def _train_argvs(argv: list[str]) -> list[list[str]]:
     if argv[:2] == ["patentlmm", "train"]:
         return [["--config", argv[2], *argv[3:]]]
     if argv[:2] == ["accelerate", "launch"]:
-        from accelerate.commands.launch import launch_command_parser
-
-        launch = launch_command_parser().parse_args(argv[2:])
-        assert (REPO / launch.config_file).is_file(), launch.config_file
-        assert isinstance(yaml.safe_load((REPO / launch.config_file).read_text()), dict)
-        assert launch.training_script == "train_sft.py", launch.training_script
-        return [launch.training_script_args]
+        launch = _accelerate_launch(argv)
+        return [launch.training_script_args] if launch.training_script == "train_sft.py" else []
     return []
+
+
+def _pretrain_argvs(argv: list[str]) -> list[list[str]]:
+    """The `patentlmm pretrain` argument lists (the recipe as `--config`) a documented command runs."""
+    if argv[:2] == ["patentlmm", "pretrain"]:
+        return [["--config", argv[2], *argv[3:]]]
+    if argv[:2] == ["accelerate", "launch"]:
+        launch = _accelerate_launch(argv)
+        if launch.training_script == "patentlmm.cli":
+            assert launch.module, "patentlmm.cli runs as a module (-m)"
+            return [["--config", *launch.training_script_args[1:]]]
+    return []
+
+
+def _parse_in_subprocess(script: str, argvs: dict[str, list[str]]) -> dict[str, dict]:
+    """Each argument list parsed by `script` in one subprocess (TrainingArguments sets process state: accelerate's,
+    environment variables), keyed like `argvs`."""
+    result = subprocess.run([sys.executable, str(SCRIPTS / script)], input=json.dumps(list(argvs.values())),
+                            cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(zip(argvs, json.loads(result.stdout.strip().splitlines()[-1])))
 
 
 @pytest.fixture(scope="module")
 def parsed_training() -> dict[str, dict]:
-    """Every documented `train_sft.py` command line, parsed by TrlParser in one subprocess (TrainingArguments sets
-    process state: accelerate's, environment variables)."""
-    argvs = {where: train for where, argv in COMMANDS for train in _train_argvs(argv)}
-    result = subprocess.run([sys.executable, str(SCRIPTS / "parse_train_commands.py")],
-                            input=json.dumps(list(argvs.values())), cwd=REPO, capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return dict(zip(argvs, json.loads(result.stdout.strip().splitlines()[-1])))
+    """Every documented `train_sft.py` command line, parsed by TrlParser."""
+    return _parse_in_subprocess(
+        "parse_train_commands.py", {where: train for where, argv in COMMANDS for train in _train_argvs(argv)}
+    )
+
+
+@pytest.fixture(scope="module")
+def parsed_pretraining() -> dict[str, dict]:
+    """Every documented `patentlmm pretrain` command line, parsed by `patentlmm.pretraining.parse_arguments`."""
+    return _parse_in_subprocess(
+        "parse_pretrain_commands.py", {where: args for where, argv in COMMANDS for args in _pretrain_argvs(argv)}
+    )
 
 
 # The figure a documented `$(base64 -w0 FIGURE.png)` encodes, and what the test server gets
@@ -179,17 +212,20 @@ def test_the_docs_show_the_commands_this_file_knows():
     known = {"patentlmm", "accelerate", "bash scripts/install.sh", "bash scripts/test.sh", "pip install",
              "pip uninstall", "python3 -m venv", "vllm", "curl", "python train_sft.py",
              "python benchmarks/bench_processor.py", "python benchmarks/bench_train.py",
-             "python benchmarks/bench_ocr_quality.py"}  # fmt: skip
+             "python benchmarks/bench_ocr_quality.py", "python benchmarks/bench_pretrain.py"}  # fmt: skip
     assert programs <= known, programs - known
     assert any(argv[:4] == ["accelerate", "launch", "--config_file", "recipes/accelerate/deepspeed_zero2.yaml"]
                and argv[4:6] == ["train_sft.py", "recipes/stage2_brief.yaml"] for _, argv in COMMANDS)  # fmt: skip
+    assert any(argv[:2] == ["patentlmm", "pretrain"] for _, argv in COMMANDS)
+    assert any(argv[-2:] == ["patentlmm.cli", "pretrain"] or "pretrain" in argv[:9] and argv[0] == "accelerate"
+               for _, argv in COMMANDS)  # fmt: skip
     # The multi-line request is one command, its JSON body one word.
     assert sum(argv[0] == "curl" for _, argv in COMMANDS) == 1
     assert any(argv[:3] == ["patentlmm", "describe", "--engine"] and argv[3] == "vllm" for _, argv in COMMANDS)
 
 
 @pytest.mark.parametrize("where, argv", COMMANDS, ids=[where for where, _ in COMMANDS])
-def test_documented_command(where, argv, parsed_training, request):
+def test_documented_command(where, argv, parsed_training, parsed_pretraining, request):
     if argv[0] == "bash":
         script = REPO / argv[1]
         assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0, where
@@ -243,3 +279,7 @@ def test_documented_command(where, argv, parsed_training, request):
         assert parsed["output_dir"] == argv[argv.index("--output_dir") + 1]
         recipe = next(arg for arg in argv if arg.startswith("recipes/stage"))
         assert parsed["stage"] == int(Path(recipe).name[5]), recipe
+    for parsed in (parsed_pretraining[where],) if where in parsed_pretraining else ():
+        assert "error" not in parsed, f"{where}: {parsed.get('error')}"
+        assert parsed["output_dir"] == argv[argv.index("--output_dir") + 1]
+        assert parsed["dataset_name"] == argv[argv.index("--dataset_name") + 1]
