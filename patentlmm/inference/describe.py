@@ -198,7 +198,9 @@ def iter_descriptions(
     max_new_tokens = options.max_new_tokens or default_max_new_tokens(processor, prompt, options.prompt_format)
     if isinstance(model, torch.nn.Module):
         positions = model.config.get_text_config().max_position_embeddings
-        check_max_new_tokens(positions, processor, prompt, max_new_tokens)
+    else:  # a vllm.LLM: the sequence length its engine was built for
+        positions = model.model_config.max_model_len
+    check_max_new_tokens(positions, processor, prompt, max_new_tokens)
     pad_to_square = False if options.prompt_format == ORIGINAL_INFERENCE else None
     generate = _batch_generator(model, options)
     fidelity_engine = ocr_engine_from_dict(options.fidelity_ocr)

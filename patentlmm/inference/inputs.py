@@ -75,7 +75,8 @@ def output_lock(path: str | os.PathLike) -> Iterator[None]:
 
 def check_max_new_tokens(max_position_embeddings: int, processor: PatentLMMProcessor, prompt: str, value: int) -> None:
     """Raises `InputError` naming the option when `value` new tokens cannot fit: the decoder holds
-    `max_position_embeddings` positions and the shortest prompt (a figure without OCR) takes some of them."""
+    `max_position_embeddings` positions (with vLLM, its engine's `max_model_len`) and the shortest prompt (a figure
+    without OCR) takes some of them."""
     text = len(tokenize_prompt(processor.tokenizer, prompt, processor.image_token)) - 1  # the image token expanded
     shortest = text + processor.num_image_features(0)
     room = max_position_embeddings - shortest
