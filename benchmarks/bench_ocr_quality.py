@@ -12,7 +12,7 @@ not on their sheet (checked by eye), so the `drawn` column is recall on what an 
 
 Rows, one process, each figure through every row in turn:
 1. `paper's path`: `LayoutLMv3ImageProcessor(apply_ocr=True)`'s Tesseract (default page segmentation) = the
-   `tesseract` engine (`processing.ocr.run_tesseract`), the baseline of every ratio;
+   `tesseract` engine (`processing.ocr_tesseract.run_tesseract`), the baseline of every ratio;
 2. `tesseract --psm 11`: Tesseract's sparse-text mode;
 3. `RapidOCR() stock`: rapidocr-onnxruntime's own pipeline with its defaults (for where its time goes);
 4. `rapidocr`, 5. `drawing`: the engines (`processing.ocr_rapidocr`, `processing.ocr_drawing`), one ONNX thread;
@@ -52,7 +52,7 @@ from dataset_builder.ocr import run_ocr  # noqa: E402
 from dataset_builder.options import OcrOptions  # noqa: E402
 from patentlmm.assets import FIGURES  # noqa: E402
 from patentlmm.evaluation.numerals import extract_references  # noqa: E402
-from processing.ocr import load_ocr_engine  # noqa: E402
+from processing.ocr_engines import load_ocr_engine  # noqa: E402
 
 # Cited in the figure's brief description but not drawn on its sheet (looked for by eye on each sheet).
 NOT_DRAWN = {

@@ -13,7 +13,7 @@ Rows (images per second, one figure per call, ratios against the first row):
    original: `OMP_THREAD_LIMIT` is removed from the environment for this row (Tesseract reads it when it starts).
 2. `original, OMP_THREAD_LIMIT=1`: the same code with Tesseract on one thread, to show how much of the gap is
    Tesseract's threading alone.
-3. `processor, Tesseract`: `processor(images=path, text=prompt)`; `processing.ocr.run_tesseract` sets
+3. `processor, Tesseract`: `processor(images=path, text=prompt)`; `processing.ocr_tesseract.run_tesseract` sets
    `OMP_THREAD_LIMIT=1` unless the environment already sets it (the benchmark restores the caller's value).
 4. `processor, ocr_words/ocr_boxes`: the same with the words and boxes of row 1's OCR pass (no Tesseract).
 5. `processor, ocr= token ids`: the same with row 1's token ids in the official `ocr.json` shape

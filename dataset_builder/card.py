@@ -25,7 +25,7 @@ Built with `python -m dataset_builder build` of the PatentLMM Hugging Face port.
 - `brief` and `detailed`: one row per figure whose description of that type is not empty (as in the original).
 - Columns: `image_id` (`<publication>__<figure>`), `patent_id`, `figure`, `image` (PNG), `description`,
   `ocr_words` and `ocr_boxes` (OCR words and 0-1000 boxes){official}.
-- OCR: {ocr} (`processing.ocr`; also in each Parquet file's schema metadata, key `patentlmm_ocr`).
+- OCR: {ocr} (`processing.ocr_engines`; also in each Parquet file's schema metadata, key `patentlmm_ocr`).
 
 ```python
 from datasets import load_dataset

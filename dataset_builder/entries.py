@@ -164,9 +164,9 @@ def iter_official_ocr(
     ocr_json_path: str | os.PathLike, report: ReportWriter | None = None
 ) -> Iterator[tuple[str, list[int], list[list[int]]]]:
     """Streams the official `ocr.json` as `(image_id, token ids, boxes)`, unpadded and truncated to the OCR
-    encoder's length like the original (`processing.ocr.ocr_tokens_from_official`); malformed entries
+    encoder's length like the original (`processing.ocr_tokens.ocr_tokens_from_official`); malformed entries
     (`_check_official_entry`) are reported by id."""
-    from processing.ocr import ocr_tokens_from_official  # imports transformers: only when OCR is read
+    from processing.ocr_tokens import ocr_tokens_from_official
 
     for item in iter_object_entries(open_text(ocr_json_path), str(ocr_json_path)):
         key, entry = (item.key, None) if isinstance(item, BadEntry) else item
@@ -228,7 +228,7 @@ def _only(batch: list, field: str) -> list:
 
 
 def _validate_ocr_line(entry: Any) -> tuple[str, list[str], list[list[int]]]:
-    from processing.ocr import validate_boxes  # imports transformers: only when OCR is read
+    from processing.ocr_tokens import validate_boxes
 
     if not isinstance(entry, dict) or not isinstance(entry.get("image_id"), str):
         raise ValueError("not an object with a string 'image_id'")

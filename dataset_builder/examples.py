@@ -42,7 +42,7 @@ def iter_examples(
     """
     layout = DatasetLayout(Path(root), options.ocr_engine)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=".patentdesc-work-") as tmp:
-        tesseract, official = _index_ocr(layout, Path(tmp), report)
+        ocr_index, official = _index_ocr(layout, Path(tmp), report)
         assigner = SplitAssigner(layout.split_dir, tmp, options.ratios, options.seed, report)
         seen = DiskMap(Path(tmp) / "seen.sqlite")
         records = tqdm(iter_records(layout.json_path, report, seen), desc="build", unit=" entries",
@@ -57,14 +57,14 @@ def iter_examples(
                 else:  # rows go out while the workers check the rest of the batch
                     prepared = map(_prepared, pool.map_in_order(prepare_image, arguments))
                 for (record, split, kept), image in zip(batch, prepared):
-                    row = _row(record, image, tesseract, official, options, report)
+                    row = _row(record, image, ocr_index, official, options, report)
                     for config in kept if row is not None else ():
                         yield config, split, {**row, "description": record.description(config)}
         finally:
             if pool is not None:
                 pool.close()
         assigner.report_unused(seen)
-        for index in (tesseract, official, seen, assigner):
+        for index in (ocr_index, official, seen, assigner):
             if index is not None:
                 index.close()
 
@@ -97,15 +97,15 @@ def _batched(items: Iterable, size: int) -> Iterator[list]:
 
 def _index_ocr(layout: DatasetLayout, work_dir: Path, report: ReportWriter | None) -> tuple[DiskMap, DiskMap | None]:
     """OCR cache and official ocr.json -> `DiskMap`s image id -> JSON `[words, boxes]` / `[ids, boxes]`."""
-    tesseract = DiskMap(work_dir / "ocr_cache.sqlite")
+    ocr_index = DiskMap(work_dir / "ocr_cache.sqlite")
     for image_id, words, boxes in iter_ocr_cache(layout.ocr_cache_paths, report):
-        tesseract[image_id] = json.dumps([words, boxes])  # a later line (rerun, other shard) wins
+        ocr_index[image_id] = json.dumps([words, boxes])  # a later line (rerun, other shard) wins
     official = None
     if layout.official_ocr_path.is_file():
         official = DiskMap(work_dir / "official_ocr.sqlite")
         for image_id, ids, boxes in iter_official_ocr(layout.official_ocr_path, report):
             official[image_id] = json.dumps([ids, boxes])
-    return tesseract, official
+    return ocr_index, official
 
 
 def _prepared(outcome: PreparedImage | WorkerDiedError) -> PreparedImage:
@@ -115,7 +115,7 @@ def _prepared(outcome: PreparedImage | WorkerDiedError) -> PreparedImage:
 def _row(
     record: Record,
     image: PreparedImage,
-    tesseract: DiskMap,
+    ocr_index: DiskMap,
     official: DiskMap | None,
     options: BuildOptions,
     report: ReportWriter | None,
@@ -125,7 +125,7 @@ def _row(
         if report is not None:
             report.add(record.image_id, image.error, action="rejected")
         return None
-    words_boxes = tesseract.get(record.image_id)
+    words_boxes = ocr_index.get(record.image_id)
     ids_boxes = official.get(record.image_id) if official is not None else None
     if words_boxes is None and ids_boxes is None and not options.allow_missing_ocr:
         if report is not None:

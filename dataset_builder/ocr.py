@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterable
@@ -13,19 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytesseract
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from processing.images import ImageTooLargeError, load_image
-from processing.ocr import (
-    TESSERACT_INSTALL_HINT,
-    OcrEngine,
-    TesseractEngine,
-    TesseractNotAvailableError,
-    ocr_engine_from_dict,
-)
+from processing.ocr_engine import OcrEngine, OcrTimeoutError, OcrWords, TesseractNotAvailableError
+from processing.ocr_engines import ocr_engine_from_dict
+from processing.ocr_tesseract import TesseractEngine, TesseractFailedError
 
+from .deadline import CallDiedError, DeadlineExceededError, call_with_deadline
 from .files import atomic_write, run_lock
 from .ids import InvalidImageIdError, validate_image_id
 from .jsonl import JsonlAppender, complete_lines
@@ -36,14 +31,7 @@ from .pool import ResilientPool, WorkerDiedError
 from .reports import ReportWriter, permanent_failures
 from .sharding import shard_label, shard_of, sharded_name
 
-try:  # transformers >= 5 (the PIL backend); the same import as processing.ocr
-    from transformers.models.layoutlmv3.image_processing_pil_layoutlmv3 import normalize_box
-except ImportError:  # transformers 4.x
-    from transformers.models.layoutlmv3.image_processing_layoutlmv3 import normalize_box
-
-__all__ = ["OcrSummary", "ocr_root", "read_ocr_cache", "run_ocr"]
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+__all__ = ["OcrSummary", "ocr_root", "run_ocr"]
 
 
 @dataclass
@@ -72,15 +60,6 @@ def _cache_files(cache_path_or_folder: str | os.PathLike) -> list[Path]:
     return sorted(path.glob(f"{CACHE_STEM}*.jsonl")) if path.is_dir() else [path]
 
 
-def read_ocr_cache(cache_path_or_folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """image id -> `{"words", "boxes", "width", "height"}`, from one cache file or every `ocr_cache*.jsonl` of a
-    folder (all shards). Unparsable lines are ignored; an id found twice keeps its last entry."""
-    cache: dict[str, dict[str, Any]] = {}
-    for entry in _cache_entries(cache_path_or_folder):
-        cache[entry.pop("image_id")] = entry
-    return cache
-
-
 def _cache_entries(cache_path_or_folder: str | os.PathLike) -> Iterable[dict[str, Any]]:
     """The complete entries (objects with a string `image_id`) of the cache files (`_cache_files`)."""
     for path in _cache_files(cache_path_or_folder):
@@ -89,34 +68,33 @@ def _cache_entries(cache_path_or_folder: str | os.PathLike) -> Iterable[dict[str
                 yield entry
 
 
-def _is_bilevel_png(path: str) -> bool:
-    """A 1-bit greyscale PNG (how USPTO drawing sheets come), read from its IHDR chunk.
-
-    `run_tesseract` gets such a figure as RGB, which pytesseract writes to a temporary PNG of 3 bytes a pixel for
-    Tesseract to read back; Tesseract reads the 1-bit file to the same black and white pixels (its greyscale of
-    (v, v, v) is v), so the words and boxes are the same (tested on the real figures), without that detour.
-    """
-    with open(path, "rb") as handle:
-        head = handle.read(26)  # signature (8), IHDR length and type (8), width, height, bit depth, colour type
-    return len(head) == 26 and head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR" and head[24:26] == b"\x01\x00"
-
-
-def _init_worker() -> None:
-    os.environ["OMP_THREAD_LIMIT"] = "1"  # read by each tesseract process this worker starts
-
-
 @functools.lru_cache(maxsize=2)
 def _worker_engine(spec: str) -> OcrEngine:
-    """The engine of a JSON `engine.to_dict()`, built once per worker process (its models load once)."""
-    return ocr_engine_from_dict(json.loads(spec))
+    """The engine of a JSON `engine.to_dict()`, built once per worker process, its models loaded (the processes
+    forked for each figure share them)."""
+    engine = ocr_engine_from_dict(json.loads(spec))
+    engine.warm_up()
+    return engine
+
+
+def _read(engine: OcrEngine, path: str, image: Image.Image, timeout: float) -> OcrWords:
+    """The engine's words and boxes of the figure, bounded by `timeout`: Tesseract is a process of its own that
+    pytesseract stops at the limit (it reads a 1-bit PNG from its `path`); any other engine runs in a process forked
+    for the figure and killed at the limit (`call_with_deadline`)."""
+    if isinstance(engine, TesseractEngine):
+        return engine(path, timeout=timeout)
+    try:
+        return call_with_deadline(engine, image, seconds=timeout)
+    except DeadlineExceededError:
+        raise OcrTimeoutError(f"{engine.name} OCR timed out after {timeout:g} s (its process was stopped)") from None
 
 
 def _ocr_figure(
     image_id: str, path: str, timeout: float, max_pixels: int | None, engine_spec: str = '{"engine": "tesseract"}'
 ) -> tuple[str, Any, bool]:
     """In a worker: `("ok", cache entry, False)` or `("error", reason, permanent)`; a permanent failure (the image
-    itself) is not retried by a plain rerun, a transient one (the engine's) is. Missing Tesseract (or a missing
-    optional engine) is raised."""
+    itself) is not retried by a plain rerun, a transient one (the engine's, a timeout) is. Missing Tesseract (or a
+    missing optional engine) is raised."""
     name = f"{Path(path).parent.name}/{Path(path).name}"
     try:
         image = load_image(path, max_pixels)
@@ -129,45 +107,18 @@ def _ocr_figure(
     except Exception as error:  # noqa: BLE001 (a damaged file: whatever its decoder raises)
         return "error", f"unreadable image {name}: {type(error).__name__}: {error}", True
     engine = _worker_engine(engine_spec)
-    width, height = image.size
-    if not isinstance(engine, TesseractEngine):
-        try:
-            words, boxes = engine(image)
-        except ImportError:
-            raise
-        except Exception as error:  # noqa: BLE001 (one figure an engine cannot read is reported; the run goes on)
-            return "error", f"{engine.name} OCR failed: {type(error).__name__}: {error}", False
-        return "ok", {"image_id": image_id, "words": words, "boxes": boxes, "width": width, "height": height}, False
-    # The OCR of transformers' `apply_tesseract` (what `processing.ocr.run_tesseract` calls), plus `timeout`. A 1-bit
-    # PNG is given to Tesseract as its file, not re-encoded from RGB: the same pixels, half the time.
-    source = path if _is_bilevel_png(path) else image
     try:
-        data = pytesseract.image_to_data(
-            source, lang=engine.lang, output_type="dict", config=engine.config, timeout=timeout
-        )
-    except pytesseract.TesseractNotFoundError as error:
-        raise TesseractNotAvailableError(TESSERACT_INSTALL_HINT) from error
-    except pytesseract.TesseractError as error:  # a RuntimeError too: caught before the timeout below
-        return "error", _tesseract_failure(error), False
-    except RuntimeError as error:  # pytesseract's own RuntimeError: 'Tesseract process timeout'
-        return "error", f"tesseract timed out after {timeout:g} s ({error})", False
-    words, boxes = [], []
-    for word, x, y, w, h in zip(data["text"], data["left"], data["top"], data["width"], data["height"]):
-        if word.strip():
-            words.append(word)
-            boxes.append(normalize_box([x, y, x + w, y + h], width, height))
-    return "ok", {"image_id": image_id, "words": words, "boxes": boxes, "width": width, "height": height}, False
-
-
-def _tesseract_failure(error: pytesseract.TesseractError) -> str:
-    """The reason of a failed Tesseract run: the signal that killed it, or its exit status and message."""
-    if isinstance(error.status, int) and error.status < 0:
-        try:
-            name = signal.Signals(-error.status).name
-        except ValueError:
-            name = f"signal {-error.status}"
-        return f"tesseract was killed by {name}" + (f": {error.message}" if error.message else "")
-    return f"tesseract failed (exit status {error.status}): {error.message or 'no message'}"
+        words, boxes = _read(engine, path, image, timeout)
+    except (ImportError, TesseractNotAvailableError):
+        raise
+    except (OcrTimeoutError, TesseractFailedError) as error:
+        return "error", str(error), False
+    except CallDiedError as error:
+        return "error", f"{engine.name} OCR failed: {error}", False
+    except Exception as error:  # noqa: BLE001 (one figure an engine cannot read is reported; the run goes on)
+        return "error", f"{engine.name} OCR failed: {type(error).__name__}: {error}", False
+    entry = {"image_id": image_id, "words": words, "boxes": boxes, "width": image.width, "height": image.height}
+    return "ok", entry, False
 
 
 def _default_workers() -> int:
@@ -253,7 +204,7 @@ def _ocr_in_pool(
     )
     label = shard_label("ocr", options.num_shards, options.shard_index)
     with (
-        ResilientPool(workers, initializer=_init_worker) as pool,
+        ResilientPool(workers) as pool,
         JsonlAppender(cache_path) as cache,
         tqdm(total=len(todo), unit="img", desc=label) as progress,
     ):

@@ -20,7 +20,7 @@ def engine_of_folder(folder: Path) -> dict[str, Any] | None:
         return json.loads((folder / ENGINE_FILE).read_text(encoding="utf-8"))
     if not any(folder.glob(f"{CACHE_STEM}*.jsonl")):
         return None
-    from processing.ocr import TesseractEngine  # transformers: only for a cache made before engines were keyed
+    from processing.ocr_tesseract import TesseractEngine  # transformers: only for a cache made before engines
 
     return TesseractEngine().to_dict()
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from patentlmm.cli.options import at_least, check_options, option
 from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
-from processing.ocr import DEFAULT_OCR_ENGINE, OCR_ENGINES, OcrEngine
+from processing.ocr_engine import OcrEngine
+from processing.ocr_engines import DEFAULT_OCR_ENGINE, OCR_ENGINES
 
 from .sharding import check_shard
 from .splits import DEFAULT_RATIOS, parse_ratios
@@ -54,7 +55,7 @@ class DownloadOptions(_ShardedOptions):
 class OcrOptions(_ShardedOptions):
     """ocr: OCR the figures (--engine drawing|tesseract|rapidocr) into a words + boxes cache (resumable, sharded).
 
-    `engine` is a name of `processing.ocr.OCR_ENGINES`, an engine's `to_dict()` or an engine."""
+    `engine` is a name of `processing.ocr_engines.OCR_ENGINES`, an engine's `to_dict()` or an engine."""
 
     engine: str | dict | OcrEngine = option(
         DEFAULT_OCR_ENGINE,

@@ -10,8 +10,18 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image
 
-from .ocr import OcrEngine, OcrWords, normalize_boxes
-from .ocr_rapidocr import PPOcrModels, as_bgr_array, crop, import_cv2, pp_ocr_models, read_lines
+from .ocr_engine import OcrEngine, OcrSettingError, OcrWords, Setting, normalize_boxes
+from .ocr_pp import (
+    CONFIDENCE,
+    DETECTOR_SIDE,
+    THREADS,
+    PPOcrModels,
+    as_bgr_array,
+    crop,
+    import_cv2,
+    pp_ocr_models,
+    read_lines,
+)
 
 __all__ = ["DrawingEngine", "find_glyphs", "group_glyphs", "map_box_back"]
 
@@ -94,6 +104,17 @@ class DrawingEngine(OcrEngine):
     onnxruntime intra-op threads."""
 
     name: ClassVar[str] = "drawing"
+    summary: ClassVar[str] = (
+        "patent drawings: landscape sheets turned upright, isolated reference numerals + PP-OCR text lines"
+    )
+    ranges: ClassVar[dict] = {
+        "min_glyph": Setting(int, 2, 1000),
+        "max_glyph": Setting(int, 2, 10_000),
+        "min_numeral_confidence": CONFIDENCE,
+        "det_side": DETECTOR_SIDE,
+        "min_line_confidence": CONFIDENCE,
+        "threads": THREADS,
+    }
     min_glyph: int = 14
     max_glyph: int = 90
     min_numeral_confidence: float = 0.8
@@ -102,7 +123,21 @@ class DrawingEngine(OcrEngine):
     detect_orientation: bool = True
     threads: int = 1
 
-    def __call__(self, image: Image.Image) -> OcrWords:
+    def check_settings(self) -> None:
+        if self.max_glyph < self.min_glyph:
+            raise OcrSettingError(
+                f"The drawing OCR engine's settings min_glyph={self.min_glyph} and max_glyph={self.max_glyph}: "
+                "max_glyph must be at least min_glyph."
+            )
+        if not isinstance(self.detect_orientation, bool):
+            raise OcrSettingError(
+                f"The drawing OCR engine's setting detect_orientation={self.detect_orientation!r} is not true/false."
+            )
+
+    def warm_up(self) -> None:
+        pp_ocr_models(self.threads)
+
+    def read(self, image: Image.Image) -> OcrWords:
         models = pp_ocr_models(self.threads)
         sheet = as_bgr_array(image)
         ink = np.asarray(image.convert("L")) < 128

@@ -11,7 +11,7 @@ from typing import Any
 from PIL import Image
 
 from .images import load_image
-from .ocr import OcrTokens, ocr_tokens_from_official, tokenize_ocr
+from .ocr_tokens import OcrTokens, ocr_tokens_from_official, tokenize_ocr
 
 __all__ = ["FigureError", "PreparedFigure", "prepare_figures"]
 

@@ -36,6 +36,6 @@ if [ "$#" -gt 0 ]; then
 else
     # The vLLM tests in a pytest process of their own: after the rest of the suite in one process, their vLLM
     # subprocesses stalled past their timeouts in one full CI run (they pass alone and after the training tests).
-    "$python" -m pytest --ignore tests/patentlmm/inference/test_vllm_engine.py
-    "$python" -m pytest tests/patentlmm/inference/test_vllm_engine.py
+    "$python" -m pytest --ignore tests/patentlmm/inference/test_vllm_backend.py
+    "$python" -m pytest tests/patentlmm/inference/test_vllm_backend.py
 fi

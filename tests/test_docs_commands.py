@@ -162,7 +162,7 @@ def parsed_pretraining() -> dict[str, dict]:
 
 
 # The figure a documented `$(base64 -w0 FIGURE.png)` encodes, and what the test server gets
-# (tests/patentlmm/inference/test_vllm_engine.py: `_post` sends JSON to
+# (tests/patentlmm/inference/test_vllm_backend.py: `_post` sends JSON to
 # http://127.0.0.1:PORT/v1/chat/completions as a POST with this header).
 FIGURE = FIGURES / "US20250204297A1__8.png"
 CHAT_URL_PATH = "/v1/chat/completions"
@@ -221,7 +221,7 @@ def test_the_docs_show_the_commands_this_file_knows():
                for _, argv in COMMANDS)  # fmt: skip
     # The multi-line request is one command, its JSON body one word.
     assert sum(argv[0] == "curl" for _, argv in COMMANDS) == 1
-    assert any(argv[:3] == ["patentlmm", "describe", "--engine"] and argv[3] == "vllm" for _, argv in COMMANDS)
+    assert any(argv[:3] == ["patentlmm", "describe", "--backend"] and argv[3] == "vllm" for _, argv in COMMANDS)
 
 
 @pytest.mark.parametrize("where, argv", COMMANDS, ids=[where for where, _ in COMMANDS])

@@ -9,7 +9,7 @@ from transformers import GenerationConfig, LayoutLMv3Config, LayoutLMv3ImageProc
 from modeling_patentlmm import PatentLMMConfig
 from processing import PatentLMMProcessor
 from processing.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MAX_OCR_TOKENS
-from processing.ocr import DEFAULT_OCR_ENGINE
+from processing.ocr_engines import DEFAULT_OCR_ENGINE
 
 __all__ = [
     "DEFAULT_MAX_NEW_TOKENS",

@@ -26,7 +26,7 @@ from patentlmm.assembly.original import (
 from patentlmm.assembly.weights import cast, checked_state_dict, cover_vocabulary, embeddings, merge_lora
 from processing import PatentLMMProcessor
 from processing.constants import DEFAULT_IMAGE_TOKEN
-from processing.ocr import PAPER_OCR_ENGINE
+from processing.ocr_engines import PAPER_OCR_ENGINE
 
 __all__ = ["DEFAULT_DTYPE", "DEFAULT_LORA_ALPHA", "DTYPES", "convert_original"]
 

@@ -7,6 +7,8 @@ import importlib
 import sys
 from typing import NamedTuple
 
+from processing.ocr_engine import OcrEngineNotInstalledError, TesseractNotAvailableError
+
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
 
@@ -56,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     """Parses `argv` (default: `sys.argv[1:]`) and runs its command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
-    return int(importlib.import_module(args.module_name).run(args) or 0)
+    try:
+        return int(importlib.import_module(args.module_name).run(args) or 0)
+    except (OcrEngineNotInstalledError, TesseractNotAvailableError) as error:  # a part to install: one line, no trace
+        raise SystemExit(f"patentlmm {args.command}: {error}") from None
 
 
 if __name__ == "__main__":

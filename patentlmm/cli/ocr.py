@@ -10,7 +10,8 @@ from pathlib import Path
 
 from patentlmm.cli.options import add_options, option, options_from_args
 from processing.images import ImageTooLargeError, load_image
-from processing.ocr import DEFAULT_OCR_ENGINE, OCR_ENGINES, load_ocr_engine
+from processing.ocr_engine import OcrSettingError
+from processing.ocr_engines import DEFAULT_OCR_ENGINE, OCR_ENGINES, load_ocr_engine
 
 __all__ = ["OcrCommandOptions", "add_arguments", "run"]
 
@@ -37,15 +38,15 @@ def run(args: argparse.Namespace) -> int:
     reason), the others go on, and the exit status is then 1."""
     options = options_from_args(OcrCommandOptions, args)
     if options.list_engines:
-        for name, summary in OCR_ENGINES.items():
-            print(f"{name}: {summary}{' (default)' if name == DEFAULT_OCR_ENGINE else ''}")
+        for name, engine_class in OCR_ENGINES.items():
+            print(f"{name}: {engine_class.summary}{' (default)' if name == DEFAULT_OCR_ENGINE else ''}")
         return 0
     if not options.images:
         raise SystemExit("patentlmm ocr: give one or more figure files (or --list-engines)")
     try:
         engine = load_ocr_engine(options.engine, **options.settings)
-    except TypeError as error:
-        raise SystemExit(f"patentlmm ocr: bad --settings for {options.engine}: {error}") from error
+    except OcrSettingError as error:
+        raise SystemExit(f"patentlmm ocr: bad --settings for {options.engine}: {error}") from None
     status = 0
     for path in options.images:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -26,13 +27,15 @@ def option(
     nargs: str | int | None = None,
     metavar: str | None = None,
     default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
+    deprecated_flag: str | None = None,
 ) -> Any:
     """A dataclass field that is also a command-line argument.
 
     The flag is `--field-name` unless `flag` names another (e.g. `"--type"` for `desc_type`); `positional` makes it a
     positional argument. `type` parses the text (default: the field's annotated type: `int`, `float`, `str`, `Path`;
     list fields parse each item). A `bool` field without `type` is a switch: `--x` when it defaults to false,
-    `--x/--no-x` when it defaults to true. A field without a default is required.
+    `--x/--no-x` when it defaults to true. A field without a default is required. `deprecated_flag` (an old name of
+    the flag, kept for one release) is accepted too, with a warning naming the new flag.
     """
     metadata = {
         "help": help,
@@ -42,6 +45,7 @@ def option(
         "choices": choices,
         "nargs": nargs,
         "metavar": metavar,
+        "deprecated_flag": deprecated_flag,
     }
     return dataclasses.field(default=default, default_factory=default_factory, metadata={"cli": metadata})
 
@@ -87,6 +91,21 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
         else:
             kwargs["required"] = True
         parser.add_argument(flag, dest=field.name, **kwargs)
+        if spec.get("deprecated_flag"):
+            kwargs.update(default=argparse.SUPPRESS, help=argparse.SUPPRESS, required=False, new_flag=flag)
+            parser.add_argument(spec["deprecated_flag"], dest=field.name, action=_DeprecatedFlag, **kwargs)
+
+
+class _DeprecatedFlag(argparse.Action):
+    """Stores the value of an old flag name, warning on stderr that it is deprecated and which flag replaces it."""
+
+    def __init__(self, option_strings: list[str], dest: str, new_flag: str, **kwargs: Any):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new_flag = new_flag
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"{parser.prog}: {option_string} is deprecated, use {self.new_flag}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def options_from_args(cls: type[T], args: argparse.Namespace) -> T:

@@ -19,7 +19,7 @@ from patentlmm.assets import FIGURES
 from patentlmm.cli.options import at_least, check_options, option
 from patentlmm.cli.train import import_training
 from processing.constants import DESCRIPTION_TYPES
-from processing.ocr import DEFAULT_OCR_ENGINE
+from processing.ocr_engines import DEFAULT_OCR_ENGINE
 
 if TYPE_CHECKING:  # the `train` extra, imported when the demo trains
     from trl import SFTConfig

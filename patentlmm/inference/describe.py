@@ -8,6 +8,7 @@ import itertools
 import json
 import logging
 import os
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from modeling_patentlmm import PatentLMMForConditionalGeneration
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
 from patentlmm.cli.options import at_least, check_options, option
 from patentlmm.evaluation.numerals import extract_references
-from patentlmm.inference import vllm_engine
+from patentlmm.inference import vllm_backend
 from patentlmm.inference.figures import (
     Figure,
     figures_from_dataset,
@@ -50,17 +51,18 @@ from patentlmm.inference.loading import DTYPES, dtype_reason, load_model_and_pro
 from patentlmm.inference.precision import QUANTIZATIONS
 from processing import PatentLMMProcessor, build_prompt
 from processing.constants import DESCRIPTION_TYPES
-from processing.ocr import DEFAULT_OCR_ENGINE, OCR_ENGINES, OcrEngine, ocr_engine_from_dict
+from processing.ocr_engine import OcrEngine
+from processing.ocr_engines import DEFAULT_OCR_ENGINE, OCR_ENGINES, ocr_engine_from_dict
 from processing.prompts import PROMPT_FORMATS
 
 if TYPE_CHECKING:  # the `vllm` extra
     from vllm import LLM
 
-__all__ = ["ENGINES", "SORT_WINDOW_BATCHES", "DescribeOptions", "describe", "iter_descriptions", "prepare_output"]
+__all__ = ["BACKENDS", "SORT_WINDOW_BATCHES", "DescribeOptions", "describe", "iter_descriptions", "prepare_output"]
 
 logger = logging.getLogger(__name__)
 
-ENGINES = ("transformers", "vllm")  # `generate` in this process, or vLLM (`patentlmm.inference.vllm_engine`)
+BACKENDS = ("transformers", "vllm")  # `generate` in this process, or vLLM (`patentlmm.inference.vllm_backend`)
 SORT_WINDOW_BATCHES = 16  # figures are length-sorted within windows of this many batches (bounded memory)
 
 
@@ -89,11 +91,16 @@ class DescribeOptions:
     batch_size: int = option(8, type=at_least(1))
     cache: str = option(DEFAULT_CACHE, choices=CACHES, help="KV cache of generate (default: %(default)s)")
     limit: int | None = option(None, type=at_least(1), help="describe at most this many new figures")
-    engine: str = option(ENGINES[0], choices=ENGINES, help="default: %(default)s")
+    backend: str = option(
+        BACKENDS[0],
+        choices=BACKENDS,
+        deprecated_flag="--engine",
+        help="generation backend (default: %(default)s); --engine, its old name, is deprecated",
+    )
     vllm_args: dict | None = option(
         None,
         type=json.loads,
-        help="--engine vllm: JSON keyword arguments of vllm.LLM, e.g. '{\"max_model_len\": 2048}'",
+        help="--backend vllm: JSON keyword arguments of vllm.LLM, e.g. '{\"max_model_len\": 2048}'",
     )
     device: str | None = option(None, help="default: cuda if available, else cpu")
     dtype: str = option(
@@ -118,8 +125,12 @@ class DescribeOptions:
         help="cite only the reference numerals / figure labels the figure's OCR read (default: %(default)s)",
     )
     grounding_bias: float = option(0.0, help="logit bonus for numerals the OCR read but not yet cited (0: none)")
+    engine: str | None = None  # deprecated (one release): `backend`'s old name
 
     def __post_init__(self):
+        if self.engine is not None:
+            warnings.warn("DescribeOptions(engine=...) is deprecated: use backend=...", FutureWarning, stacklevel=3)
+            self.backend, self.engine = self.engine, None
         self.images = [Path(path) for path in self.images]
         self.output = Path(self.output) if self.output is not None else None
         check_options(self)
@@ -170,15 +181,15 @@ def _windows(figures: Iterable[Figure], size: int) -> Iterator[list[Figure]]:
 
 def _batch_generator(model: Any, options: DescribeOptions) -> Callable[..., list[str]]:
     """`generate(processor, figures, prompt, max_new_tokens, pad_to_square=...)` for `model`: a PatentLMM model
-    (`generate_batch`) or a `vllm.LLM` (`vllm_engine.generate_batch`)."""
+    (`generate_batch`) or a `vllm.LLM` (`vllm_backend.generate_batch`)."""
     if isinstance(model, torch.nn.Module):
         cache = None if options.cache == "dynamic" else options.cache
         return functools.partial(
             generate_batch, model, cache_implementation=cache, no_repeat_ngram_size=options.no_repeat_ngram_size
         )
     if options.no_repeat_ngram_size:
-        raise ValueError("no_repeat_ngram_size is a transformers-engine option (vLLM has no n-gram guard).")
-    return functools.partial(vllm_engine.generate_batch, model)
+        raise ValueError("no_repeat_ngram_size is a transformers-backend option (vLLM has no n-gram guard).")
+    return functools.partial(vllm_backend.generate_batch, model)
 
 
 def iter_descriptions(
@@ -189,8 +200,8 @@ def iter_descriptions(
 ) -> Iterator[list[dict]]:
     """Yields the JSONL rows of each generated batch (length-sorted batches; rows in input order within a batch).
 
-    `model` is a PatentLMM model, or a `vllm.LLM` serving one (`patentlmm.inference.vllm_engine.load_vllm`); of
-    `options` (default `DescribeOptions()`), the sources, `output`, `engine`, `device` and `dtype` are `describe`'s.
+    `model` is a PatentLMM model, or a `vllm.LLM` serving one (`patentlmm.inference.vllm_backend.load_vllm`); of
+    `options` (default `DescribeOptions()`), the sources, `output`, `backend`, `device` and `dtype` are `describe`'s.
     `max_new_tokens` None: `default_max_new_tokens`; `original_inference` also resizes figures without padding.
     """
     options = options or DescribeOptions()
@@ -244,7 +255,7 @@ def _grounding(
     if options.grounding == "off" and not options.grounding_bias:
         return None
     if not isinstance(model, torch.nn.Module):
-        raise ValueError(vllm_engine.GROUNDING_UNSUPPORTED)
+        raise ValueError(vllm_backend.GROUNDING_UNSUPPORTED)
     return GroundingLogitsProcessor(
         processor.tokenizer,
         texts,
@@ -257,21 +268,22 @@ def _grounding(
 
 
 def _load(model_name_or_path: str, options: DescribeOptions) -> tuple[Any, PatentLMMProcessor]:
-    """The model (or `vllm.LLM`, `--engine vllm`) and processor of a folder or Hub id; `--dtype auto` is float32 for
+    """The model (or `vllm.LLM`, `--backend vllm`) and processor of a folder or Hub id; `--dtype auto` is float32 for
     `original_inference` (the original ran unconverted in fp32)."""
     dtype = options.dtype
     if dtype == "auto" and options.prompt_format == ORIGINAL_INFERENCE:
         dtype = "float32"
-    if options.engine == "vllm":
+    if options.backend == "vllm":
         if options.quantize != "none":
-            raise ValueError("--quantize int8 is supported by the transformers engine only, not --engine vllm.")
+            raise ValueError("--quantize int8 is supported by the transformers backend only, not --backend vllm.")
         device = "cuda" if torch.cuda.is_available() else "cpu"
         vllm_dtype = dtype if dtype != "auto" or device == "cuda" else "float32"  # vLLM's CPU runs as before
-        return vllm_engine.load_vllm(model_name_or_path, resolve_dtype(device, vllm_dtype), **(options.vllm_args or {}))
+        vllm_args = options.vllm_args or {}
+        return vllm_backend.load_vllm(model_name_or_path, resolve_dtype(device, vllm_dtype), **vllm_args)
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
     logger.info(
         "describe: %s on %s, dtype %s, quantize %s",
-        options.engine,
+        options.backend,
         device,
         dtype_reason(device, dtype),
         options.quantize,
@@ -303,7 +315,7 @@ def describe(
     """Describes `options.images` or the dataset split `options.dataset`; mirrors `patentlmm describe`.
 
     Args:
-        model: a PatentLMM folder / Hub id (loaded by `options.engine`), or a loaded model or `vllm.LLM` (then pass
+        model: a PatentLMM folder / Hub id (loaded by `options.backend`), or a loaded model or `vllm.LLM` (then pass
             its `processor`).
         options: the sources, generation settings and output; ids already in `options.output` (for its type) are
             skipped, so a rerun resumes.

@@ -39,7 +39,7 @@ def check_quantize(quantize: str, device: str, dtype: str) -> None:
         raise ValueError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}.")
     if not device.startswith("cpu") or dtype not in ("float32", "bfloat16"):
         raise ValueError(
-            f"--quantize int8 is supported on a CPU in float32 or bfloat16 (the transformers engine), not on {device} "
+            f"--quantize int8 is supported on a CPU in float32 or bfloat16 (the transformers backend), not on {device} "
             f"in {dtype}."
         )
 

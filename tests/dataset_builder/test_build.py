@@ -33,7 +33,7 @@ from helpers import FIGURES, REPO
 from helpers.damaged import damaged_images, encoded
 from helpers.processes import ProcessKiller, child_of, held_lock
 from processing.images import load_image
-from processing.ocr import run_tesseract
+from processing.ocr_tesseract import run_tesseract
 from processing.prompts import escape_description
 
 CORPUS = IMAGES = FIGURES
@@ -426,7 +426,7 @@ def test_card_and_parquet_metadata_record_the_ocr_engine(built):
     """The fixture's cache is a flat `ocr/ocr_cache.jsonl` (made before engines were keyed): Tesseract's."""
     import pyarrow.parquet as pq
 
-    from processing.ocr import TesseractEngine
+    from processing.ocr_tesseract import TesseractEngine
 
     folder = built / "patentdesc-355k"
     expected = TesseractEngine().to_dict()

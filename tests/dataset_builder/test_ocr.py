@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from dataset_builder.files import AlreadyRunningError
-from dataset_builder.ocr import read_ocr_cache, run_ocr
+from dataset_builder.jsonl import complete_lines
+from dataset_builder.ocr import run_ocr
 from dataset_builder.ocr_folders import find_ocr_folder
 from dataset_builder.options import OcrOptions
 from dataset_builder.reports import read_report
@@ -21,12 +22,19 @@ from helpers.damaged import damaged_images
 from helpers.processes import ProcessKiller, held_lock, parent_of
 from patentlmm.cli.dataset import main
 from processing.images import load_image
-from processing.ocr import TesseractEngine, load_ocr_engine, run_tesseract
+from processing.ocr_engines import load_ocr_engine
+from processing.ocr_tesseract import TesseractEngine, run_tesseract
 
 IMAGES = FIGURES
 IDS = sorted(path.stem for path in IMAGES.glob("*.png"))
 SMALLEST = "US20250204297A1__12"  # Tesseract finds no word on it, so it is the fastest figure
 WORDY = "US20250204297A1__8"  # a dozen words
+
+
+def read_ocr_cache(path_or_folder: Path) -> dict[str, dict]:
+    """image id -> `{"words", "boxes", "width", "height"}` of one cache file or every `ocr_cache*.jsonl` of a folder."""
+    paths = sorted(path_or_folder.glob("ocr_cache*.jsonl")) if path_or_folder.is_dir() else [path_or_folder]
+    return {entry.pop("image_id"): entry for path in paths for entry in complete_lines(path)}
 
 
 def run_tesseract_stage(image_ids, images_dir, cache_path, report_path, **options):
@@ -310,3 +318,34 @@ def test_drawing_engine_reports_bad_figures_and_processes_blank_ones(tmp_path):
     assert read_ocr_cache(tmp_path / "ocr")["US20250204297A1__1"]["words"] == []
     (line,) = read_report(report)
     assert line["image_id"] == "US20250204297A1__2" and "unreadable image" in line["reason"]
+
+
+def _sheet_of_glyph_noise(path: Path, side: int = 4000, blobs: int = 8000) -> None:
+    """A 1-bit sheet covered with glyph-sized blots: thousands of numeral candidates for the drawing engine (tens of
+    seconds of recognition), as a noisy scan gives."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ink = np.zeros((side, side), bool)
+    for x, y, w, h in zip(*(rng.integers(0, side - 40, blobs) for _ in range(2)), rng.integers(10, 25, blobs),
+                          rng.integers(20, 40, blobs)):  # fmt: skip
+        ink[y : y + h, x : x + w] = True
+    Image.fromarray(~ink).convert("1").save(path)
+
+
+@pytest.mark.slow
+def test_the_timeout_bounds_the_drawing_engine_too_and_the_run_goes_on(tmp_path):
+    """The drawing engine has no time limit of its own: the stage runs it in a process killed at `--timeout`."""
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(IMAGES / f"{SMALLEST}.png", images)
+    noisy = "US20250204297A1__99"
+    _sheet_of_glyph_noise(images / f"{noisy}.png")
+    report = tmp_path / "failures.jsonl"
+    options = OcrOptions(engine="drawing", workers=1, timeout=5)
+    summary = run_ocr([noisy, SMALLEST], images, tmp_path / "ocr" / "ocr_cache.jsonl", report, options)
+    assert (summary.processed, summary.failed) == (1, 1)
+    (line,) = read_report(report)
+    assert line["image_id"] == noisy and line["permanent"] is False  # a rerun (with a larger --timeout) retries it
+    assert line["reason"] == "drawing OCR timed out after 5 s (its process was stopped)"
+    assert "21" in read_ocr_cache(tmp_path / "ocr")[SMALLEST]["words"]

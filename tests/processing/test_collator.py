@@ -101,7 +101,7 @@ def test_a_prompt_longer_than_max_length_raises(tiny, rows):
 
 def test_official_ocr_tokens_match_words_and_boxes(tiny, rows):
     _, processor = tiny
-    from processing.ocr import tokenize_ocr
+    from processing.ocr_tokens import tokenize_ocr
 
     official = []
     for row in rows:
@@ -117,7 +117,7 @@ def test_official_ocr_tokens_win_over_words_row_by_row(tiny, rows):
     """A dataset built with the official ocr.json carries both; training must use the paper's OCR (the token ids)
     wherever a row has them, and the words elsewhere."""
     _, processor = tiny
-    from processing.ocr import tokenize_ocr
+    from processing.ocr_tokens import tokenize_ocr
 
     official_ids = [0, 11, 12, 13, 2]  # not the tokenisation of the row's words
     mixed = [

@@ -22,20 +22,16 @@ from helpers import REPO, run_outside_repo
 from patentlmm.evaluation.numerals import extract_references
 from processing.constants import DEFAULT_MAX_OCR_TOKENS, OCR_PAD_BOX
 from processing.images import load_image
-from processing.ocr import (
+from processing.ocr_engine import TesseractNotAvailableError
+from processing.ocr_engines import (
     DEFAULT_OCR_ENGINE,
     OCR_ENGINES,
     PAPER_OCR_ENGINE,
-    TesseractEngine,
-    TesseractNotAvailableError,
     load_ocr_engine,
     ocr_engine_from_dict,
-    ocr_tokens_from_official,
-    run_tesseract,
-    tokenize_ocr,
-    truncate_ocr,
-    validate_boxes,
 )
+from processing.ocr_tesseract import TesseractEngine, run_tesseract
+from processing.ocr_tokens import ocr_tokens_from_official, tokenize_ocr, truncate_ocr, validate_boxes
 from processing.prompts import build_prompt
 
 FIGURE_8 = "US20250204297A1__8"  # reference numerals 16, 11 and the label "Figure 8"
@@ -470,7 +466,8 @@ def test_missing_optional_engine_names_the_pip_extra(tmp_path):
     script = (
         "import sys; sys.modules['rapidocr_onnxruntime'] = None\n"
         "from PIL import Image\n"
-        "from processing.ocr import OcrEngineNotInstalledError, load_ocr_engine\n"
+        "from processing.ocr_engine import OcrEngineNotInstalledError\n"
+        "from processing.ocr_engines import load_ocr_engine\n"
         "try:\n"
         "    load_ocr_engine('drawing')(Image.new('RGB', (64, 64), 'white'))\n"
         "except OcrEngineNotInstalledError as error:\n"

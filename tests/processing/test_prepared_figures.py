@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from processing.ocr import tokenize_ocr
+from processing.ocr_tokens import tokenize_ocr
 from processing.prepared_figures import FigureError, PreparedFigure
 from processing.prompts import build_prompt
 

@@ -23,7 +23,7 @@ from PIL import Image
 from helpers import TRANSFORMERS4_ENV, find_transformers4_python
 from processing.constants import IGNORE_INDEX, OCR_PAD_BOX
 from processing.images import ImageTooLargeError, expand_to_square, load_image
-from processing.ocr import tokenize_ocr
+from processing.ocr_tokens import tokenize_ocr
 from processing.processing_patentlmm import PatentLMMProcessor
 from processing.prompts import CHAT_TEMPLATES, build_messages, build_prompt, escape_description, tokenize_prompt
 
@@ -428,7 +428,14 @@ def test_saved_folder_layout(tiny_dir):
         "ocr_tokenizer/tokenizer_config.json",
         "processing_patentlmm.py",
         "images.py",
-        "ocr.py",
+        "prepared_figures.py",
+        "ocr_engine.py",
+        "ocr_engines.py",
+        "ocr_tesseract.py",
+        "ocr_pp.py",
+        "ocr_rapidocr.py",
+        "ocr_drawing.py",
+        "ocr_tokens.py",
         "prompts.py",
         "constants.py",
     ):

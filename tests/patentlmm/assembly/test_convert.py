@@ -482,7 +482,7 @@ def test_each_deviation_would_change_the_original_inputs(converted, python_path,
     """The checks above can fail: the package's training-time padding, transformers' `hidden_states[-2]` and
     whole-prompt tokenisation with a plain LLaMA tokenizer (the base LLM's, as transformers loads it) each give the
     original something else. (A saved processor's own tokenizer starts a word after every special token, so there
-    whole-prompt ids equal the rule's: tests/patentlmm/inference/test_vllm_engine.py.)"""
+    whole-prompt ids equal the rule's: tests/patentlmm/inference/test_vllm_backend.py.)"""
     processor, inputs = python_path
     padded = processor(images=figures[FIGURE]["path"], text=PROMPT, ocr=[original.ocr_entry])
     assert processor.pad_to_square and not torch.allclose(padded["pixel_values"], reference.pixel_values, atol=0.1)

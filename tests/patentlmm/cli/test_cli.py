@@ -71,3 +71,30 @@ def test_describe_prints_tab_separated_lines_from_the_console_script(cli_tiny_di
 def test_describe_names_missing_images(cli_tiny_dir, tmp_path):
     with pytest.raises(SystemExit, match=r"Not image files: .*nope\.png \(no such file\)\.$"):
         main(["describe", "--model", str(cli_tiny_dir), str(tmp_path / "nope.png")])
+
+
+def test_a_model_whose_ocr_engine_needs_a_missing_extra_gets_a_one_line_error(cli_tiny_dir, figures):
+    """A real absence: the child's import system cannot find rapidocr_onnxruntime (the `ocr` extra), and the tiny
+    model's processor reads figures with the `drawing` engine."""
+    path = str(figures["US20250204297A1__12"]["path"])
+    launcher = (
+        "import sys\nsys.modules['rapidocr_onnxruntime'] = None\n"
+        "from patentlmm.cli import main\nsys.exit(main())"
+    )
+    for command in (["describe", "--model", str(cli_tiny_dir), "--max-new-tokens", "1", path], ["ocr", path]):
+        result = subprocess.run(
+            [sys.executable, "-c", launcher, *command], capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"patentlmm {command[0]}: The rapidocr/drawing OCR engines need rapidocr-onnxruntime: "
+                               "pip install 'patentlmm[ocr]'"), last  # fmt: skip
+
+
+def test_describe_engine_is_the_deprecated_name_of_backend(cli_tiny_dir, figures, capsys):
+    path = str(figures["US20250204297A1__12"]["path"])
+    argv = ["describe", "--model", str(cli_tiny_dir), "--max-new-tokens", "1", "--engine", "transformers", path]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "patentlmm describe: --engine is deprecated, use --backend" in captured.err
+    assert captured.out.startswith("US20250204297A1__12\t")

@@ -129,7 +129,7 @@ def test_demo_trains_the_random_encoder_in_both_stages_and_the_decoder_in_stage_
 @pytest.mark.slow
 def test_demo_reads_its_figures_with_the_drawing_engine(demo_dir):
     """The dataset, the model's processor and the fidelity metric all use the `drawing` OCR engine."""
-    from processing.ocr import load_ocr_engine
+    from processing.ocr_engines import load_ocr_engine
 
     key = load_ocr_engine("drawing").key
     assert [p.name for p in (demo_dir / "data" / "ocr").iterdir() if p.is_dir()] == [key]

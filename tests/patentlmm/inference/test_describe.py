@@ -13,7 +13,8 @@ from patentlmm.inference.describe import DescribeOptions, describe, iter_descrip
 from patentlmm.inference.figures import Figure
 from patentlmm.inference.generation import generate_batch
 from processing import build_prompt
-from processing.ocr import TesseractEngine, load_ocr_engine
+from processing.ocr_engines import load_ocr_engine
+from processing.ocr_tesseract import TesseractEngine
 
 IDS = ["US20250204297A1__1", "US20250204297A1__8", "US20250204297A1__12", "US20250204297A1__13", "US20250204297A1__16"]
 

@@ -47,7 +47,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
 @pytest.mark.parametrize(("device", "dtype"), [("cuda", "bfloat16"), ("cpu", "float16")])
 def test_quantize_on_an_unsupported_device_or_dtype_is_a_one_line_error(tiny_dir, figures, device, dtype):
     expected = (
-        f"--quantize int8 is supported on a CPU in float32 or bfloat16 (the transformers engine), not on {device}"
+        f"--quantize int8 is supported on a CPU in float32 or bfloat16 (the transformers backend), not on {device}"
     )
     with pytest.raises(ValueError, match="^" + expected.replace("(", r"\(").replace(")", r"\)")):
         check_quantize("int8", device, dtype)

