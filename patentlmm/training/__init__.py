@@ -1,6 +1,6 @@
 """PatentLMM's two training stages on TRL's SFTTrainer: arguments, rows, model assembly, LoRA, trainer, outputs."""
 
-from .arguments import PatentLMMArguments, check_arguments, parse_arguments
+from .arguments import PatentLMMArguments, RecipeError, check_arguments, parse_arguments
 from .data import load_patentdesc, to_prompt_completion, training_rows
 from .lora import DECODER_LINEAR_LAYERS, load_lora_init, lora_config, with_frozen_adapter
 from .model import PROJECTOR_MODULE, VISION_TOWER_MODULE, build_from_base_llm, load_model
@@ -16,6 +16,7 @@ __all__ = [
     "VISION_TOWER_MODULE",
     "PatentLMMArguments",
     "PatentLMMSFTTrainer",
+    "RecipeError",
     "build_from_base_llm",
     "build_trainer",
     "check_arguments",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,10 +15,13 @@ from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 from processing.constants import DESCRIPTION_TYPES
 
 __all__ = [
+    "BAD_ROWS",
     "CPU_DEFAULTS",
+    "OPTION_RANGES",
     "CPU_TRAINING",
     "PROMPT_FORMAT_OF_STAGE",
     "PatentLMMArguments",
+    "RecipeError",
     "check_arguments",
     "parse_arguments",
 ]
@@ -28,6 +32,39 @@ PROMPT_FORMAT_OF_STAGE = {1: "plain", 2: "vicuna_v1"}
 # Without a CUDA GPU the recipes' bf16 is turned off: float32 on the CPU, unless the command line says otherwise.
 CPU_TRAINING = {"bf16": False, "use_cpu": True}  # the `SFTConfig` fields
 CPU_DEFAULTS = {**{f"--{name}": str(value).lower() for name, value in CPU_TRAINING.items()}, "--dtype": "float32"}
+BAD_ROWS = ("skip", "refuse")  # --bad_rows: skip a bad dataset row (reported), or refuse to train, listing them all
+
+
+def _between(low: float, high: float) -> Callable[[float], bool]:
+    return lambda value: low <= value < high
+
+
+# The numeric options of the four argument objects that have a range, whichever object holds them: option ->
+# (the rule in words, the test of a finite value). None passes (unset); NaN and inf never do.
+OPTION_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    **dict.fromkeys(
+        ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+         "eval_accumulation_steps", "save_total_limit", "max_length", "lora_r", "max_train_samples",
+         "max_eval_samples"),
+        ("at least 1", lambda value: value >= 1),
+    ),
+    **dict.fromkeys(
+        ("learning_rate", "mm_projector_lr", "adam_epsilon", "lora_alpha", "logging_steps", "save_steps",
+         "eval_steps"),
+        ("above 0", lambda value: value > 0),
+    ),
+    **dict.fromkeys(
+        ("weight_decay", "max_grad_norm", "warmup_steps", "dataloader_num_workers"),
+        ("at least 0", lambda value: value >= 0),
+    ),
+    **dict.fromkeys(("adam_beta1", "adam_beta2", "lora_dropout"), ("in [0, 1)", _between(0, 1))),
+    **dict.fromkeys(("seed", "data_seed"), ("in [0, 2**32)", _between(0, 2**32))),
+    "max_steps": ("-1 (stop after num_train_epochs) or at least 1", lambda value: value == -1 or value >= 1),
+}  # fmt: skip
+
+
+class RecipeError(ValueError):
+    """A recipe or command-line value with which training cannot run as asked; the message names the option."""
 
 
 def _option(default: Any, help: str) -> Any:
@@ -73,25 +110,54 @@ class PatentLMMArguments:
     )
     max_train_samples: int | None = _option(None, "Keep the first N training rows.")
     max_eval_samples: int | None = _option(None, "Keep the first N evaluation rows.")
+    bad_rows: str = _option(
+        "skip",
+        "A dataset row that cannot train (its image does not decode, its description is empty or null, an OCR box "
+        "is outside 0-1000): skip (default: each is reported with its id and reason, the run goes on, a summary at "
+        "the end) or refuse (list them all and stop before the first step).",
+    )
 
     def __post_init__(self):
         if self.stage not in PROMPT_FORMAT_OF_STAGE:
-            raise ValueError(f"stage must be 1 or 2, got {self.stage}.")
+            raise RecipeError(f"--stage must be 1 or 2, got {self.stage}.")
         if self.prompt_format is None:
             self.prompt_format = PROMPT_FORMAT_OF_STAGE[self.stage]
-        for name in ("max_train_samples", "max_eval_samples"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1 (or unset for all rows), got {getattr(self, name)}.")
 
 
-def check_arguments(script_args: ScriptArguments, training_args: SFTConfig, patentlmm_args: PatentLMMArguments) -> str:
-    """Raises on combinations that cannot train as asked; returns the description type (`desc_type`, else
+def _check_ranges(*arguments: object) -> None:
+    """Raises `RecipeError` naming the first option of `OPTION_RANGES` (held by any of `arguments`) out of range."""
+    for name, (rule, within) in OPTION_RANGES.items():
+        for holder in arguments:
+            value = getattr(holder, name, None)
+            if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if not (math.isfinite(value) and within(value)):
+                raise RecipeError(f"--{name} must be {rule}, got {value!r}.")
+
+
+def check_arguments(
+    script_args: ScriptArguments,
+    training_args: SFTConfig,
+    model_args: ModelConfig,
+    patentlmm_args: PatentLMMArguments,
+) -> str:
+    """Raises `RecipeError`, naming the option, on a value out of its range (`OPTION_RANGES`) or combinations that
+    cannot train as asked, before anything is loaded; returns the description type (`desc_type`, else
     `--dataset_config`). Changes nothing."""
     desc_type = patentlmm_args.desc_type or script_args.dataset_config
     if desc_type not in DESCRIPTION_TYPES:
-        raise ValueError(f"desc_type (or --dataset_config) must be one of {DESCRIPTION_TYPES}, got {desc_type!r}.")
+        raise RecipeError(f"--desc_type (or --dataset_config) must be one of {DESCRIPTION_TYPES}, got {desc_type!r}.")
+    _check_ranges(training_args, model_args, patentlmm_args)
+    if training_args.max_steps == -1 and not (
+        math.isfinite(training_args.num_train_epochs) and training_args.num_train_epochs > 0
+    ):
+        raise RecipeError(
+            f"--num_train_epochs must be above 0 (or --max_steps at least 1), got {training_args.num_train_epochs}."
+        )
+    if patentlmm_args.bad_rows not in BAD_ROWS:
+        raise RecipeError(f"--bad_rows must be one of {BAD_ROWS}, got {patentlmm_args.bad_rows!r}.")
     if training_args.fsdp and training_args.use_cpu:
-        raise ValueError(
+        raise RecipeError(
             "--fsdp on the CPU (--use_cpu true) would be ignored: transformers then trains with plain DDP "
             "(MULTI_CPU), and without --use_cpu it refuses FSDP without GPUs. Use DDP on the CPU, FSDP on GPUs."
         )
@@ -129,6 +195,9 @@ def parse_arguments(
     `--dataset_config` when unset."""
     argv = _cpu_defaults(_recipe_argv(list(sys.argv[1:] if argv is None else argv)))
     parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, PatentLMMArguments))
-    script_args, training_args, model_args, patentlmm_args = parser.parse_args_and_config(args=argv)
-    patentlmm_args.desc_type = check_arguments(script_args, training_args, patentlmm_args)
+    try:
+        script_args, training_args, model_args, patentlmm_args = parser.parse_args_and_config(args=argv)
+    except ValueError as error:  # transformers' own checks of a value (they name it) and options nobody knows
+        raise RecipeError(str(error)) from error
+    patentlmm_args.desc_type = check_arguments(script_args, training_args, model_args, patentlmm_args)
     return script_args, training_args, model_args, patentlmm_args

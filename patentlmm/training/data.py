@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
@@ -11,8 +12,11 @@ from trl import ScriptArguments, SFTConfig
 from processing import PatentLMMProcessor, build_completion, build_prompt
 
 from .arguments import PatentLMMArguments
+from .rows import BadRowsError, without_bad_rows
 
 __all__ = ["load_patentdesc", "to_prompt_completion", "training_rows"]
+
+logger = logging.getLogger(__name__)
 
 
 def load_patentdesc(name: str, config: str | None) -> DatasetDict:
@@ -69,20 +73,41 @@ def training_rows(
     patentlmm_args: PatentLMMArguments,
     processor: PatentLMMProcessor,
     desc_type: str,
-) -> tuple[Dataset, Dataset | None]:
-    """(training rows, evaluation rows or None when `eval_strategy` is "no") in the prompt/completion form of
-    `patentlmm_args.prompt_format`, each cut to its `max_*_samples`; the training rows carry `length` when batches
-    are grouped by length."""
+) -> tuple[Dataset, Dataset | None, list[tuple[str, str, str]]]:
+    """(training rows, evaluation rows or None when `eval_strategy` is "no", the skipped rows) in the prompt/completion
+    form of `patentlmm_args.prompt_format`, each cut to its `max_*_samples`, then without the rows that cannot train
+    (`rows.row_problem`): each is logged with its id and reason and listed as (split, image id, reason), or with
+    `bad_rows` "refuse" all are raised at once as `BadRowsError`. The training rows carry `length` when batches are
+    grouped by length."""
     splits = load_patentdesc(script_args.dataset_name, script_args.dataset_config)
     train = _first(splits[script_args.dataset_train_split], patentlmm_args.max_train_samples)
     evaluation = None
     if training_args.eval_strategy != "no":
         evaluation = _first(splits[script_args.dataset_test_split], patentlmm_args.max_eval_samples)
     grouped = training_args.train_sampling_strategy == "group_by_length"
+    with training_args.main_process_first(desc="checked rows"):  # one process writes the datasets cache
+        train, skipped = _checked(train, script_args.dataset_train_split, training_args, processor)
+        if evaluation is not None:
+            evaluation, more = _checked(evaluation, script_args.dataset_test_split, training_args, processor)
+            skipped += more
+    if skipped and patentlmm_args.bad_rows == "refuse":
+        raise BadRowsError(skipped)
+    if not len(train):
+        raise BadRowsError(skipped, "no training row is left")
     text = {"desc_type": desc_type, "prompt_format": patentlmm_args.prompt_format}
     text["end_token"] = processor.tokenizer.eos_token
     lengths = {"tokenizer": processor.tokenizer if grouped else None, "num_image_patches": processor.num_image_patches}
-    with training_args.main_process_first(desc="prompt/completion rows"):  # one process writes the datasets cache
+    with training_args.main_process_first(desc="prompt/completion rows"):
         train = to_prompt_completion(train, **text, **lengths)
         evaluation = None if evaluation is None else to_prompt_completion(evaluation, **text)
-    return train, evaluation
+    return train, evaluation, skipped
+
+
+def _checked(
+    rows: Dataset, split: str, training_args: SFTConfig, processor: PatentLMMProcessor
+) -> tuple[Dataset, list[tuple[str, str, str]]]:
+    kept, skipped = without_bad_rows(rows, split, processor.max_image_pixels, training_args.dataset_num_proc)
+    if training_args.process_index == 0:  # the other processes found the same rows
+        for _, image_id, reason in skipped:
+            logger.warning("Skipped %s row %s: %s", split, image_id, reason)
+    return kept, skipped

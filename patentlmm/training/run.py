@@ -8,18 +8,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, ScriptArguments, SFTConfig
 
 from modeling_patentlmm import PatentLMMForConditionalGeneration
 from processing import PatentLMMProcessor
 from processing.collator import PatentLMMCollator
 
-from .arguments import PatentLMMArguments, check_arguments, parse_arguments
+from .arguments import PatentLMMArguments, RecipeError, check_arguments, parse_arguments
+from .checkpoints import CheckpointError, check_checkpoint, last_complete_checkpoint, remove_stale_staging
 from .data import training_rows
 from .lora import load_lora_init, lora_config, with_frozen_adapter
 from .model import load_model
 from .outputs import save_outputs
+from .preemption import StopOnSigterm
+from .rows import BadRowsError, report_skipped
 from .trainer import build_trainer
 
 __all__ = ["main", "train"]
@@ -46,13 +48,17 @@ def _stage_model(
 
 
 def _resume_path(training_args: SFTConfig) -> str | None:
-    """`--resume_from_checkpoint true` resumes from the last checkpoint of output_dir (none yet: starts afresh)."""
+    """`--resume_from_checkpoint true` resumes from the last complete checkpoint of output_dir (none yet: starts
+    afresh), a path from that checkpoint; its files are checked first (`CheckpointError` names a damaged one)."""
     value = training_args.resume_from_checkpoint
     if value is None or value.lower() == "false":
         return None
-    if value.lower() == "true":
-        return get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-    return value
+    path = last_complete_checkpoint(training_args.output_dir) if value.lower() == "true" else value
+    if path is not None:
+        if not os.path.isdir(path):
+            raise CheckpointError(f"--resume_from_checkpoint {path}: no such checkpoint folder.")
+        check_checkpoint(path)
+    return path
 
 
 def train(
@@ -64,11 +70,12 @@ def train(
     """Trains one stage and returns its output folder (`training_args.output_dir`; docs/training.md lists what it
     holds). The four objects are TRL's and PatentLMM's argument dataclasses, used as given and left unchanged (the
     CPU defaults are `parse_arguments`' business)."""
-    desc_type = check_arguments(script_args, training_args, patentlmm_args)
+    desc_type = check_arguments(script_args, training_args, model_args, patentlmm_args)
+    resume = _resume_path(training_args)
     stage2 = patentlmm_args.stage == 2
     set_seed(training_args.seed)  # the new projector's initialisation, as TRL seeds LoRA's
     model, processor = _stage_model(model_args, patentlmm_args)
-    train_rows, eval_rows = training_rows(script_args, training_args, patentlmm_args, processor, desc_type)
+    train_rows, eval_rows, skipped = training_rows(script_args, training_args, patentlmm_args, processor, desc_type)
     collator = PatentLMMCollator(processor, max_length=training_args.max_length, report_truncation=True)
     trainer = build_trainer(
         model,
@@ -79,6 +86,7 @@ def train(
         eval_rows,
         peft_config=lora_config(model_args, patentlmm_args.train_vision_tower) if stage2 else None,
         mm_projector_lr=patentlmm_args.mm_projector_lr if stage2 else None,
+        callbacks=[preemption := StopOnSigterm()],
     )
     if stage2 and patentlmm_args.lora_init_adapter is not None:
         load_lora_init(trainer.model, patentlmm_args.lora_init_adapter)
@@ -91,10 +99,23 @@ def train(
         trainable,
     )
 
-    trainer.train(resume_from_checkpoint=_resume_path(training_args))
-    output = save_outputs(trainer, processor, patentlmm_args, model_args)
-    if trainer.is_world_process_zero():  # the one process that wrote the final folder says so
-        logger.info("Saved to %s", output)
+    if trainer.is_world_process_zero():
+        remove_stale_staging(training_args.output_dir)  # a killed save's, never resumed from
+    trainer.train(resume_from_checkpoint=resume)
+    output = Path(training_args.output_dir)
+    if not preemption.received:
+        save_outputs(trainer, processor, patentlmm_args, model_args)
+    if trainer.is_world_process_zero():  # the one process that wrote the folder says so
+        step = trainer.state.global_step
+        if preemption.received:
+            logger.warning(
+                "Stopped by SIGTERM after step %d, saved in %s: resume with the same command and "
+                "--resume_from_checkpoint true.", step, output / f"checkpoint-{step}",
+            )  # fmt: skip
+        else:
+            logger.info("Saved to %s", output)
+        if skipped:
+            report_skipped(output, skipped)
     return output
 
 
@@ -102,4 +123,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     """Parses the recipe and the command line (default: `sys.argv[1:]`), trains one stage and returns the output
     folder."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return train(*parse_arguments(argv))
+    try:
+        return train(*parse_arguments(argv))
+    except (RecipeError, BadRowsError, CheckpointError) as error:  # the message names the option, rows or file
+        raise SystemExit(f"train: {error}") from None

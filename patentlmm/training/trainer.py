@@ -1,10 +1,13 @@
-"""PatentLMM's SFTTrainer: the projector's own learning rate, truncation counts, non-finite gradient warnings."""
+"""PatentLMM's SFTTrainer: the projector's own learning rate, truncation counts, non-finite gradient warnings, atomic
+checkpoints."""
 
 from __future__ import annotations
 
 import copy
 import logging
 import math
+import os
+import shutil
 
 import torch
 from datasets import Dataset
@@ -12,11 +15,13 @@ from datasets.arrow_dataset import Column
 from peft import PeftConfig
 from transformers import PreTrainedModel, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import SFTConfig, SFTTrainer
 
 from processing import PatentLMMProcessor
 from processing.collator import NUM_TRUNCATED_KEY, PatentLMMCollator
 
+from .checkpoints import CheckpointError, publish_checkpoint, staging_folder
 from .model import PROJECTOR_MODULE
 
 __all__ = ["PatentLMMSFTTrainer", "build_trainer"]
@@ -26,13 +31,49 @@ logger = logging.getLogger(__name__)
 
 class PatentLMMSFTTrainer(SFTTrainer):
     """SFTTrainer with the projector in its own optimizer parameter groups (learning rate `mm_projector_lr`), the
-    collator's count of cut descriptions logged as `truncated_samples` (cumulative, all processes), and a warning for
-    every logged non-finite `grad_norm` (that step's clipped update was zero or NaN, never a real one)."""
+    collator's count of cut descriptions logged as `truncated_samples` (cumulative, all processes), a warning for
+    every logged non-finite `grad_norm` (that step's clipped update was zero or NaN, never a real one), and each
+    `checkpoint-N` written into a staging folder that is renamed when complete."""
 
     def __init__(self, *args, mm_projector_lr: float | None = None, **kwargs):
         self.mm_projector_lr = mm_projector_lr
         self._num_truncated = 0
+        self._staging_run_dir: str | None = None
         super().__init__(*args, **kwargs)
+
+    def _get_output_dir(self, trial) -> str:
+        return self._staging_run_dir or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial) -> None:
+        """The Trainer's save of `checkpoint-N` (model or adapter, optimizer, scheduler, RNG, trainer state, by every
+        process) into `.checkpoint-N.tmp-saving/`, renamed into the output folder once all processes are done, then
+        the rotation of old ones: a kill or a full disk during a save leaves no `checkpoint-N` a resume could pick."""
+        run_dir = super()._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging = staging_folder(run_dir, name)
+        self._staging_run_dir = str(staging)
+        try:
+            super()._save_checkpoint(model, trial)
+            self.accelerator.wait_for_everyone()
+        except BaseException as error:
+            if self.args.should_save:
+                shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(error, Exception):  # a full disk, a file size limit, a quota, as each writer words it
+                raise CheckpointError(
+                    f"Saving {name} in {run_dir} failed ({error}); nothing of it was kept. Make room, then resume "
+                    "from the checkpoint before it with the same command and --resume_from_checkpoint true."
+                ) from error
+            raise
+        finally:
+            self._staging_run_dir = None
+        if self.args.should_save:
+            best = self.state.best_model_checkpoint
+            if best is not None and best.startswith(str(staging)):  # the staging path, as the Trainer saw it
+                self.state.best_model_checkpoint = os.path.join(run_dir, os.path.relpath(best, staging))
+                self.state.save_to_json(str(staging / name / "trainer_state.json"))
+            publish_checkpoint(staging, run_dir, name)
+            rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True)
+        self.accelerator.wait_for_everyone()
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         if self.mm_projector_lr is None or self.optimizer is not None:
