@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from processing.images import ImageTooLargeError, load_image
-from processing.ocr_engine import OcrEngine, OcrTimeoutError, OcrWords, TesseractNotAvailableError
+from processing.ocr_base import OcrEngine, OcrTimeoutError, OcrWords, TesseractNotAvailableError
 from processing.ocr_engines import ocr_engine_from_dict
 from processing.ocr_tesseract import TesseractEngine, TesseractFailedError
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from patentlmm.cli.options import at_least, check_options, option
 from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
-from processing.ocr_engine import OcrEngine
+from processing.ocr_base import OcrEngine
 from processing.ocr_engines import DEFAULT_OCR_ENGINE, OCR_ENGINES
 
 from .sharding import check_shard
@@ -64,7 +64,9 @@ class OcrOptions(_ShardedOptions):
         "--list-engines`)",
     )
     workers: int | None = option(None, type=at_least(1), help="OCR processes (default: the usable cores)")
-    timeout: float = option(60.0, type=at_least(0, float, exclusive=True), help="seconds of Tesseract per figure")
+    timeout: float = option(
+        60.0, type=at_least(0, float, exclusive=True), help="seconds of OCR per figure (every engine)"
+    )
 
 
 @dataclass(frozen=True)

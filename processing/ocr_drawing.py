@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image
 
-from .ocr_engine import OcrEngine, OcrSettingError, OcrWords, Setting, normalize_boxes
+from .ocr_base import OcrEngine, OcrSettingError, OcrWords, Setting, normalize_boxes
 from .ocr_pp import (
     CONFIDENCE,
     DETECTOR_SIDE,

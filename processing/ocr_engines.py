@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from .ocr_base import OcrEngine, OcrSettingError
 from .ocr_drawing import DrawingEngine
-from .ocr_engine import OcrEngine, OcrSettingError
 from .ocr_rapidocr import RapidOcrEngine
 from .ocr_tesseract import TesseractEngine
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .ocr_engine import OCR_EXTRA_HINT, OcrEngineNotInstalledError, Setting
+from .ocr_base import OCR_EXTRA_HINT, OcrEngineNotInstalledError, Setting
 
 __all__ = [
     "CONFIDENCE",

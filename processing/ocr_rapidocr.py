@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from PIL import Image
 
-from .ocr_engine import OcrEngine, OcrWords, normalize_boxes
+from .ocr_base import OcrEngine, OcrWords, normalize_boxes
 from .ocr_pp import CONFIDENCE, DETECTOR_SIDE, THREADS, as_bgr_array, pp_ocr_models, read_lines
 
 __all__ = ["RapidOcrEngine"]

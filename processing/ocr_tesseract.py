@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from .images import load_image
-from .ocr_engine import (
+from .ocr_base import (
     OcrEngine,
     OcrSettingError,
     OcrSource,

@@ -14,11 +14,11 @@ from transformers.processing_utils import ImagesKwargs, MultiModalData, Processi
 from .call_arguments import CallArguments, per_figure, refuse_unsupported
 from .constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_OCR_TOKENS
 from .images import ImageInput, expand_to_square, load_image
+from .ocr_base import OcrEngine
 
 # Remote code: transformers 4.57 copies only the files this module imports itself, so every OCR module is named here
 # (`noqa: F401`; importing them needs only numpy: the optional engines' packages load when an engine first runs).
 from .ocr_drawing import DrawingEngine  # noqa: F401
-from .ocr_engine import OcrEngine
 from .ocr_engines import PAPER_OCR_ENGINE, load_ocr_engine, ocr_engine_from_dict
 from .ocr_pp import PPOcrModels  # noqa: F401
 from .ocr_rapidocr import RapidOcrEngine  # noqa: F401

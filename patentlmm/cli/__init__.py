@@ -7,7 +7,7 @@ import importlib
 import sys
 from typing import NamedTuple
 
-from processing.ocr_engine import OcrEngineNotInstalledError, TesseractNotAvailableError
+from processing.ocr_base import OcrEngineNotInstalledError, TesseractNotAvailableError
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 

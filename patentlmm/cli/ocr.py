@@ -10,15 +10,16 @@ from pathlib import Path
 
 from patentlmm.cli.options import add_options, option, options_from_args
 from processing.images import ImageTooLargeError, load_image
-from processing.ocr_engine import OcrSettingError
+from processing.ocr_base import OcrSettingError
 from processing.ocr_engines import DEFAULT_OCR_ENGINE, OCR_ENGINES, load_ocr_engine
 
-__all__ = ["OcrCommandOptions", "add_arguments", "run"]
+__all__ = ["OcrFilesOptions", "add_arguments", "run"]
 
 
 @dataclass
-class OcrCommandOptions:
-    """The figures to read, the engine and its settings, and how to print what it read."""
+class OcrFilesOptions:
+    """`patentlmm ocr`: the figure files to read, the engine and its settings, and how to print what it read (the
+    dataset step's options are `dataset_builder.options.OcrOptions`)."""
 
     images: list[Path] = option(positional=True, default_factory=list, help="figure files (PNG, TIFF, JPEG, ...)")
     engine: str = option(DEFAULT_OCR_ENGINE, choices=sorted(OCR_ENGINES), help="OCR engine")
@@ -30,13 +31,13 @@ class OcrCommandOptions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, OcrCommandOptions)
+    add_options(parser, OcrFilesOptions)
 
 
 def run(args: argparse.Namespace) -> int:
     """Prints each figure's words (or a JSON line); a figure that cannot be read is reported on stderr (path +
     reason), the others go on, and the exit status is then 1."""
-    options = options_from_args(OcrCommandOptions, args)
+    options = options_from_args(OcrFilesOptions, args)
     if options.list_engines:
         for name, engine_class in OCR_ENGINES.items():
             print(f"{name}: {engine_class.summary}{' (default)' if name == DEFAULT_OCR_ENGINE else ''}")

@@ -51,7 +51,7 @@ from patentlmm.inference.loading import DTYPES, dtype_reason, load_model_and_pro
 from patentlmm.inference.precision import QUANTIZATIONS
 from processing import PatentLMMProcessor, build_prompt
 from processing.constants import DESCRIPTION_TYPES
-from processing.ocr_engine import OcrEngine
+from processing.ocr_base import OcrEngine
 from processing.ocr_engines import DEFAULT_OCR_ENGINE, OCR_ENGINES, ocr_engine_from_dict
 from processing.prompts import PROMPT_FORMATS
 

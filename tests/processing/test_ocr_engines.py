@@ -1,6 +1,7 @@
 """The OCR engine registry (`processing/ocr_engines.py`) and the settings checks of every engine: each bad setting
 is refused when the engine is made (by name, from a saved dict, in a processor folder), the error naming it; the
-OCR modules import one way, without a circle."""
+OCR modules import one way, without a circle; a processor saves its engine and loads it again (transformers 5 and
+4.57)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ import json
 
 import pytest
 
-from helpers import REPO
-from processing.ocr_engine import OcrSettingError
-from processing.ocr_engines import OCR_ENGINES, load_ocr_engine, ocr_engine_from_dict
+from helpers import REPO, run_outside_repo
+from processing.ocr_base import OcrSettingError
+from processing.ocr_engines import (
+    DEFAULT_OCR_ENGINE,
+    OCR_ENGINES,
+    PAPER_OCR_ENGINE,
+    load_ocr_engine,
+    ocr_engine_from_dict,
+)
+from processing.ocr_tesseract import TesseractEngine
 from processing.processing_patentlmm import PatentLMMProcessor
 
 
@@ -78,7 +86,7 @@ def test_the_ocr_modules_import_one_way():
     """No circle among processing/ocr*.py; the engines share PP-OCR through `ocr_pp`, never each other's modules;
     only the registry knows the engines."""
     modules = {path.stem: _relative_imports(path) for path in (REPO / "processing").glob("ocr*.py")}
-    assert set(modules) == {"ocr_engine", "ocr_engines", "ocr_tesseract", "ocr_pp", "ocr_rapidocr", "ocr_drawing",
+    assert set(modules) == {"ocr_base", "ocr_engines", "ocr_tesseract", "ocr_pp", "ocr_rapidocr", "ocr_drawing",
                             "ocr_tokens"}  # fmt: skip
     ocr_modules = {name: {m for m in imports if m in modules} for name, imports in modules.items()}
     order: list[str] = []
@@ -86,6 +94,73 @@ def test_the_ocr_modules_import_one_way():
         ready = sorted(n for n, deps in ocr_modules.items() if n not in order and deps <= set(order))
         assert ready, f"a circle among {sorted(set(ocr_modules) - set(order))}"
         order += ready
-    assert ocr_modules["ocr_drawing"] == {"ocr_engine", "ocr_pp"}
-    assert ocr_modules["ocr_rapidocr"] == {"ocr_engine", "ocr_pp"}
+    assert ocr_modules["ocr_drawing"] == {"ocr_base", "ocr_pp"}
+    assert ocr_modules["ocr_rapidocr"] == {"ocr_base", "ocr_pp"}
     assert [n for n, deps in ocr_modules.items() if "ocr_drawing" in deps] == ["ocr_engines"]
+
+
+_LOAD_ENGINE_WITH_TRANSFORMERS4 = """
+import json, sys, transformers
+from transformers import AutoProcessor
+processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+print(json.dumps({"transformers": transformers.__version__, "engine": processor.ocr_engine.to_dict()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def processor(tiny):
+    return tiny[1]
+
+
+def test_engines_are_listed_and_unknown_names_rejected():
+    assert list(OCR_ENGINES) == ["tesseract", "rapidocr", "drawing"]
+    assert (PAPER_OCR_ENGINE, DEFAULT_OCR_ENGINE) == ("tesseract", "drawing")
+    with pytest.raises(ValueError, match=r"Unknown OCR engine 'paddle'; choose one of \['drawing', 'rapidocr'"):
+        load_ocr_engine("paddle")
+
+
+def test_engine_settings_round_trip_and_keys_separate_engines_and_settings():
+    engines = [
+        load_ocr_engine("tesseract"),
+        load_ocr_engine("tesseract", config="--psm 11"),
+        load_ocr_engine("tesseract", lang="deu"),
+        load_ocr_engine("rapidocr"),
+        load_ocr_engine("drawing"),
+        load_ocr_engine("drawing", det_side=1280),
+    ]
+    assert len({engine.key for engine in engines}) == len(engines)
+    for engine in engines:
+        spec = json.loads(json.dumps(engine.to_dict()))
+        assert ocr_engine_from_dict(spec) == engine and ocr_engine_from_dict(spec).key == engine.key
+    assert engines[1].to_dict() == {"engine": "tesseract", "lang": None, "config": "--psm 11"}
+    assert engines[0].key.startswith("tesseract-") and len(engines[0].key) == len("tesseract-") + 8
+
+
+def test_processor_saves_and_reloads_its_engine(processor, tmp_path):
+    custom = copy.copy(processor)
+    custom.ocr_engine = load_ocr_engine("drawing", det_side=1280)
+    custom.save_pretrained(tmp_path / "p")
+    saved = json.loads((tmp_path / "p" / "processor_config.json").read_text())
+    assert saved["ocr_engine"] == {**load_ocr_engine("drawing").to_dict(), "det_side": 1280}
+    assert type(custom).from_pretrained(tmp_path / "p").ocr_engine == custom.ocr_engine
+    # Folders saved before engines existed (ocr_lang / tesseract_config, no ocr_engine) load with Tesseract.
+    del saved["ocr_engine"]
+    saved.update(ocr_lang="eng", tesseract_config="--psm 11")
+    (tmp_path / "p" / "processor_config.json").write_text(json.dumps(saved))
+    assert type(custom).from_pretrained(tmp_path / "p").ocr_engine == TesseractEngine("eng", "--psm 11")
+    with pytest.raises(ValueError, match="inside ocr_engine"):
+        type(custom).from_pretrained(tmp_path / "p", ocr_engine="drawing")
+    overridden = type(custom).from_pretrained(tmp_path / "p", ocr_engine="drawing", ocr_lang=None, tesseract_config="")
+    assert overridden.ocr_engine == load_ocr_engine("drawing")
+
+
+def test_transformers4_loads_the_processor_with_its_engine(processor, tmp_path, transformers4_python):
+    custom = copy.copy(processor)
+    custom.ocr_engine = load_ocr_engine("drawing", det_side=1280)
+    folder = tmp_path / f"engine-{tmp_path.name}"  # a fresh name: transformers caches remote code by folder name
+    custom.save_pretrained(folder)
+    script = tmp_path / "load.py"
+    script.write_text(_LOAD_ENGINE_WITH_TRANSFORMERS4)
+    report = json.loads(run_outside_repo(transformers4_python, script, str(folder)).splitlines()[-1])
+    assert report["transformers"].startswith("4.")
+    assert report["engine"] == custom.ocr_engine.to_dict()

@@ -429,7 +429,7 @@ def test_saved_folder_layout(tiny_dir):
         "processing_patentlmm.py",
         "images.py",
         "prepared_figures.py",
-        "ocr_engine.py",
+        "ocr_base.py",
         "ocr_engines.py",
         "ocr_tesseract.py",
         "ocr_pp.py",

@@ -1,4 +1,4 @@
-"""What every OCR engine is: `engine(figure)` -> words + 0-1000 boxes, its settings checked, saved and keyed."""
+"""The base of every OCR engine: `engine(figure)` -> words + 0-1000 boxes, its settings checked, saved and keyed."""
 
 from __future__ import annotations
 
