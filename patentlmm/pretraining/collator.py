@@ -13,7 +13,7 @@ from dataset_builder.layout_elements import PATCH_CLASSES, patch_grid, patch_lab
 from modeling_patentlmm import PatentMMEConfig, PatentMMEVisualTokenizer
 from modeling_patentlmm.visual_tokenizer_patentmme import figure_pixel_values
 from processing.images import load_image
-from processing.ocr import pad_ocr_tokens, tokenize_ocr
+from processing.ocr_tokens import pad_ocr_tokens, tokenize_ocr
 
 __all__ = ["IGNORE_INDEX", "PatentMMECollator"]
 

@@ -32,7 +32,7 @@ def pretraining_dir(tmp_path_factory, figures) -> Path:
     `brief/` (PatentDesc rows for stage 1), both `save_to_disk` folders; images stored at <= 256 px."""
     from dataset_builder.features import patentdesc_features
     from processing.images import load_image
-    from processing.ocr import run_tesseract
+    from processing.ocr_tesseract import run_tesseract
 
     pretraining = {key: [] for key in ("image_id", "image", "ocr_words", "ocr_boxes", "layout_boxes", "layout_classes")}
     brief = {key: [] for key in ("image_id", "patent_id", "figure", "image", "description", "ocr_words", "ocr_boxes")}
