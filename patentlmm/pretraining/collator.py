@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,9 @@ from modeling_patentlmm.visual_tokenizer_patentmme import figure_pixel_values
 from processing.images import load_image
 from processing.ocr_tokens import pad_ocr_tokens, tokenize_ocr
 
-__all__ = ["IGNORE_INDEX", "PatentMMECollator"]
+__all__ = ["IGNORE_INDEX", "PatentMMECollator", "check_visual_tokenizer"]
+
+logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 NODE_CLASS = PATCH_CLASSES.index("node")
@@ -30,7 +33,10 @@ class PatentMMECollator:
     MLM masks `int(mlm_probability * n)` of its n real OCR tokens, never `<s>`, `</s>` or padding, replacing each by
     `<mask>` (no 80/10/10, as `patentmme_layoutlmv3.py:925-943`); MIM masks `int(mim_probability * m)` of its m
     candidate patches, those inside a layout element (`mim_strategy="layout"`) or all (`"random"`), as `:1002-1013`.
-    A row without `visual_tokens` is tokenized here by `visual_tokenizer`.
+    A row without `visual_tokens` is tokenized here by `visual_tokenizer`, once per `image_id` (the ids are kept in
+    memory, 2 bytes each, for the next epochs; the dataset's `visual-tokens` step caches them on disk). A figure
+    whose image cannot be loaded is left out of its batch with a warning naming it and the reason (counted in
+    `num_skipped`); the run goes on.
 
     Args:
         ocr_tokenizer: the LayoutLMv3 tokenizer (its `<mask>` replaces MLM tokens).
@@ -47,6 +53,8 @@ class PatentMMECollator:
     seed: int = 0
     max_ocr_tokens: int = 512
     generator: torch.Generator = field(init=False, repr=False)
+    num_skipped: int = field(init=False, default=0)
+    _tokens: dict[str, torch.Tensor] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self):
         self.generator = torch.Generator().manual_seed(self.seed)
@@ -63,7 +71,7 @@ class PatentMMECollator:
         return self.config.input_size // self.config.patch_size
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        images = [load_image(row["image"]) for row in rows]
+        rows, images = self._load(rows)
         pixel_values = figure_pixel_values(images, self.config.input_size)  # (B, 3, S, S)
         visual_tokens = self._visual_tokens(rows, pixel_values)  # (B, P)
         figures = [self._figure(row, tokens) for row, tokens in zip(rows, visual_tokens)]
@@ -81,6 +89,25 @@ class PatentMMECollator:
             "node_patch_map": torch.stack([_pad_rows(f["node_patch_map"], nodes) for f in figures]),
         }
 
+    def _load(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list]:
+        """(rows whose image loads, their RGB images); the others are reported and left out."""
+        kept, images = [], []
+        for index, row in enumerate(rows):
+            image = row.get("image")
+            if isinstance(image, dict):  # datasets' undecoded Image: {"bytes", "path"}
+                image = image.get("bytes") or image.get("path")
+            try:
+                images.append(load_image(image))
+            except Exception as error:  # noqa: BLE001 - Pillow's plugins raise many types on damaged files
+                self.num_skipped += 1
+                logger.warning("%s skipped: its image cannot be loaded (%s: %s).", _name(row, index),
+                               type(error).__name__, error)  # fmt: skip
+                continue
+            kept.append(row)
+        if not kept:
+            raise ValueError(f"No figure of this batch of {len(rows)} could be loaded (see the warnings above).")
+        return kept, images
+
     def _visual_tokens(self, rows: list[dict[str, Any]], pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, P) ids: each row's cached `visual_tokens`, the others from `visual_tokenizer`."""
         patches = self.grid**2
@@ -96,10 +123,16 @@ class PatentMMECollator:
                         "MIM classes): a cache from another tokenizer or image size; rerun the visual-tokens step."
                     )
                 tokens[i] = ids
+        for i in [i for i in missing if rows[i].get("image_id") in self._tokens]:
+            tokens[i] = self._tokens[rows[i]["image_id"]].long()
+            missing.remove(i)
         if missing:
             if self.visual_tokenizer is None:
                 raise ValueError(f"{_name(rows[missing[0]], missing[0])} has no visual_tokens and no tokenizer is set.")
             tokens[missing] = self.visual_tokenizer.encode(pixel_values[missing]).cpu()
+            for i in missing:
+                if rows[i].get("image_id"):
+                    self._tokens[rows[i]["image_id"]] = tokens[i].to(torch.int16)  # codes < 32,768
         return tokens
 
     def _figure(self, row: dict[str, Any], visual_tokens: torch.Tensor) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from datasets import Image
 from transformers import AutoConfig, AutoTokenizer, LayoutLMv3Config, LayoutLMv3Model, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -101,6 +102,8 @@ def pretrain(args: PretrainArguments, training_args: TrainingArguments) -> Path:
     rows = load_patentdesc(args.dataset_name, args.dataset_config)[args.dataset_train_split]
     if args.max_train_samples is not None:
         rows = rows.select(range(min(args.max_train_samples, len(rows))))
+    if isinstance(rows.features.get("image"), Image):  # decoded by the collator, which skips a damaged figure
+        rows = rows.cast_column("image", Image(decode=False))
     collator = PatentMMECollator(ocr_tokenizer, model.config, visual_tokenizer, args.mask_seed, args.max_ocr_tokens)
     training_args = copy.copy(training_args)
     training_args.remove_unused_columns = False  # the collator reads the raw columns

@@ -145,3 +145,27 @@ def test_a_tokenizer_that_does_not_fit_the_model_is_refused(ocr_tokenizer):
     wide = PatentMMEVisualTokenizer.random(0, {**TINY_VQGAN, "num_embeddings": 32}, image_size=128)
     with pytest.raises(ValueError, match="has 32 codes; the model's MIM head 65 classes"):
         PatentMMECollator(ocr_tokenizer, config, wide)
+
+
+def test_a_figure_whose_image_cannot_be_loaded_is_left_out_and_named(ocr_tokenizer, caplog):
+    from helpers.damaged import damaged_images
+
+    collator = _collator(ocr_tokenizer)
+    good, other = _rows()
+    damaged = {**other, "image_id": "damaged", "image": {"bytes": damaged_images()["SyntaxError"], "path": None}}
+    with caplog.at_level("WARNING"):
+        batch = collator([damaged, good])
+    assert batch["input_ids"].shape[0] == 1 and collator.num_skipped == 1
+    assert "Figure 'damaged' skipped: its image cannot be loaded (" in caplog.text
+    with pytest.raises(ValueError, match="No figure of this batch of 1 could be loaded"):
+        collator([damaged])
+
+
+def test_visual_tokens_are_computed_once_per_figure(ocr_tokenizer):
+    collator = _collator(ocr_tokenizer, mim_strategy="random")
+    first = collator(_rows())
+    expected = collator.visual_tokenizer.encode(first["pixel_values"])
+    collator.visual_tokenizer = None  # the second epoch needs no tokenizer: the ids of A and B are kept
+    again = collator(_rows())
+    chosen = again["mim_labels"] != -100
+    assert torch.equal(again["mim_labels"][chosen], expected[chosen])
