@@ -37,6 +37,12 @@ figure per row, `--repeat` passes, the rows interleaved):
    `--vllm-args` (JSON) goes to `vllm.LLM`: `enforce_eager` on a CPU (no Triton-CPU here, so no torch.compile),
    `gpu_memory_utilization` on a GPU, whose fp32 and bf16 copies of the model already hold memory in this process.
 
+4. `describe (bfloat16)` and `describe (int8)` (on a CPU, `--cpu-precision`, default both): row 2 with the weights in
+   bfloat16 (what `describe --dtype auto` picks where the CPU computes it natively: AMX or AVX512-BF16; the setup line
+   names the flags found), and with the decoder's linear layers in torchao's weight-only int8 (`describe --quantize
+   int8`, float32 activations; skipped with a note without torchao). Their `agree` column: the share of greedy steps
+   whose token equals row 2's (float32) when both read row 2's tokens (teacher-forced, over the first batch).
+
 Every row generates exactly `--max-new-tokens` tokens per figure (`min_new_tokens` = `max_new_tokens`: a random model
 stops at arbitrary points otherwise), so tokens/s compare like for like. A warm-up batch precedes each row. The model
 is random (`--shape 100m`: LayoutLMv3 hidden 384 x 2 layers + LLaMA hidden 768 x 8 layers, 32K vocabulary; `--shape
@@ -71,6 +77,7 @@ from patentlmm.assets import FIGURES  # noqa: E402
 from patentlmm.inference.describe import SORT_WINDOW_BATCHES  # noqa: E402
 from patentlmm.inference.figures import Figure  # noqa: E402
 from patentlmm.inference.generation import CACHES, DEFAULT_CACHE, generate_batch  # noqa: E402
+from patentlmm.inference.precision import cpu_flags, native_bf16_flag, quantize_decoder  # noqa: E402
 from processing import PatentLMMProcessor, build_prompt, load_image, run_tesseract, tokenize_ocr  # noqa: E402
 
 # Decoder / encoder shapes: (text hidden, layers, heads, intermediate), (vision hidden, layers, heads, intermediate).
@@ -168,6 +175,13 @@ def parse_args() -> argparse.Namespace:
         help="vllm: add the vLLM row (3)",
     )
     parser.add_argument("--vllm-args", type=json.loads, default={}, help="JSON keyword arguments of vllm.LLM")
+    parser.add_argument(
+        "--cpu-precision",
+        nargs="*",
+        choices=["bfloat16", "int8"],
+        default=["bfloat16", "int8"],
+        help="CPU rows of row 2 in bfloat16 / with an int8 decoder (default: both; none: no such row)",
+    )
     return parser.parse_args()
 
 
@@ -196,6 +210,12 @@ def print_setup(
         f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.processor() or 'cpu'}, "
         f"{torch.get_num_threads()} threads, device {device}"
         + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else "")
+    )
+    flags = cpu_flags()
+    found = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
+    print(
+        f"CPU flags: {' '.join(found) or 'none of avx2/avx512f/avx512_bf16/amx_bf16'}; native bf16: "
+        f"{native_bf16_flag(flags) or 'no'}"
     )
     ocr_lengths = [len(tokenize_ocr(processor.ocr_tokenizer, f.ocr_words, f.ocr_boxes)[0]) for f in figures]
     print(
@@ -274,6 +294,50 @@ def vllm_row(
     return f"vllm ({dtype})", (describe_batches(fast, processor, figures, args.batch_size), run_vllm)
 
 
+def cpu_precision_rows(
+    args: argparse.Namespace,
+    fast: PatentLMMForConditionalGeneration,
+    processor: PatentLMMProcessor,
+    figures: list[Figure],
+    prompt: str,
+) -> tuple[dict[str, Row], dict[str, float]]:
+    """Rows 4 (row 2 in bfloat16, with an int8 decoder) and each one's teacher-forced greedy agreement with row 2."""
+    variants = {}
+    if "bfloat16" in args.cpu_precision:
+        variants["describe (bfloat16)"] = copy.deepcopy(fast).to(torch.bfloat16)
+    if "int8" in args.cpu_precision:
+        try:
+            variants["describe (int8)"] = quantize_decoder(copy.deepcopy(fast), "int8")
+        except ImportError as error:
+            print(f"no int8 row: {error}")
+    batches = describe_batches(fast, processor, figures, args.batch_size)
+    reference = agreement_logits(fast, processor, batches[0], prompt, args.max_new_tokens)
+    rows, agreement = {}, {}
+    for label, model in variants.items():
+        tokens = agreement_logits(model, processor, batches[0], prompt, args.max_new_tokens, reference[1])[0]
+        agreement[label] = (tokens == reference[0]).float().mean().item()
+
+        def run(batch: list[Figure], model=model) -> None:
+            generate_batch(model, processor, prepare(processor, batch), prompt, args.max_new_tokens, "static")
+
+        rows[label] = (batches, run)
+    return rows, agreement
+
+
+@torch.inference_mode()
+def agreement_logits(model, processor, batch, prompt, new_tokens, sequence=None) -> tuple[torch.Tensor, dict]:
+    """The greedy token `model` picks at each of `new_tokens` steps (B, new_tokens) reading `sequence` (default: its
+    own greedy output, generated here), and that sequence's inputs."""
+    if sequence is None:
+        inputs = processor(images=prepare(processor, batch), text=[prompt] * len(batch), padding_side="left")
+        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+        generated = model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False)
+        mask = torch.ones(len(batch), new_tokens, dtype=inputs["attention_mask"].dtype)
+        sequence = {**inputs, "input_ids": generated, "attention_mask": torch.cat([inputs["attention_mask"], mask], 1)}
+    inputs = {**sequence, "pixel_values": sequence["pixel_values"].to(model.dtype)}
+    return model(**inputs).logits[:, -new_tokens - 1 : -1].argmax(-1), sequence
+
+
 def time_rows(rows: dict[str, Row], repeat: int) -> dict[str, float]:
     """One warm-up figure per row, then `repeat` timed passes over each row's batches: label -> seconds."""
     for batches, run in rows.values():
@@ -285,15 +349,19 @@ def time_rows(rows: dict[str, Row], repeat: int) -> dict[str, float]:
     return seconds
 
 
-def print_table(rows: dict[str, Row], seconds: dict[str, float], figures: int, new_tokens: int, repeat: int) -> None:
-    """Prints each row's batches, figures, seconds, tokens/s and ratio against the first row (the original recipe)."""
-    print(f"{'row':<18} {'batches':>7} {'figures':>7} {'seconds':>9} {'tokens/s':>10} {'ratio':>6}")
+def print_table(
+    rows: dict[str, Row], seconds: dict[str, float], figures: int, new_tokens: int, repeat: int, agreement: dict
+) -> None:
+    """Prints each row's batches, figures, seconds, tokens/s, ratio against the first row (the original recipe) and
+    greedy agreement with row 2 where measured."""
+    print(f"{'row':<20} {'batches':>7} {'figures':>7} {'seconds':>9} {'tokens/s':>10} {'ratio':>6} {'agree':>6}")
     rates = {label: repeat * figures * new_tokens / seconds[label] for label in rows}
     base = next(iter(rates.values()))
     for label, (batches, _) in rows.items():
+        agree = f"{100 * agreement[label]:>5.1f}%" if label in agreement else ""
         print(
-            f"{label:<18} {len(batches):>7} {figures:>7} {seconds[label]:>9.1f} {rates[label]:>10.1f} "
-            f"{rates[label] / base:>5.2f}x"
+            f"{label:<20} {len(batches):>7} {figures:>7} {seconds[label]:>9.1f} {rates[label]:>10.1f} "
+            f"{rates[label] / base:>5.2f}x {agree:>6}"
         )
 
 
@@ -311,12 +379,16 @@ def main() -> None:
     fast = describe_model(model, device)  # same weights for every row
     prompt = build_prompt("brief")
     rows = transformers_rows(args, model, fast, processor, figures, prompt)
+    agreement = {}
+    if device == "cpu" and args.cpu_precision:
+        extra, agreement = cpu_precision_rows(args, fast, processor, figures, prompt)
+        rows.update(extra)
     if args.backend == "vllm":
         weights = tempfile.TemporaryDirectory()  # row 2's weights, as vLLM loads them: from a folder (kept to the end)
         label, row = vllm_row(args, fast, processor, figures, prompt, weights.name)
         rows[label] = row
     seconds = time_rows(rows, args.repeat)
-    print_table(rows, seconds, len(figures), args.max_new_tokens, args.repeat)
+    print_table(rows, seconds, len(figures), args.max_new_tokens, args.repeat, agreement)
 
 
 if __name__ == "__main__":

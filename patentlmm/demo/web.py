@@ -14,7 +14,9 @@ from modeling_patentlmm import PatentLMMForConditionalGeneration
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
 from patentlmm.evaluation.numerals import extract_references
 from patentlmm.evaluation.visualize import IN_FIGURE, NOT_IN_FIGURE, highlight_numerals, ocr_overlay
+from patentlmm.inference.figures import ocr_text
 from patentlmm.inference.generation import generate_batch
+from patentlmm.inference.grounding import DEFAULT_GROUNDING, GROUNDINGS, grounding_for
 from patentlmm.inference.loading import load_model_and_processor
 from patentlmm.paper import ARXIV_URL
 from processing import PatentLMMProcessor, build_prompt, load_image
@@ -84,12 +86,16 @@ def build_app(
 
     uploads = _Uploads(keep=max_queue)
 
-    def describe(upload: str | None, desc_type: str):
+    def describe(upload: str | None, desc_type: str, grounding: str = DEFAULT_GROUNDING):
         if upload is None:
             raise gr.Error("Upload a patent figure first.")
         (figure,) = processor.prepare([_open_upload(uploads, upload, processor.max_image_pixels)])
         references = extract_references(" ".join(figure.ocr_words))
-        description = generate_batch(model, processor, [figure], build_prompt(desc_type), max_new_tokens)[0]
+        grounded = grounding_for(model, processor.tokenizer, [ocr_text(processor, figure)], grounding, max_new_tokens)
+        prompt = build_prompt(desc_type)
+        description = generate_batch(
+            model, processor, [figure], prompt, max_new_tokens, logits_processor=[grounded] if grounded else []
+        )[0]
         overlay = ocr_overlay(figure.image, figure.ocr_words, figure.ocr_boxes, references.numerals)
         return description, overlay, highlight_numerals(description, references)
 
@@ -101,6 +107,9 @@ def build_app(
                 desc_type = gr.Radio(
                     list(DESCRIPTION_TYPES), value=DESCRIPTION_TYPES[0], label="Description", elem_id="type"
                 )
+                grounding = gr.Radio(
+                    list(GROUNDINGS), value=DEFAULT_GROUNDING, label="Cite only what the OCR read", elem_id="grounding"
+                )
                 button = gr.Button("Describe", variant="primary", elem_id="describe")
             with gr.Column():
                 description = gr.Textbox(label="Description", lines=6, elem_id="description")
@@ -109,7 +118,10 @@ def build_app(
                 )
                 overlay = gr.Image(label="OCR words on the figure", elem_id="overlay", height=420)
         button.click(
-            describe, inputs=[image, desc_type], outputs=[description, overlay, highlighted], concurrency_limit=1
+            describe,
+            inputs=[image, desc_type, grounding],
+            outputs=[description, overlay, highlighted],
+            concurrency_limit=1,
         )
     return app.queue(max_size=max_queue)
 

@@ -39,7 +39,7 @@ from patentlmm.inference.generation import (
     default_max_new_tokens,
     generate_batch,
 )
-from patentlmm.inference.grounding import DEFAULT_GROUNDING, GROUNDINGS, GroundingLogitsProcessor
+from patentlmm.inference.grounding import DEFAULT_GROUNDING, GROUNDINGS, GroundingLogitsProcessor, grounding_for
 from patentlmm.inference.inputs import (
     check_dataset_path,
     check_image_files,
@@ -252,19 +252,9 @@ def _grounding(
     model: Any, processor: PatentLMMProcessor, texts: list[str], options: DescribeOptions, max_new_tokens: int
 ) -> GroundingLogitsProcessor | None:
     """The batch's grounding (one row per OCR text), or None when `options` ask for none."""
-    if options.grounding == "off" and not options.grounding_bias:
-        return None
-    if not isinstance(model, torch.nn.Module):
+    if (options.grounding != "off" or options.grounding_bias) and not isinstance(model, torch.nn.Module):
         raise ValueError(vllm_backend.GROUNDING_UNSUPPORTED)
-    return GroundingLogitsProcessor(
-        processor.tokenizer,
-        texts,
-        options.grounding,
-        max_new_tokens,
-        bias=options.grounding_bias,
-        eos_token_id=model.generation_config.eos_token_id,
-        vocab_size=model.get_output_embeddings().weight.shape[0],
-    )
+    return grounding_for(model, processor.tokenizer, texts, options.grounding, max_new_tokens, options.grounding_bias)
 
 
 def _load(model_name_or_path: str, options: DescribeOptions) -> tuple[Any, PatentLMMProcessor]:

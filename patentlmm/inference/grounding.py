@@ -14,7 +14,7 @@ from transformers import LogitsProcessor, PreTrainedTokenizerBase
 from patentlmm.evaluation.numerals import extract_references, figure_label_spans, find_numerals
 from patentlmm.inference.grounding_tokens import TokenTable, start_keys, token_table
 
-__all__ = ["DEFAULT_GROUNDING", "GROUNDINGS", "GroundingLogitsProcessor", "numeral_step", "label_step"]
+__all__ = ["DEFAULT_GROUNDING", "GROUNDINGS", "GroundingLogitsProcessor", "grounding_for", "numeral_step", "label_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -292,3 +292,26 @@ class GroundingLogitsProcessor(LogitsProcessor):
             scores[ids] = -float("inf")
         if masks and int(scores.argmax()) != before:
             row.fired[next(name for name, ids in masks if bool((ids == before).any()))] += 1
+
+
+def grounding_for(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    ocr_texts: Sequence[str | None],
+    grounding: str,
+    max_new_tokens: int,
+    bias: float = 0.0,
+) -> GroundingLogitsProcessor | None:
+    """The grounding of one `generate` batch of `model` (a row per OCR text: its end ids and logits width), or None
+    when `grounding` is "off" and there is no `bias`."""
+    if grounding == "off" and not bias:
+        return None
+    return GroundingLogitsProcessor(
+        tokenizer,
+        ocr_texts,
+        grounding,
+        max_new_tokens,
+        bias=bias,
+        eos_token_id=model.generation_config.eos_token_id,
+        vocab_size=model.get_output_embeddings().weight.shape[0],
+    )
