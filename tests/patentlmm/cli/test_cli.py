@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -73,15 +74,19 @@ def test_describe_names_missing_images(cli_tiny_dir, tmp_path):
         main(["describe", "--model", str(cli_tiny_dir), str(tmp_path / "nope.png")])
 
 
-def test_a_model_whose_ocr_engine_needs_a_missing_extra_gets_a_one_line_error(cli_tiny_dir, figures):
+def test_a_model_whose_ocr_engine_needs_a_missing_extra_gets_a_one_line_error(cli_tiny_dir, figures, tmp_path):
     """A real absence: the child's import system cannot find rapidocr_onnxruntime (the `ocr` extra), and the tiny
-    model's processor reads figures with the `drawing` engine."""
+    model's processor reads figures with the `drawing` engine, as `ocr` and `dataset ocr` do by default."""
     path = str(figures["US20250204297A1__12"]["path"])
+    (tmp_path / "images").mkdir()
+    shutil.copy(path, tmp_path / "images")
+    dataset_ocr = ["dataset", "ocr", "--root", str(tmp_path), "--workers", "1"]
     launcher = (
         "import sys\nsys.modules['rapidocr_onnxruntime'] = None\n"
         "from patentlmm.cli import main\nsys.exit(main())"
     )
-    for command in (["describe", "--model", str(cli_tiny_dir), "--max-new-tokens", "1", path], ["ocr", path]):
+    describe = ["describe", "--model", str(cli_tiny_dir), "--max-new-tokens", "1", path]
+    for command in (describe, ["ocr", path], dataset_ocr):
         result = subprocess.run(
             [sys.executable, "-c", launcher, *command], capture_output=True, text=True, timeout=300
         )
