@@ -129,7 +129,7 @@ def read_processor_folder(source: str | os.PathLike, attributes: list[str], **kw
 
     components = {name: kwargs.pop(name) for name in attributes if kwargs.get(name) is not None}
     hub = {key: kwargs.pop(key) for key in _HUB_KWARGS if key in kwargs}
-    trust_remote_code = kwargs.pop("trust_remote_code", None)
+    trust_remote_code = kwargs.pop("trust_remote_code", False)  # explicit: never transformers' interactive question
     kwargs.pop("_from_auto", None)
     for key in _PIPELINE_KWARGS:
         kwargs.pop(key, None)

@@ -19,11 +19,19 @@ from patentlmm.assembly.original import (
     PROJECTOR_PREFIX,
     load_state_dict,
     load_vision_config,
+    preview,
     read_llava,
     read_stage1,
     use_patentmme_encoder,
 )
-from patentlmm.assembly.weights import cast, checked_state_dict, cover_vocabulary, embeddings, merge_lora
+from patentlmm.assembly.weights import (
+    cast,
+    checked_state_dict,
+    cover_vocabulary,
+    embeddings,
+    merge_lora,
+    non_finite,
+)
 from processing import PatentLMMProcessor
 from processing.constants import DEFAULT_IMAGE_TOKEN
 from processing.ocr_engines import PAPER_OCR_ENGINE
@@ -69,7 +77,7 @@ def convert_original(
     _check_inputs(output, base_llm, patentmme, checkpoint, projector, keep_adapter, vision_config, dtype)
     encoder_config = load_vision_config(vision_config)
     tokenizer = _load_decoder_tokenizer(base_llm)
-    ocr = AutoTokenizer.from_pretrained(str(ocr_tokenizer))
+    ocr = AutoTokenizer.from_pretrained(str(ocr_tokenizer), trust_remote_code=False)
 
     if checkpoint is not None:
         original = read_llava(load_state_dict(checkpoint, "module"))
@@ -86,14 +94,30 @@ def convert_original(
     if original.lora and not keep_adapter:
         merge_lora(state_dict, original.lora, lora_alpha, torch_dtype)
 
+    state_dict = cast(state_dict, torch_dtype)
+    _refuse_non_finite(state_dict, original.lora if keep_adapter else {}, torch_dtype)
     model = PatentLMMForConditionalGeneration.from_pretrained(
-        None, config=config, state_dict=cast(state_dict, torch_dtype), dtype=torch_dtype
+        None, config=config, state_dict=state_dict, dtype=torch_dtype
     )
     model.generation_config = generation_config(config)
     processor = build_processor(config, tokenizer, ocr, ocr_engine=PAPER_OCR_ENGINE)
     _save_atomically(output, model, processor, original.lora if keep_adapter else None, lora_alpha, torch_dtype)
     logger.info("Saved PatentLMM (%.3fB parameters, %s) to %s", model.num_parameters() / 1e9, torch_dtype, output)
     return output
+
+
+def _refuse_non_finite(
+    state_dict: dict[str, torch.Tensor], lora: dict[str, dict[str, torch.Tensor]], dtype: torch.dtype
+) -> None:
+    """Raises `ValueError` naming every tensor (LoRA merged, cast to `dtype`) that holds NaN or inf: a damaged or
+    diverged checkpoint, or values too large for `dtype` (float16 tops out at 65504)."""
+    factors = {f"{module} LoRA {side}": tensor for module, pair in lora.items() for side, tensor in pair.items()}
+    bad = non_finite({**state_dict, **factors})
+    if bad:
+        raise ValueError(
+            f"{len(bad)} tensor(s) hold NaN or inf values in {str(dtype).removeprefix('torch.')} (a damaged or "
+            f"diverged checkpoint, or values beyond the dtype's range): {preview(bad)}. Nothing was written."
+        )
 
 
 def _check_inputs(
@@ -138,7 +162,7 @@ def _check_inputs(
 
 def _load_decoder_tokenizer(base_llm: str | os.PathLike) -> PreTrainedTokenizerBase:
     """The base LLM's tokenizer, prepared for PatentLMM (`<image>` added when absent, `<unk>` padding on the left)."""
-    tokenizer = AutoTokenizer.from_pretrained(str(base_llm))
+    tokenizer = AutoTokenizer.from_pretrained(str(base_llm), trust_remote_code=False)
     had_image_token = DEFAULT_IMAGE_TOKEN in tokenizer.get_vocab()
     prepare_decoder_tokenizer(tokenizer)
     if not had_image_token:
@@ -158,7 +182,7 @@ def _build_config(
     torch_dtype: torch.dtype,
 ) -> PatentLMMConfig:
     """PatentLMM's config: the encoder's, the base LLM's (vocabulary as the embeddings), and the projector found."""
-    text_config = AutoConfig.from_pretrained(str(base_llm))
+    text_config = AutoConfig.from_pretrained(str(base_llm), trust_remote_code=False)
     text_config.vocab_size = embeddings(weights).shape[0]
     text_config.dtype = torch_dtype
     return build_config(

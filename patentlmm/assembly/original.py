@@ -153,7 +153,7 @@ def read_stage1(projector: dict[str, torch.Tensor], base_llm: str | os.PathLike)
         else:
             original.add(target, source, tensor)
     logger.info("Reading the decoder weights of %s", base_llm)
-    decoder = AutoModelForCausalLM.from_pretrained(str(base_llm), dtype="auto")
+    decoder = AutoModelForCausalLM.from_pretrained(str(base_llm), dtype="auto", trust_remote_code=False)
     for source, tensor in decoder.state_dict().items():
         target = _rename(source)
         if target is None:

@@ -197,7 +197,7 @@ def convert_patentmme(
     state = load_state_dict(checkpoint, "state_dict")
     conversion = read_patentmme(state)
     model = _build(conversion, input_size, str(checkpoint))
-    tokenizer = AutoTokenizer.from_pretrained(ocr_tokenizer) if ocr_tokenizer else None
+    tokenizer = AutoTokenizer.from_pretrained(ocr_tokenizer, trust_remote_code=False) if ocr_tokenizer else None
     report = []
     if conversion.dropped:
         report.append(f"Dropped {len(conversion.dropped)} tensors of dead heads (no loss reads them): "

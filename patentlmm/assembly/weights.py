@@ -18,7 +18,7 @@ from patentlmm.assembly.original import (
 )
 from processing.constants import DEFAULT_IMAGE_TOKEN
 
-__all__ = ["cast", "checked_state_dict", "cover_vocabulary", "embeddings", "merge_lora"]
+__all__ = ["cast", "checked_state_dict", "cover_vocabulary", "embeddings", "merge_lora", "non_finite"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,3 +129,15 @@ def merge_lora(
 
 def cast(state_dict: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
     return {name: t.to(dtype) if t.is_floating_point() else t for name, t in state_dict.items()}
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors holding a NaN or an infinity (each as `name (N of M values)`), in
+    order; a model made of them writes empty strings or noise."""
+    found = []
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not tensor.is_meta:
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                found.append(f"{name} ({bad} of {tensor.numel()} values)")
+    return found

@@ -24,8 +24,8 @@ def _package_dir() -> Path:
 def export_smollm2(output_dir: str | Path) -> Path:
     """Writes SmolLM2-135M-Instruct (dequantised, float32 safetensors) and its tokenizer to `output_dir`."""
     folder = _package_dir()
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
-    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE, trust_remote_code=False)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE, trust_remote_code=False)
     # A GGUF-loaded model refuses save_pretrained: copy its weights into a plain LLaMA model first.
     config = gguf_model.config
     del config.quantization_config  # the weights are dequantised: the folder is a plain float32 model

@@ -46,7 +46,7 @@ def _encoder_source(args: PretrainArguments):
         ocr_tokenizer = build_ocr_tokenizer()
         tiny = TinyModelArguments(input_size=args.input_size, max_ocr_tokens=args.max_ocr_tokens)
         return LayoutLMv3Config(**vision_config(tiny, ocr_tokenizer)), None, ocr_tokenizer
-    ocr_tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
+    ocr_tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path, trust_remote_code=False)
     encoder = LayoutLMv3Model.from_pretrained(args.model_name_or_path)
     weights = encoder.state_dict()
     if encoder.config.visual_embed and encoder.config.input_size != args.input_size:
@@ -60,11 +60,14 @@ def build_model(args: PretrainArguments):
     """(model, OCR tokenizer, visual tokenizer) for `args`: a PatentMME folder goes on with its weights and heads; a
     LayoutLMv3 model (or none) gets new heads."""
     source = args.model_name_or_path
-    is_patentmme = source is not None and getattr(AutoConfig.from_pretrained(source), "model_type", "") == "patentmme"
+    is_patentmme = (
+        source is not None
+        and getattr(AutoConfig.from_pretrained(source, trust_remote_code=False), "model_type", "") == "patentmme"
+    )
     if is_patentmme:
         model = PatentMMEForPreTraining.from_pretrained(source, **args.model_settings())
         model.config.validate()
-        ocr_tokenizer = AutoTokenizer.from_pretrained(source)
+        ocr_tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         tokenizer = load_visual_tokenizer(args.visual_tokenizer, args.visual_tokenizer_seed, model.config.input_size)
     else:
         config, weights, ocr_tokenizer = _encoder_source(args)

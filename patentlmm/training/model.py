@@ -23,7 +23,7 @@ from modeling_patentlmm.modeling_patentlmm import PatentLMMProjector
 from patentlmm.assembly.components import build_config, build_processor, generation_config, prepare_decoder_tokenizer
 from processing import PatentLMMProcessor
 
-from .arguments import PatentLMMArguments
+from .arguments import PatentLMMArguments, RecipeError
 
 __all__ = [
     "PROJECTOR_MODULE",
@@ -67,15 +67,15 @@ def read_prefixed_tensors(source: str | os.PathLike, prefix: str) -> dict[str, t
 
 def _load_encoder(vision_tower: str, projector_type: str) -> tuple[LayoutLMv3Model, dict, PreTrainedTokenizerBase]:
     """(encoder with its weights, the settings it brings, OCR tokenizer) of a PatentLMM or LayoutLMv3 folder."""
-    source_config = AutoConfig.from_pretrained(vision_tower)
+    source_config = AutoConfig.from_pretrained(vision_tower, trust_remote_code=False)
     if isinstance(source_config, PatentLMMConfig):
         vision_config, prefix = source_config.vision_config, "model.vision_tower."
         settings = {name: getattr(source_config, name) for name in ENCODER_SETTINGS}
-        ocr_tokenizer = AutoTokenizer.from_pretrained(vision_tower, subfolder="ocr_tokenizer")
+        ocr_tokenizer = AutoTokenizer.from_pretrained(vision_tower, subfolder="ocr_tokenizer", trust_remote_code=False)
     elif isinstance(source_config, LayoutLMv3Config):
         vision_config, prefix = source_config, ""
         settings = {"projector_type": projector_type}  # build_config fits max_ocr_tokens to the encoder
-        ocr_tokenizer = AutoTokenizer.from_pretrained(vision_tower)
+        ocr_tokenizer = AutoTokenizer.from_pretrained(vision_tower, trust_remote_code=False)
     else:
         raise ValueError(
             f"--vision_tower {vision_tower} is a {type(source_config).__name__}; expected PatentLMM or LayoutLMv3."
@@ -100,9 +100,15 @@ def build_from_base_llm(
     or a LayoutLMv3 model folder (its weights and tokenizer; `projector_type` applies).
     """
     dtype = torch_dtype(model_args.dtype)
-    tokenizer = prepare_decoder_tokenizer(AutoTokenizer.from_pretrained(base_llm, revision=model_args.model_revision))
+    tokenizer = prepare_decoder_tokenizer(
+        AutoTokenizer.from_pretrained(base_llm, revision=model_args.model_revision, trust_remote_code=False)
+    )
     llm = AutoModelForCausalLM.from_pretrained(
-        base_llm, revision=model_args.model_revision, dtype=dtype, attn_implementation=model_args.attn_implementation
+        base_llm,
+        revision=model_args.model_revision,
+        dtype=dtype,
+        attn_implementation=model_args.attn_implementation,
+        trust_remote_code=False,
     )
     if llm.get_input_embeddings().weight.shape[0] < len(tokenizer):
         llm.resize_token_embeddings(len(tokenizer), mean_resizing=True)
@@ -126,11 +132,16 @@ def build_from_base_llm(
     return model, build_processor(config, tokenizer, ocr_tokenizer)
 
 
-def _is_patentlmm_folder(path: str) -> bool:
+def _model_type(path: str) -> str | None:
+    """The `model_type` that `path`'s config.json names (None: no config.json), read as JSON: no code is run."""
     config = cached_file(path, "config.json", _raise_exceptions_for_missing_entries=False)
     if config is None:
-        return False
-    return AutoConfig.from_pretrained(path).model_type == PatentLMMConfig.model_type
+        return None
+    try:
+        with open(config, encoding="utf-8") as handle:
+            return json.load(handle).get("model_type")
+    except (ValueError, AttributeError) as error:
+        raise RecipeError(f"--model_name_or_path {path}: config.json is not a JSON object ({error}).") from None
 
 
 def load_model(
@@ -142,9 +153,11 @@ def load_model(
         if args.stage != 1:
             raise ValueError("--vision_tower builds a new model: stage 2 starts from the stage-1 output folder.")
         return build_from_base_llm(path, args.vision_tower, model_args, args.projector_type)
-    if not _is_patentlmm_folder(path):
-        raise ValueError(
-            f"--model_name_or_path {path} is not a PatentLMM model: stage 1 needs --vision_tower to build one from a "
+    model_type = _model_type(path)
+    if model_type != PatentLMMConfig.model_type:
+        raise RecipeError(
+            f"--model_name_or_path {path} is not a PatentLMM model (its config.json names model_type "
+            f"{model_type!r}): stage 1 needs --vision_tower to build one from a "
             "base LLM; stage 2 needs the stage-1 output folder."
         )
     model = PatentLMMForConditionalGeneration.from_pretrained(

@@ -675,7 +675,7 @@ class _Trap:
 def test_pickled_objects_are_refused(original, tmp_path):
     checkpoint = tmp_path / "mp_rank_00_model_states.pt"
     torch.save({"module": _deepspeed_module(original), "client_state": _Trap()}, checkpoint)
-    with pytest.raises(ValueError, match=r"Refusing to load .*weights_only=True"):
+    with pytest.raises(ValueError, match=r"Refusing to load .*weights_only=True") as refused:
         convert_original(
             tmp_path / "out",
             base_llm=original.base_llm,
@@ -684,6 +684,33 @@ def test_pickled_objects_are_refused(original, tmp_path):
             vision_config=original.vision_config,
         )
     assert not TRAP_SPRUNG
+    assert str(checkpoint) in str(refused.value) and "weights_only=False" not in str(refused.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_weights_that_are_nan_or_inf_are_named_and_nothing_is_written(original, tmp_path):
+    """A damaged or diverged checkpoint (NaN, inf), or values beyond float16's range, would make a model that writes
+    empty strings: the conversion names every such tensor and writes nothing."""
+    module = _deepspeed_module(original)
+    projector, embeddings = "base_model.model.model.mm_projector.0.weight", "base_model.model.model.embed_tokens.weight"
+    module[projector] = module[projector].clone()
+    module[projector][0, :3] = float("nan")
+    module[embeddings] = module[embeddings].clone()
+    module[embeddings][1, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"^2 tensor\(s\) hold NaN or inf values in float32 ") as caught:
+        _convert_deepspeed(original, tmp_path, module, dtype="float32")
+    message = str(caught.value)
+    assert "model.multi_modal_projector.linear_1.weight (3 of " in message
+    assert "model.language_model.embed_tokens.weight (2 of " in message  # its inf row + the <image> row (the mean)
+    assert message.endswith("Nothing was written.")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mp_rank_00_model_states.pt"]
+
+    large = _deepspeed_module(original)
+    large[projector] = large[projector].clone()
+    large[projector][0, 0] = 1e6  # finite in float32, inf in float16
+    with pytest.raises(ValueError, match=r"^1 tensor\(s\) hold NaN or inf values in float16 .*linear_1\.weight \(1 of"):
+        _convert_deepspeed(original, tmp_path, large, dtype="float16")
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_options(original, tmp_path, capsys):
