@@ -23,8 +23,8 @@ from patentlmm import training  # noqa: E402
 from patentlmm.training.checkpoints import last_complete_checkpoint  # noqa: E402
 
 # A training run with one fault at step $FAULT_STEP: `sigterm` (sent to itself between the two micro-batches of the
-# step), `sigkill` (after the model is saved into the checkpoint, before the optimizer) or `fsize` (RLIMIT_FSIZE of
-# 1 KiB from the end of that step on: every larger file write fails, as on a full disk).
+# step), `sigkill` or `sigterm_in_save` (after the model is saved into the checkpoint, before the optimizer) or
+# `fsize` (RLIMIT_FSIZE of 1 KiB from the end of that step on: every larger file write fails, as on a full disk).
 FAULTY_RUN = """
 import os, resource, signal, sys
 from transformers import TrainerCallback
@@ -47,8 +47,8 @@ def patched_init(self, *args, **kwargs):
     init(self, *args, **kwargs)
     self.add_callback(Fault())
 def patched_save(self, output_dir):
-    if FAULT == "sigkill" and self.state.global_step == STEP:
-        os.kill(os.getpid(), signal.SIGKILL)
+    if FAULT in ("sigkill", "sigterm_in_save") and self.state.global_step == STEP:
+        os.kill(os.getpid(), signal.SIGKILL if FAULT == "sigkill" else signal.SIGTERM)
     save(self, output_dir)
 training.PatentLMMSFTTrainer.__init__ = patched_init
 training.PatentLMMSFTTrainer._save_optimizer_and_scheduler = patched_save
@@ -93,6 +93,18 @@ def test_sigterm_finishes_the_step_saves_and_exits_0_saying_how_to_resume(tmp_pa
     training.main([*arguments, "--resume_from_checkpoint", "true"])
     assert json.loads((output / "trainer_state.json").read_text())["global_step"] == 3
     assert (output / "adapter_model.safetensors").is_file()
+
+
+def test_sigterm_during_a_save_completes_it_and_stops_after_the_next_step(tmp_path, patentdesc_dir, small):
+    output = tmp_path / "run"
+    arguments = _command(patentdesc_dir, small[0], output, "--save_strategy", "steps", "--save_steps", "1",
+                         "--max_steps", "5", "--save_total_limit", "5")  # fmt: skip
+    stopped = _faulty("sigterm_in_save", 2, arguments)
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert f"Stopped by SIGTERM after step 3, saved in {output / 'checkpoint-3'}" in stopped.stderr
+    assert _entries(output) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    assert all((output / name / "optimizer.pt").is_file() for name in _entries(output))  # each one complete
+    assert [_step(output / name) for name in _entries(output)] == [1, 2, 3]
 
 
 def test_sigkill_during_a_save_leaves_no_checkpoint_a_resume_picks(tmp_path, patentdesc_dir, small):
