@@ -42,6 +42,8 @@ DEMO_MAX_NEW_TOKENS = 96  # the describe step's cap: the demo model's brief desc
 DEMO_ENCODER = TinyModelArguments(
     vision_hidden_size=192, vision_layers=4, vision_heads=4, input_size=384, patch_size=32, max_ocr_tokens=128
 )
+# Its visual tokenizer for pretraining: the seeded random stand-in at f32 (6 levels), one visual token per 32-px patch.
+DEMO_VISUAL_TOKENIZER = {"channel_multiplier": [1] * 6}
 _FIGURE_NUMBER = re.compile(r"__(\d+)$")
 
 
@@ -55,6 +57,9 @@ class DemoOptions:
     desc_type: str = option(DESCRIPTION_TYPES[0], flag="--type", choices=DESCRIPTION_TYPES, help="default: %(default)s")
     num_held_out: int = option(4, type=at_least(1), help="default: %(default)s")
     base_llm: str | None = option(None, help="decoder folder or Hub id (default: SmolLM2-135M-Instruct)")
+    pretrain_steps: int = option(
+        0, type=at_least(0), help="PatentMME pretraining steps of the random encoder, 0: none (default: %(default)s)"
+    )
     stage1_steps: int = option(8, type=at_least(1), help="default: %(default)s")
     stage2_steps: int = option(16, type=at_least(1), help="default: %(default)s")
     batch_size: int = option(4, type=at_least(1), help="default: %(default)s")
@@ -62,6 +67,7 @@ class DemoOptions:
         None, type=at_least(1), help=f"default: {DEMO_MAX_NEW_TOKENS} (offline demo), {DEFAULT_MAX_NEW_TOKENS} (--web)"
     )
     seed: int = option(0)
+    pretrain_learning_rate: float = 1e-3
     stage1_learning_rate: float = 1e-3
     stage2_learning_rate: float = 5e-4
     lora_r: int = 16
@@ -164,6 +170,50 @@ def _training_args(options: DemoOptions, output_dir: Path, steps: int, learning_
     )
 
 
+def _pretrain_encoder(options: DemoOptions, encoder: Path, dataset: Path) -> Path:
+    """PatentMME pretraining of the random `encoder` on the training figures (`pretrain/`): MLM and MIM on random
+    patches, as the demo's dataset has no layout elements; returns the pretrained `pretrain/encoder/`."""
+    import_training("patentlmm demo")
+    from transformers import TrainingArguments
+
+    from modeling_patentlmm import PatentMMEVisualTokenizer
+    from modeling_patentlmm.visual_tokenizer_patentmme import TINY_VQGAN
+    from patentlmm.pretraining import PretrainArguments, pretrain
+    from patentlmm.training.arguments import CPU_TRAINING
+
+    out = options.output_dir
+    shape = {**TINY_VQGAN, **DEMO_VISUAL_TOKENIZER}
+    tokenizer = PatentMMEVisualTokenizer.random(options.seed, shape, image_size=DEMO_ENCODER.input_size)
+    args = PretrainArguments(
+        model_name_or_path=str(encoder),
+        input_size=DEMO_ENCODER.input_size,
+        dataset_name=str(dataset),
+        dataset_config=options.desc_type,
+        visual_tokenizer=str(tokenizer.save_pretrained(out / "visual_tokenizer")),
+        mim_strategy="random",
+        pch_weight=0.0,
+        tna_weight=0.0,
+        loss_normalisation="masked",
+        max_ocr_tokens=DEMO_ENCODER.max_ocr_tokens,
+        mask_seed=options.seed,
+    )
+    training_args = TrainingArguments(
+        output_dir=str(out / "pretrain"),
+        max_steps=options.pretrain_steps,
+        learning_rate=options.pretrain_learning_rate,
+        per_device_train_batch_size=options.batch_size,
+        lr_scheduler_type="cosine",
+        weight_decay=0.0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        dataloader_num_workers=0,
+        seed=options.seed,
+        **({} if torch.cuda.is_available() else CPU_TRAINING),
+    )
+    return pretrain(args, training_args) / "encoder"
+
+
 def _train_stages(options: DemoOptions, decoder: str, encoder: Path, dataset: Path, step) -> tuple[Path, Path]:
     """Stage 1 (projector + encoder, `stage1/`) then stage 2 (LoRA on the decoder too, merged: `model/`), each one
     `patentlmm.training.train` call."""
@@ -223,7 +273,9 @@ def _facts(options: DemoOptions, splits: dict, decoder: str, model: Path, second
         f"{options.figures_dir}",
         "decoder": f"{decoder} (pretrained), LoRA r={options.lora_r} in stage 2",
         "encoder": f"LayoutLMv3 {DEMO_ENCODER.vision_layers} layers x {DEMO_ENCODER.vision_hidden_size}, "
-        f"{DEMO_ENCODER.input_size} px / {DEMO_ENCODER.patch_size} px patches, random start, trained",
+        f"{DEMO_ENCODER.input_size} px / {DEMO_ENCODER.patch_size} px patches, random start, "
+        + (f"pretrained {options.pretrain_steps} steps (MLM + MIM), " if options.pretrain_steps else "")
+        + "trained",
         "training": f"stage 1 {options.stage1_steps} steps, stage 2 {options.stage2_steps} steps, "
         f"batch {options.batch_size}",
         "OCR": f"`{DEFAULT_OCR_ENGINE}` engine (dataset, model and fidelity metric)",
@@ -235,7 +287,7 @@ def _facts(options: DemoOptions, splits: dict, decoder: str, model: Path, second
 
 
 def run_demo(options: DemoOptions) -> Path:
-    """Runs the demo's eight steps (docs/demo.md: data, decoder, encoder, stage 1, stage 2, describe, eval,
+    """Runs the demo's steps (docs/demo.md: data, decoder, encoder, pretrain, stage 1, stage 2, describe, eval,
     report); returns the path of `report.html`."""
     from patentlmm.assembly.tiny import init_encoder
     from patentlmm.evaluation.evaluate import evaluate_predictions, format_table
@@ -256,6 +308,9 @@ def run_demo(options: DemoOptions) -> Path:
     decoder = _decoder(options)
     step("encoder")
     encoder = init_encoder(out / "encoder", TinyModelArguments(**{**vars(DEMO_ENCODER), "seed": options.seed}))
+    if options.pretrain_steps:
+        step("pretrain")
+        encoder = _pretrain_encoder(options, encoder, dataset)
     stage1, model = _train_stages(options, decoder, encoder, dataset, step)
 
     step("describe")
@@ -276,7 +331,11 @@ def run_demo(options: DemoOptions) -> Path:
         split="test",
         config=options.desc_type,
         metrics=metrics[options.desc_type],
-        losses={"stage 1": _losses(stage1), "stage 2": _losses(model)},
+        losses={
+            **({"PatentMME pretraining": _losses(out / "pretrain")} if options.pretrain_steps else {}),
+            "stage 1": _losses(stage1),
+            "stage 2": _losses(model),
+        },
         facts=_facts(options, splits, decoder, model, seconds),
         ocr_engine=DEFAULT_OCR_ENGINE,
     )

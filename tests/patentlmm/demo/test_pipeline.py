@@ -4,6 +4,7 @@ descriptions, scores, HTML report) with one training step per stage, and its pur
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -66,10 +67,11 @@ def test_counts_out_of_range_are_one_line_argparse_errors(option, value, capsys)
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
-    """One reduced `patentlmm demo` run through the console command (one step per stage, 4 new tokens)."""
+    """One reduced `patentlmm demo` run through the console command (two pretraining steps, one step per stage, 4 new
+    tokens)."""
     out = tmp_path_factory.mktemp("demo")
-    command = [sys.executable, "-m", "patentlmm.cli", "demo", "--output-dir", str(out), "--stage1-steps", "1",
-               "--stage2-steps", "1", "--batch-size", "2", "--max-new-tokens", "4"]  # fmt: skip
+    command = [sys.executable, "-m", "patentlmm.cli", "demo", "--output-dir", str(out), "--pretrain-steps", "2",
+               "--stage1-steps", "1", "--stage2-steps", "1", "--batch-size", "2", "--max-new-tokens", "4"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     return out
@@ -103,8 +105,9 @@ def test_demo_report_contains_every_held_out_figure(demo_dir):
     report = (demo_dir / "report.html").read_text()
     for image_id in held_out:
         assert f'<div class="figure" id="{image_id}">' in report
+    text = re.sub(r"<[^>]+>", "", report)  # without the numerals' highlight spans ("<span ...>1</span>.")
     for row in rows:  # the prediction and the reference of each figure are in the report (HTML-escaped)
-        assert row["prediction"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")[:10] in report
+        assert row["prediction"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")[:10] in text
     metrics = json.loads((demo_dir / "metrics.json").read_text())["brief"]
     assert metrics["samples_with_reference"] == 4 and set(metrics["metrics"]) >= {"bleu4", "rougeL", "meteor"}
 
@@ -124,6 +127,16 @@ def test_demo_trains_the_random_encoder_in_both_stages_and_the_decoder_in_stage_
     assert config["freeze_vision_tower"] is False and config["text_config"]["num_hidden_layers"] == 30
     decoder_config = json.loads((demo_dir / "decoder" / "config.json").read_text())
     assert "quantization_config" not in decoder_config  # a plain float32 folder, not a GGUF one
+
+
+@pytest.mark.slow
+def test_demo_pretrains_the_random_encoder_before_stage_1(demo_dir):
+    pretrained = _tensor(demo_dir / "pretrain" / "encoder", ENCODER_TENSOR)
+    assert not pretrained.equal(_tensor(demo_dir / "encoder", ENCODER_TENSOR)), _steps(demo_dir / "pretrain")
+    losses = [e for e in json.loads((demo_dir / "pretrain" / "trainer_state.json").read_text())["log_history"]
+              if "loss" in e]  # fmt: skip
+    assert [e["step"] for e in losses] == [1, 2] and all("mim_loss" in e for e in losses)  # random MIM: always
+    assert "<h4>PatentMME pretraining</h4>" in (demo_dir / "report.html").read_text()
 
 
 @pytest.mark.slow
