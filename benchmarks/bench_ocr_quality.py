@@ -148,7 +148,7 @@ def _stage_rates(images: Path, ids: list[str], workers: int, repeat: int, rounds
 def _breakdown(figures: dict) -> dict[str, float]:
     """Seconds per figure in each part of the drawing engine (upright figures)."""
     from processing.ocr_drawing import find_glyphs, group_glyphs
-    from processing.ocr_rapidocr import as_bgr_array, crop, pp_ocr_models
+    from processing.ocr_pp import as_bgr_array, crop, pp_ocr_models
 
     engine = load_ocr_engine("drawing")
     models = pp_ocr_models(1)
