@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from patentlmm.cli import main
 from patentlmm.inference.describe import DescribeOptions, describe, iter_descriptions, prepare_output
@@ -108,6 +110,29 @@ def test_batches_are_sorted_by_ocr_length_and_rows_keep_input_order(tiny, figure
     assert [len(batch) for batch in ids] == [2, 2, 1]
     assert set(ids[0]) == set(longest_first[:2])
     assert all(batch == sorted(batch, key=IDS.index) for batch in ids)
+
+
+def test_each_figure_is_read_once_and_described_with_what_its_ocr_gives(tiny, figures):
+    """describe prepares each figure once (`processor.prepare`): one OCR read a figure, however it is sorted and
+    batched, and the rows' numerals are that read's."""
+    model, processor = tiny
+    reads = []
+
+    @dataclasses.dataclass(frozen=True)
+    class CountingTesseract(TesseractEngine):  # the real engine (same settings, same key), counting its reads
+        def __call__(self, source, timeout=None):
+            reads.append(source.size)
+            return super().__call__(source, timeout)
+
+    processor = copy.copy(processor)
+    processor.ocr_engine = CountingTesseract()
+    chosen = IDS[1:4]
+    batch_figures = [Figure(i, figures[i]["path"]) for i in chosen]
+    options = DescribeOptions(max_new_tokens=1, batch_size=2, fidelity_ocr="tesseract")
+    rows = [row for rows in iter_descriptions(model, processor, batch_figures, options) for row in rows]
+    assert sorted(reads) == sorted(Image.open(figures[i]["path"]).size for i in chosen)  # once each, fidelity too
+    read = {row["image_id"]: row["figure_numerals"] for row in rows}
+    assert {"16", "11"} <= set(read["US20250204297A1__8"])
 
 
 def test_batched_generation_matches_one_figure_at_a_time(tiny, figures, ocr):
