@@ -1,10 +1,12 @@
 """`patentlmm.training.main` (what train_sft.py runs) under torchrun, recording the image ids of every batch each
 rank collates in `$BATCH_LOG_DIR/rank<RANK>.jsonl` (one JSON list per batch) and, after the first step, whether the
-trained model's parameters are sharded (`DTensor`, FSDP2) in `$BATCH_LOG_DIR/rank<RANK>-model.json`; then training
-as usual."""
+trained model's parameters are sharded (`DTensor`, FSDP2) in `$BATCH_LOG_DIR/rank<RANK>-model.json`; with
+`$SIGTERM_AT` = "RANK:STEP", that rank sends itself SIGTERM as step STEP begins (a preemption notice reaching one
+process only); then training as usual."""
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -33,12 +35,20 @@ class RecordSharding(TrainerCallback):
             path.write_text(json.dumps({"sharded": sharded, "world_size": args.world_size}))
 
 
+class SigtermAt(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kwargs):
+        rank, step = map(int, os.environ.get("SIGTERM_AT", "-1:-1").split(":"))
+        if int(os.environ["RANK"]) == rank and state.global_step == step - 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 init = training.PatentLMMSFTTrainer.__init__
 
 
 def with_callback(self, *args, **kwargs):
     init(self, *args, **kwargs)
     self.add_callback(RecordSharding())
+    self.add_callback(SigtermAt())
 
 
 PatentLMMCollator.__call__ = recording

@@ -21,7 +21,9 @@ from helpers.training import FAST  # noqa: E402
 SCRIPT = SCRIPTS / "ddp_train.py"
 
 
-def _torchrun(output: Path, logs: Path, dataset: Path, model: Path, *extra: str) -> subprocess.CompletedProcess:
+def _torchrun(
+    output: Path, logs: Path, dataset: Path, model: Path, *extra: str, env: dict | None = None
+) -> subprocess.CompletedProcess:
     logs.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
@@ -30,7 +32,7 @@ def _torchrun(output: Path, logs: Path, dataset: Path, model: Path, *extra: str)
         *FAST, "--per_device_train_batch_size", "1", "--gradient_checkpointing", "false", "--ddp_backend", "gloo",
         "--train_sampling_strategy", "random", "--save_strategy", "steps", "--save_steps", "1", *extra,
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO), "BATCH_LOG_DIR": str(logs), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BATCH_LOG_DIR": str(logs), "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -63,6 +65,22 @@ def test_stage2_on_two_processes_with_gloo_saves_once_splits_the_rows_and_resume
     state = json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2 and [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2]
     assert json.loads((tmp_path / "logs-1" / "rank0-model.json").read_text()) == {"sharded": False, "world_size": 2}
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_rank_stops_both_after_the_same_step(tmp_path, patentdesc_dir, small):
+    """A preemption notice that reaches rank 1 alone, as step 2 begins: the ranks agree at the step's end, both stop
+    after step 2 (no rank waits forever in the next step's all-reduce), checkpoint-2 is saved, every process exits 0."""
+    output = tmp_path / "ddp"
+    stopped = _torchrun(output, tmp_path / "logs", patentdesc_dir, small[0], "--max_steps", "4", "--save_steps", "10",
+                        env={"SIGTERM_AT": "1:2"})  # fmt: skip
+    assert stopped.returncode == 0, stopped.stderr[-4000:]
+    log = stopped.stdout + stopped.stderr
+    assert log.count(f"Stopped by SIGTERM after step 2, saved in {output / 'checkpoint-2'}") == 1, log[-3000:]
+    assert sorted(path.name for path in output.glob("*checkpoint*")) == ["checkpoint-2"]
+    assert json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())["global_step"] == 2
+    assert len(_batches(tmp_path / "logs", 0)) == len(_batches(tmp_path / "logs", 1))
+    assert not (output / "model.safetensors").exists()  # the final folder waits for the resumed run
 
 
 def test_fsdp_on_the_cpu_is_refused_with_the_reason():
