@@ -7,9 +7,7 @@ from PIL import Image
 
 from patentlmm.evaluation.numerals import extract_references
 from processing.images import load_image
-from processing.ocr_engines import (
-    load_ocr_engine,
-)
+from processing.ocr_engines import load_ocr_engine
 from processing.ocr_tokens import validate_boxes
 
 FIGURE_8 = "US20250204297A1__8"  # reference numerals 16, 11 and the label "Figure 8"

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from patentlmm.evaluation.numerals import extract_references
 from processing.images import load_image
-from processing.ocr_engines import (
-    load_ocr_engine,
-)
+from processing.ocr_engines import load_ocr_engine
 from processing.ocr_tokens import validate_boxes
 
 FIGURE_11_NUMERALS = {"17", "18", "19", "20"}  # label "Figure 11"

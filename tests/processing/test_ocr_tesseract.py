@@ -18,9 +18,7 @@ from PIL import Image
 from helpers import FIGURES
 from processing.images import load_image
 from processing.ocr_base import OcrTimeoutError, TesseractNotAvailableError
-from processing.ocr_engines import (
-    load_ocr_engine,
-)
+from processing.ocr_engines import load_ocr_engine
 from processing.ocr_tesseract import TesseractEngine, TesseractFailedError, is_bilevel_png, run_tesseract
 from processing.ocr_tokens import tokenize_ocr, validate_boxes
 from processing.prompts import build_prompt

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from processing.images import load_image
-from processing.ocr_engines import (
-    OCR_ENGINES,
-)
+from processing.ocr_engines import OCR_ENGINES
 from processing.ocr_tesseract import run_tesseract
 
 
@@ -39,3 +39,18 @@ def test_ocr_command_drawing_engine_and_list(figures, capsys):
     listed = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in listed] == list(OCR_ENGINES)
     assert listed[-1].endswith("(default)")
+
+
+def test_ocr_command_bad_settings_are_one_line_naming_the_setting(figures):
+    from patentlmm.cli import main
+
+    path = str(figures["US20250204297A1__12"]["path"])
+    for settings, message in (
+        ('{"det_side": 0}', "bad --settings for drawing: The drawing OCR engine's setting det_side=0 is out of range"),
+        ('{"psm": 11}', "bad --settings for drawing: The drawing OCR engine has no setting psm"),
+    ):
+        with pytest.raises(SystemExit) as raised:
+            main(["ocr", path, "--settings", settings])
+        assert str(raised.value).startswith(f"patentlmm ocr: {message}")
+    with pytest.raises(SystemExit, match=r"config='--psm 99': --psm takes an integer from 0 to 13"):
+        main(["ocr", path, "--engine", "tesseract", "--settings", '{"config": "--psm 99"}'])
