@@ -212,6 +212,8 @@ def convert_patentmme(
         report.append("VQGAN: not in the checkpoint (no visual_tokenizer/ written).")
     if compare_to is not None:
         report.append(encoder_verdict(model, compare_to))
+    if tokenizer is None:
+        report.append("No --ocr-tokenizer: encoder/ holds no OCR tokenizer, which stage 1 needs (LayoutLMv3's).")
     with atomic_directory(output) as staging:
         model.save_pretrained(staging)
         save_encoder(model, tokenizer, staging / ENCODER_SUBFOLDER)

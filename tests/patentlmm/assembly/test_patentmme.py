@@ -8,11 +8,12 @@ import pickle
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import LayoutLMv3Model
+from transformers import AutoTokenizer, LayoutLMv3Model
 
 from modeling_patentlmm import PatentMMEConfig, PatentMMEForPreTraining, PatentMMEVisualTokenizer
 from modeling_patentlmm.modeling_patentmme import encoder_config
 from modeling_patentlmm.visual_tokenizer_patentmme import TINY_VQGAN
+from patentlmm.assembly.tiny import build_ocr_tokenizer
 from patentlmm.cli import main as cli
 
 TINY = {
@@ -107,6 +108,7 @@ def test_dead_heads_are_dropped_and_the_vqgan_is_exported_and_judged(tmp_path, c
     printed = capsys.readouterr().out
     assert "Dropped 2 tensors of dead heads (no loss reads them): model.tba_linear_head.proj.0.weight" in printed
     assert "VQGAN: LOOKS RANDOMLY INITIALISED" in printed and "100% of conv biases exactly 0" in printed
+    assert "No --ocr-tokenizer: encoder/ holds no OCR tokenizer" in printed
     tokenizer = PatentMMEVisualTokenizer.from_pretrained(tmp_path / "out" / "visual_tokenizer")
     expected = PatentMMEVisualTokenizer.random(0, TINY_VQGAN, image_size=64)
     assert tokenizer.fingerprint == expected.fingerprint
@@ -124,8 +126,13 @@ def test_the_report_says_whether_the_encoder_layers_differ_from_a_layoutlmv3(tmp
     start.save_pretrained(tmp_path / "layoutlmv3")
     checkpoint = _write(tmp_path, state)
     arguments = ["convert-patentmme", "--checkpoint", str(checkpoint), "--input-size", "64"]
-    cli([*arguments, "--output", str(tmp_path / "a"), "--compare-to", str(tmp_path / "layoutlmv3")])
-    assert "layer tensors EQUAL" in capsys.readouterr().out
+    build_ocr_tokenizer().save_pretrained(tmp_path / "ocr-tokenizer")
+    cli([*arguments, "--output", str(tmp_path / "a"), "--compare-to", str(tmp_path / "layoutlmv3"),
+         "--ocr-tokenizer", str(tmp_path / "ocr-tokenizer")])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "layer tensors EQUAL" in printed and "No --ocr-tokenizer" not in printed
+    for folder in (tmp_path / "a", tmp_path / "a" / "encoder"):  # stage 1 reads the encoder's own tokenizer
+        assert AutoTokenizer.from_pretrained(folder).mask_token == "<mask>"
     state["model.encoder.layer.1.output.dense.weight"] = state["model.encoder.layer.1.output.dense.weight"] + 0.5
     cli([*arguments[:2], str(_write(tmp_path, state, "b.ckpt")), *arguments[3:], "--output", str(tmp_path / "b"),
          "--compare-to", str(tmp_path / "layoutlmv3")])  # fmt: skip
