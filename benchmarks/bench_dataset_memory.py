@@ -8,7 +8,7 @@ ones of 1-500 words, 6 figures a patent; an OCR cache of 8 words a figure) and m
 subprocess, the peak RSS (`ru_maxrss`) of
 
 - `json.load`: the original's way of reading the file, which holds it all;
-- `read`: `iter_records` streaming every entry (`jsonstream`, duplicate check in SQLite);
+- `read`: `iter_entries` streaming every entry (`jsonstream`, duplicate check in SQLite);
 - `build`: `build_patentdesc_dataset` writing both configs' Parquet shards and the card (one process).
 
 Images are metadata only here: every figure gets the same tiny placeholder PNG without reading a file, so the run
@@ -81,12 +81,12 @@ def _child(step: str, root: Path) -> dict:
             count = len(json.load(handle))
     elif step == "read":
         from dataset_builder.diskmap import DiskMap
-        from dataset_builder.entries import iter_records
+        from dataset_builder.entries import iter_entries
 
         imports_mb = _peak_mb()
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            count = sum(1 for _ in iter_records(root / "PatentDesc-355k.json", seen=DiskMap(Path(tmp) / "seen.db")))
+            count = sum(1 for _ in iter_entries(root / "PatentDesc-355k.json", seen=DiskMap(Path(tmp) / "seen.db")))
     else:
         from PIL import Image
 

@@ -38,10 +38,10 @@ sys.path.insert(0, str(REPO))
 from PIL import Image  # noqa: E402
 from transformers import LayoutLMv3ImageProcessor  # noqa: E402
 
-from dataset_builder.jsonl import complete_lines  # noqa: E402
 from dataset_builder.ocr import run_ocr  # noqa: E402
 from dataset_builder.options import OcrOptions  # noqa: E402
 from patentlmm.assets import FIGURES  # noqa: E402
+from patentlmm_common.jsonl import complete_lines  # noqa: E402
 
 
 def _cpu_seconds() -> float:

@@ -14,7 +14,7 @@ __all__ = [
     "PatentDesc355k",
     "build_patentdesc_dataset",
     "export_llava",
-    "iter_records",
+    "iter_entries",
     "patentdesc_features",
     "run_all",
 ]
@@ -22,7 +22,8 @@ __all__ = [
 # Each name is imported from its module on first use, so `python -m dataset_builder` loads only the step it runs.
 _MODULE_OF = dict.fromkeys(("AllOptions", "BuildOptions", "DownloadOptions", "ExportOptions", "OcrOptions"), "options")
 _MODULE_OF |= {"PatentDesc355k": "hf_builder", "build_patentdesc_dataset": "build", "export_llava": "export_llava"}
-_MODULE_OF |= {"iter_records": "entries", "patentdesc_features": "features", "run_all": "steps"}
+_MODULE_OF |= {"iter_entries": "entries", "patentdesc_features": "features", "run_all": "steps"}
+_MODULE_OF["iter_records"] = "entries"  # the previous release's name of iter_entries, deprecated
 
 
 def __getattr__(name: str) -> Any:

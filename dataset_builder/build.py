@@ -9,14 +9,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from patentlmm_common.files import atomic_directory, remove_stale_temporaries, run_lock
+
 from .card import write_dataset_card
-from .examples import iter_examples
 from .features import CONFIGS, patentdesc_features
-from .files import atomic_directory, remove_stale_temporaries, run_lock
 from .layout import DatasetLayout
 from .options import BuildOptions
 from .parquet import ShardWriter
 from .reports import ReportWriter
+from .rows import iter_rows
 from .splits import SPLITS
 
 __all__ = ["BuildSummary", "build_patentdesc_dataset", "build_root"]
@@ -67,7 +68,7 @@ def build_patentdesc_dataset(
             for split in SPLITS:
                 writers[config, split] = ShardWriter(staging / config, split, schema, options.max_shard_bytes)
         with ReportWriter(report_path, "build") as report:
-            for config, split, row in iter_examples(
+            for config, split, row in iter_rows(
                 root, options=options, report=report, work_dir=staging, progress=progress
             ):
                 writers[config, split].add(row)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from patentlmm.paper import ARXIV_URL, CITATION
+from patentlmm_common.paper import ARXIV_URL, CITATION
 
 from .features import patentdesc_features
 from .layout import DATASET_NAME

@@ -16,11 +16,11 @@ from pathlib import Path
 from PIL import UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from patentlmm_common.files import TEMP_MARK, atomic_write, run_lock
 from processing.images import ImageTooLargeError, open_image, to_rgb
 
-from .entries import iter_records
+from .entries import iter_entries
 from .fetch import MAX_WAIT, DownloadError, HostRateLimiter, fetch, url_problem
-from .files import TEMP_MARK, atomic_write, run_lock
 from .ids import InvalidImageIdError, validate_image_id
 from .jsonstream import BrokenFileError
 from .layout import DATASET_JSON, DatasetLayout
@@ -282,9 +282,9 @@ def download_root(root: str | os.PathLike, options: DownloadOptions = DownloadOp
     items, broken = [], None
     with ReportWriter(report_path, "download") as rejected:
         try:
-            for record in iter_records(layout.json_path, rejected if shard == 0 else None):
-                if shard_of(record.image_id, shards) == shard:
-                    items.append((record.image_id, record.image_url))
+            for entry in iter_entries(layout.json_path, rejected if shard == 0 else None):
+                if shard_of(entry.image_id, shards) == shard:
+                    items.append((entry.image_id, entry.image_url))
         except BrokenFileError as error:
             if not items:
                 raise

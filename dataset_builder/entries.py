@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from patentlmm_common.jsonl import iter_jsonl
 from processing.constants import DESCRIPTION_TYPES
 
 from .ids import InvalidImageIdError, figure_of, patent_id_of, validate_image_id
-from .jsonl import iter_jsonl
 from .jsonstream import NOT_UTF8, BadEntry, iter_object_entries, open_text, sniff_encoding
 from .reports import ReportWriter
 
@@ -19,12 +20,12 @@ __all__ = [
     "DESCRIPTION_FIELDS",
     "OCR_VOCAB_SIZE",
     "REQUIRED_FIELDS",
-    "InvalidRecordError",
-    "Record",
+    "Entry",
+    "InvalidEntryError",
     "find_split_dir",
     "iter_ocr_cache",
     "iter_official_ocr",
-    "iter_records",
+    "iter_entries",
     "iter_split_file",
     "validate_entry",
 ]
@@ -36,13 +37,13 @@ SPLIT_DIR_NAMES = ("data_splits", "splits")  # the release's name, then the orig
 OCR_VOCAB_SIZE = 50265  # tokens of LayoutLMv3-base's tokenizer, whose ids the official ocr.json holds
 
 
-class InvalidRecordError(ValueError):
+class InvalidEntryError(ValueError):
     """An entry of PatentDesc-355k.json that cannot be used; the message is the reason written to the report."""
 
 
 @dataclass(frozen=True)
-class Record:
-    """One validated entry of PatentDesc-355k.json."""
+class Entry:
+    """One validated entry of PatentDesc-355k.json (one figure)."""
 
     image_id: str
     patent_id: str
@@ -71,25 +72,25 @@ def _has_invalid_utf8(value: Any) -> bool:
     return False
 
 
-def validate_entry(image_id: str, entry: Any) -> Record:
-    """One `(key, value)` pair of PatentDesc-355k.json -> `Record`, or `InvalidRecordError` saying what is wrong."""
+def validate_entry(image_id: str, entry: Any) -> Entry:
+    """One `(key, value)` pair of PatentDesc-355k.json -> `Entry`, or `InvalidEntryError` saying what is wrong."""
     if NOT_UTF8 in image_id:
-        raise InvalidRecordError(f"the image id {image_id!r} contains bytes that are not UTF-8")
+        raise InvalidEntryError(f"the image id {image_id!r} contains bytes that are not UTF-8")
     try:
         validate_image_id(image_id)
     except InvalidImageIdError as error:
-        raise InvalidRecordError(str(error)) from None
+        raise InvalidEntryError(str(error)) from None
     if not isinstance(entry, dict):
-        raise InvalidRecordError(f"the entry is a {_json_type(entry)}, expected an object with {list(REQUIRED_FIELDS)}")
+        raise InvalidEntryError(f"the entry is a {_json_type(entry)}, expected an object with {list(REQUIRED_FIELDS)}")
     missing = [field for field in REQUIRED_FIELDS if field not in entry]
     if missing:
-        raise InvalidRecordError(f"missing field(s) {missing}")
+        raise InvalidEntryError(f"missing field(s) {missing}")
     for field in REQUIRED_FIELDS:
         if not isinstance(entry[field], str):
-            raise InvalidRecordError(f"field {field!r} is a {_json_type(entry[field])}, expected a string")
+            raise InvalidEntryError(f"field {field!r} is a {_json_type(entry[field])}, expected a string")
         if NOT_UTF8 in entry[field]:
-            raise InvalidRecordError(f"field {field!r} contains bytes that are not UTF-8")
-    return Record(
+            raise InvalidEntryError(f"field {field!r} contains bytes that are not UTF-8")
+    return Entry(
         image_id=image_id,
         patent_id=patent_id_of(image_id),
         figure=figure_of(image_id),
@@ -104,9 +105,9 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "number")
 
 
-def iter_records(
+def iter_entries(
     json_path: str | os.PathLike, report: ReportWriter | None = None, seen: Any = None
-) -> Iterator[Record]:
+) -> Iterator[Entry]:
     """Streams the valid entries of PatentDesc-355k.json in file order; invalid ones go to `report`.
 
     `seen` (a `set` or a `DiskMap`, default a new `set`) collects the ids read, to reject duplicates; pass a
@@ -121,15 +122,15 @@ def iter_records(
             continue
         image_id, entry = item
         try:
-            record = validate_entry(image_id, entry)
-        except InvalidRecordError as error:
+            valid = validate_entry(image_id, entry)
+        except InvalidEntryError as error:
             _report(report, image_id, str(error))
             continue
         if image_id in seen:
             _report(report, image_id, "duplicate image id: an earlier entry with this id is kept")
             continue
         seen.add(image_id)
-        yield record
+        yield valid
 
 
 def find_split_dir(root: str | os.PathLike) -> Path | None:
@@ -263,3 +264,14 @@ def iter_ocr_cache(
                 image_id = entry.get("image_id") if isinstance(entry, dict) else None
                 reason = f"{path.name} line {number}: invalid OCR cache entry: {error}"
                 _report(report, image_id if isinstance(image_id, str) else None, reason)
+
+
+_DEPRECATED = {"Record": "Entry", "InvalidRecordError": "InvalidEntryError", "iter_records": "iter_entries"}
+
+
+def __getattr__(name: str) -> Any:
+    """The names of the previous release (`Record`, `InvalidRecordError`, `iter_records`), deprecated."""
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"{name} is deprecated and will be removed; use {_DEPRECATED[name]}.", FutureWarning, stacklevel=2)
+    return globals()[_DEPRECATED[name]]

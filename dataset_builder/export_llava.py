@@ -11,13 +11,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from patentlmm_common.files import TEMP_MARK, atomic_write, remove_stale_temporaries, run_lock
 from processing.constants import DEFAULT_IMAGE_TOKEN
 from processing.prompts import escape_description, instruction
 
 from .diskmap import DiskMap
-from .entries import iter_records
+from .entries import iter_entries
 from .features import CONFIGS
-from .files import TEMP_MARK, atomic_write, remove_stale_temporaries, run_lock
 from .layout import DatasetLayout
 from .options import ExportOptions
 from .reports import ReportWriter
@@ -73,21 +73,21 @@ def export_llava(
         ):
             assigner = SplitAssigner(layout.split_dir, tmp, options.ratios, options.seed, report)
             seen = DiskMap(Path(tmp) / "seen.sqlite")
-            records = iter_records(layout.json_path, report, seen)
-            for record in tqdm(records, desc="export-llava", unit=" entries", disable=not progress or None):
-                split = assigner.split_of(record.image_id)
+            entries = iter_entries(layout.json_path, report, seen)
+            for entry in tqdm(entries, desc="export-llava", unit=" entries", disable=not progress or None):
+                split = assigner.split_of(entry.image_id)
                 if split not in EXPORT_SPLITS:
                     continue
-                if not (layout.images_dir / f"{record.image_id}.png").is_file():
-                    report.add(record.image_id, "image file is missing (run `download` first)")
+                if not (layout.images_dir / f"{entry.image_id}.png").is_file():
+                    report.add(entry.image_id, "image file is missing (run `download` first)")
                     continue
                 for config in CONFIGS:
-                    description = record.description(config)
+                    description = entry.description(config)
                     if not description:
-                        report.add(record.image_id, f"empty {config} description: not in {names[config, split]}")
+                        report.add(entry.image_id, f"empty {config} description: not in {names[config, split]}")
                         continue
                     name = names[config, split]
-                    sample = json.dumps(llava_sample(record.image_id, config, description))
+                    sample = json.dumps(llava_sample(entry.image_id, config, description))
                     handles[config, split].write((", " if counts[name] else "") + sample)  # json.dump's separator
                     counts[name] += 1
             assigner.report_unused(seen)

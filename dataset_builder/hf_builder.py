@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from datasets.builder import Key
 from datasets.table import table_cast
 
-from patentlmm.paper import ARXIV_URL, CITATION
+from patentlmm_common.paper import ARXIV_URL, CITATION
 from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
 
 from .build import build_patentdesc_dataset

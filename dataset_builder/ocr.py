@@ -15,15 +15,15 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from patentlmm_common.files import atomic_write, run_lock
+from patentlmm_common.jsonl import JsonlAppender, complete_lines
 from processing.images import ImageTooLargeError, load_image
 from processing.ocr_base import OcrEngine, OcrTimeoutError, OcrWords, TesseractNotAvailableError
 from processing.ocr_engines import ocr_engine_from_dict
 from processing.ocr_tesseract import TesseractEngine, TesseractFailedError
 
 from .deadline import CallDiedError, DeadlineExceededError, call_with_deadline
-from .files import atomic_write, run_lock
 from .ids import InvalidImageIdError, validate_image_id
-from .jsonl import JsonlAppender, complete_lines
 from .layout import DatasetLayout
 from .ocr_folders import CACHE_STEM, ENGINE_FILE, engine_of_folder
 from .options import OcrOptions

@@ -1,11 +1,11 @@
-"""The options of each dataset step as typed dataclasses, which are also their flags (`patentlmm.cli.options`)."""
+"""The options of each dataset step as typed dataclasses whose fields declare their flags (`option()`)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 
-from patentlmm.cli.options import at_least, check_options, option
+from patentlmm_common.fields import at_least, check_options, option
 from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
 from processing.ocr_base import OcrEngine
 from processing.ocr_engines import DEFAULT_OCR_ENGINE, OCR_ENGINES

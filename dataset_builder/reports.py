@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image
 
-from .jsonl import JsonlAppender, complete_lines
+from patentlmm_common.jsonl import JsonlAppender, complete_lines
 
 __all__ = ["ReportWriter", "frames_note", "permanent_failures", "read_report"]
 

@@ -113,11 +113,6 @@ class PatentLMMConfig(PreTrainedConfig):
         """Visual positions of the encoder: the visual CLS token plus (input_size / patch_size) ** 2 patches."""
         return (self.vision_config.input_size // self.vision_config.patch_size) ** 2 + 1
 
-    def num_image_features(self, num_ocr_tokens: int) -> int:
-        """Number of image features (= `<image>` placeholder tokens) for a sample with `num_ocr_tokens` OCR tokens."""
-        dropped = 1 if self.vision_feature_select_strategy == "patch" else 0
-        return num_ocr_tokens + self.num_image_patches - dropped
-
 
 def _sub_configs(
     vision_config: dict | LayoutLMv3Config | None, text_config: dict | PreTrainedConfig | None

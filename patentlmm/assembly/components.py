@@ -13,6 +13,7 @@ from processing.ocr_engines import DEFAULT_OCR_ENGINE
 
 __all__ = [
     "DEFAULT_MAX_NEW_TOKENS",
+    "DTYPES",
     "build_config",
     "build_processor",
     "generation_config",
@@ -22,6 +23,8 @@ __all__ = [
 # The saved generation config's cap on new tokens. The original's `generate(max_length=512)`
 # (finetuned_inference.py:135) counted its prompt too: `describe --prompt-format original_inference` caps the same way.
 DEFAULT_MAX_NEW_TOKENS = 512
+# The dtypes a model is saved or run in, by their torch names (`getattr(torch, name)`); the commands add `auto`.
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 def prepare_decoder_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:

@@ -13,7 +13,13 @@ from safetensors.torch import save_file
 from transformers import AutoConfig, AutoTokenizer, LayoutLMv3Config, PreTrainedTokenizerBase
 
 from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration
-from patentlmm.assembly.components import build_config, build_processor, generation_config, prepare_decoder_tokenizer
+from patentlmm.assembly.components import (
+    DTYPES,
+    build_config,
+    build_processor,
+    generation_config,
+    prepare_decoder_tokenizer,
+)
 from patentlmm.assembly.original import (
     PEFT_PREFIX,
     PROJECTOR_PREFIX,
@@ -36,7 +42,7 @@ from processing import PatentLMMProcessor
 from processing.constants import DEFAULT_IMAGE_TOKEN
 from processing.ocr_engines import PAPER_OCR_ENGINE
 
-__all__ = ["DEFAULT_DTYPE", "DEFAULT_LORA_ALPHA", "DTYPES", "convert_original"]
+__all__ = ["DEFAULT_DTYPE", "DEFAULT_LORA_ALPHA", "convert_original"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +55,6 @@ DEFAULT_DTYPE = "float32"
 # `hidden_states` that is -1.
 ORIGINAL_VISION_FEATURE_LAYER = -1
 ORIGINAL_LORA_DROPOUT = 0.05  # LLaVA-1.5's LoRA dropout; only matters if the kept adapter is trained further
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def convert_original(
@@ -88,7 +93,7 @@ def convert_original(
     if patentmme is not None:
         use_patentmme_encoder(original, load_state_dict(patentmme, "state_dict"), encoder_config)
     cover_vocabulary(original.weights, tokenizer)
-    torch_dtype = embeddings(original.weights).dtype if dtype == "auto" else DTYPES[dtype]
+    torch_dtype = embeddings(original.weights).dtype if dtype == "auto" else getattr(torch, dtype)
     config = _build_config(encoder_config, base_llm, tokenizer, original.weights, torch_dtype)
     state_dict = checked_state_dict(original, config)
     if original.lora and not keep_adapter:

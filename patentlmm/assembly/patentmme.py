@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoTokenizer, LayoutLMv3Model, PreTrainedTokenizerBase
 
-from dataset_builder.files import atomic_directory
 from modeling_patentlmm import PatentMMEConfig, PatentMMEForPreTraining, PatentMMEVisualTokenizer
 from modeling_patentlmm.modeling_patentmme import encoder_config
+from patentlmm_common.files import atomic_directory
 
 from .original import load_state_dict, preview
 

@@ -21,7 +21,7 @@ from patentlmm.assembly.components import (
     generation_config,
     prepare_decoder_tokenizer,
 )
-from patentlmm.cli.options import option
+from patentlmm_common.fields import option
 from processing import PatentLMMProcessor
 from processing.constants import DEFAULT_MAX_OCR_TOKENS
 

@@ -8,8 +8,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from patentlmm.assembly.convert import DEFAULT_DTYPE, DEFAULT_LORA_ALPHA, DTYPES, convert_original
-from patentlmm.cli.options import add_options, option, options_from_args
+from patentlmm.assembly.components import DTYPES
+from patentlmm.assembly.convert import DEFAULT_DTYPE, DEFAULT_LORA_ALPHA, convert_original
+from patentlmm.cli.arguments import add_options, options_from_args
+from patentlmm_common.fields import option
 
 __all__ = ["ConvertOptions", "add_arguments", "run"]
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patentlmm.assembly.patentmme import convert_patentmme
-from patentlmm.cli.options import add_options, option, options_from_args
+from patentlmm.cli.arguments import add_options, options_from_args
+from patentlmm_common.fields import option
 
 __all__ = ["ConvertPatentMMEOptions", "add_arguments", "run"]
 

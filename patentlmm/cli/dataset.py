@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from patentlmm.cli.options import add_options, options_from_args
+from patentlmm.cli.arguments import add_options, options_from_args
 
 if TYPE_CHECKING:
     from dataset_builder.options import AllOptions
@@ -69,9 +69,9 @@ def all_options(args: argparse.Namespace) -> AllOptions:
 def run(args: argparse.Namespace) -> int:
     """Runs the step; a file that is not one JSON object and a step already running on the same files end it with
     one line naming the file and the problem (exit status 2), not a traceback."""
-    from dataset_builder.files import AlreadyRunningError
     from dataset_builder.jsonstream import BrokenFileError
     from dataset_builder.steps import run_all, run_step
+    from patentlmm_common.files import AlreadyRunningError
 
     try:
         if args.step == "all":

@@ -6,8 +6,9 @@ import argparse
 from dataclasses import dataclass
 
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
-from patentlmm.cli.options import add_options, at_least, option, options_from_args
+from patentlmm.cli.arguments import add_options, options_from_args
 from patentlmm.demo.pipeline import DEFAULT_MODEL, DemoOptions, run_demo
+from patentlmm_common.fields import at_least, option
 
 __all__ = ["WebOptions", "add_arguments", "run"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dataset_builder.files import AlreadyRunningError
-from patentlmm.cli.options import add_options, options_from_args
+from patentlmm.cli.arguments import add_options, options_from_args
 from patentlmm.inference.describe import DescribeOptions, describe
 from patentlmm.inference.inputs import InputError
+from patentlmm_common.files import AlreadyRunningError
 
 __all__ = ["add_arguments", "run"]
 

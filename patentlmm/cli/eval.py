@@ -7,9 +7,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from patentlmm.cli.options import add_options, option, options_from_args
+from patentlmm.cli.arguments import add_options, options_from_args
 from patentlmm.evaluation.evaluate import evaluate_predictions, format_table
 from patentlmm.evaluation.rows import PredictionsError
+from patentlmm_common.fields import option
 
 __all__ = ["EvalOptions", "add_arguments", "run"]
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patentlmm.assembly.tiny import TinyModelArguments, init_tiny
-from patentlmm.cli.options import add_options, option, options_from_args
+from patentlmm.cli.arguments import add_options, options_from_args
+from patentlmm_common.fields import option
 
 __all__ = ["InitTinyOptions", "add_arguments", "run"]
 

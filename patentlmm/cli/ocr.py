@@ -8,7 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from patentlmm.cli.options import add_options, option, options_from_args
+from patentlmm.cli.arguments import add_options, options_from_args
+from patentlmm_common.fields import option
 from processing.images import ImageTooLargeError, load_image
 from processing.ocr_base import OcrSettingError
 from processing.ocr_engines import DEFAULT_OCR_ENGINE, OCR_ENGINES, load_ocr_engine

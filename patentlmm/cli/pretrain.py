@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from patentlmm.cli.train import import_training
+from patentlmm.extras import import_training
 
 __all__ = ["add_arguments", "run"]
 

@@ -8,8 +8,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from patentlmm.cli.options import add_options, option, options_from_args
+from patentlmm.cli.arguments import add_options, options_from_args
 from patentlmm.hub.publish import PushOptions, push_dataset, push_model
+from patentlmm_common.fields import option
 
 __all__ = ["PushTarget", "add_arguments", "run"]
 

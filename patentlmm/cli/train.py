@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from types import ModuleType
 
-__all__ = ["add_arguments", "import_training", "run"]
+from patentlmm.extras import import_training
+
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,15 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs=argparse.REMAINDER,
         help="training options (TRL's and PatentLMM's; they override the recipe), e.g. --output_dir runs/x",
     )
-
-
-def import_training(command: str) -> ModuleType:
-    """`patentlmm.training`, or a `SystemExit` telling how to install what it needs (`command` names who needs it)."""
-    try:
-        from patentlmm import training
-    except ImportError as error:
-        raise SystemExit(f"{command} needs the training extra: `pip install 'patentlmm[train]'` ({error}).") from error
-    return training
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,8 +16,8 @@ import torch
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
 from patentlmm.assembly.tiny import TinyModelArguments
 from patentlmm.assets import FIGURES
-from patentlmm.cli.options import at_least, check_options, option
-from patentlmm.cli.train import import_training
+from patentlmm.extras import import_training
+from patentlmm_common.fields import at_least, check_options, option
 from processing.constants import DESCRIPTION_TYPES
 from processing.ocr_engines import DEFAULT_OCR_ENGINE
 
@@ -291,7 +291,7 @@ def run_demo(options: DemoOptions) -> Path:
     report); returns the path of `report.html`."""
     from patentlmm.assembly.tiny import init_encoder
     from patentlmm.evaluation.evaluate import evaluate_predictions, format_table
-    from patentlmm.evaluation.report import write_report
+    from patentlmm.evaluation.html_report import write_report
 
     out = options.output_dir
     out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from patentlmm.inference.figures import ocr_text
 from patentlmm.inference.generation import generate_batch
 from patentlmm.inference.grounding import DEFAULT_GROUNDING, GROUNDINGS, grounding_for
 from patentlmm.inference.loading import load_model_and_processor
-from patentlmm.paper import ARXIV_URL
+from patentlmm_common.paper import ARXIV_URL
 from processing import PatentLMMProcessor, build_prompt, load_image
 from processing.constants import DESCRIPTION_TYPES
 

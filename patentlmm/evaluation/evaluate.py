@@ -8,11 +8,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from dataset_builder.files import atomic_write
 from patentlmm.evaluation.metrics.patentlmm_metrics import paper_metrics
 from patentlmm.evaluation.numerals import References, aggregate_fidelity, fidelity
 from patentlmm.evaluation.rows import PredictionsError, check_rows, is_blank, read_predictions
-from patentlmm.paper import TABLE2_METRICS
+from patentlmm_common.files import atomic_write
+from patentlmm_common.paper import TABLE2_METRICS
 from processing.constants import DESCRIPTION_TYPES
 
 __all__ = ["INPUT", "PAPER_RESULTS", "evaluate_predictions", "format_table"]

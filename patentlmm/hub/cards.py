@@ -9,7 +9,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
-from patentlmm.paper import ARXIV_URL, CITATION, TABLE2_METRICS
+from patentlmm_common.paper import ARXIV_URL, CITATION, TABLE2_METRICS
 from processing.constants import DESCRIPTION_TYPES
 from processing.prompts import instruction
 

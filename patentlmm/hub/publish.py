@@ -13,9 +13,9 @@ from pathlib import Path
 from huggingface_hub import HfApi
 
 from patentlmm.assets import FIGURES
-from patentlmm.cli.options import option
 from patentlmm.hub.cards import build_model_card
 from patentlmm.hub.files import select_dataset_files, stage_model_folder
+from patentlmm_common.fields import option
 from processing.constants import DESCRIPTION_TYPES
 
 __all__ = ["NUM_WIDGET_IMAGES", "PushOptions", "push_dataset", "push_model", "read_metrics"]

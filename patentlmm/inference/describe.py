@@ -18,10 +18,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 import torch
 from tqdm.auto import tqdm
 
-from dataset_builder.jsonl import JsonlAppender, cut_torn_line, iter_jsonl
 from modeling_patentlmm import PatentLMMForConditionalGeneration
-from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
-from patentlmm.cli.options import at_least, check_options, option
+from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS, DTYPES
 from patentlmm.evaluation.numerals import extract_references
 from patentlmm.inference import vllm_backend
 from patentlmm.inference.figures import (
@@ -47,8 +45,10 @@ from patentlmm.inference.inputs import (
     check_output_file,
     output_lock,
 )
-from patentlmm.inference.loading import DTYPES, dtype_reason, load_model_and_processor, resolve_dtype
+from patentlmm.inference.loading import dtype_reason, load_model_and_processor, resolve_dtype
 from patentlmm.inference.precision import QUANTIZATIONS
+from patentlmm_common.fields import at_least, check_options, option
+from patentlmm_common.jsonl import JsonlAppender, cut_torn_line, iter_jsonl
 from processing import PatentLMMProcessor, build_prompt
 from processing.constants import DESCRIPTION_TYPES
 from processing.ocr_base import OcrEngine
@@ -105,7 +105,7 @@ class DescribeOptions:
     device: str | None = option(None, help="default: cuda if available, else cpu")
     dtype: str = option(
         "auto",
-        choices=DTYPES,
+        choices=("auto", *DTYPES),
         help="auto: bfloat16 on a GPU, or on a CPU with native bfloat16 (AMX or AVX512-BF16); float32 on other CPUs "
         "and for original_inference",
     )

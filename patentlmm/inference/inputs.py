@@ -8,7 +8,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from dataset_builder.files import run_lock
+from patentlmm_common.files import run_lock
 from processing import PatentLMMProcessor
 from processing.prompts import tokenize_prompt
 
@@ -66,7 +66,7 @@ def check_output_file(path: str | os.PathLike) -> None:
 
 @contextlib.contextmanager
 def output_lock(path: str | os.PathLike) -> Iterator[None]:
-    """One writer per output: holds the run lock `.<name>.lock` next to `path` (`dataset_builder.files.run_lock`);
+    """One writer per output: holds the run lock `.<name>.lock` next to `path` (`patentlmm_common.files.run_lock`);
     a second `describe` into the same file raises `AlreadyRunningError` naming the holder's pid."""
     path = Path(path)
     with run_lock(path.with_name(f".{path.name}.lock"), f"a describe writing {path}"):

@@ -10,11 +10,10 @@ import torch
 from modeling_patentlmm import PatentLMMConfig, PatentLMMForConditionalGeneration
 from patentlmm.inference.inputs import InputError
 from patentlmm.inference.precision import check_quantize, cpu_flags, native_bf16_flag, quantize_decoder
+from patentlmm_common.weights import check_weights  # the same check as before a push
 from processing import PatentLMMProcessor
 
-__all__ = ["DTYPES", "dtype_reason", "load_model_and_processor", "resolve_dtype"]
-
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+__all__ = ["dtype_reason", "load_model_and_processor", "resolve_dtype"]
 
 
 def resolve_dtype(device: str, dtype: str, flags: frozenset[str] | None = None) -> str:
@@ -76,8 +75,6 @@ def _check_model_folder(model_name_or_path: str) -> None:
     folder = Path(model_name_or_path)
     if not folder.is_dir():
         return
-    from patentlmm.hub.files import check_weights  # the same check as before a push
-
     for name in ("config.json", "ocr_tokenizer"):
         if not (folder / name).exists():
             raise FileNotFoundError(

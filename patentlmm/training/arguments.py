@@ -6,12 +6,12 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
+from patentlmm_common.fields import option
 from processing.constants import DESCRIPTION_TYPES
 
 __all__ = [
@@ -67,50 +67,45 @@ class RecipeError(ValueError):
     """A recipe or command-line value with which training cannot run as asked; the message names the option."""
 
 
-def _option(default: Any, help: str) -> Any:
-    """A dataclass field with its `--help` text (TRL's parser reads `metadata["help"]`)."""
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class PatentLMMArguments:
     """PatentLMM's own options (the rest come from TRL's `ScriptArguments`, `SFTConfig` and `ModelConfig`)."""
 
-    stage: int = _option(2, "1: train the projector only; 2: LoRA on the decoder + projector.")
-    desc_type: str | None = _option(
+    stage: int = option(2, "1: train the projector only; 2: LoRA on the decoder + projector.")
+    desc_type: str | None = option(
         None, f"{' or '.join(DESCRIPTION_TYPES)}: the instruction and target; defaults to --dataset_config."
     )
-    prompt_format: str | None = _option(
+    prompt_format: str | None = option(
         None,
         "The prompt format; by default the stage's ("
         + ", ".join(f"stage {stage}: {name}" for stage, name in PROMPT_FORMAT_OF_STAGE.items())
         + ").",
     )
-    vision_tower: str | None = _option(
+    vision_tower: str | None = option(
         None,
         "Stage 1 from a base LLM (--model_name_or_path): folder or Hub id of the PatentMME encoder, either a PatentLMM "
         "folder (its encoder, OCR tokenizer and projector type are used) or a LayoutLMv3 model.",
     )
-    projector_type: str = _option("mlp2x_gelu", "mlp2x_gelu or linear (stage 1 with a LayoutLMv3 --vision_tower).")
-    train_vision_tower: bool = _option(
+    projector_type: str = option("mlp2x_gelu", "mlp2x_gelu or linear (stage 1 with a LayoutLMv3 --vision_tower).")
+    train_vision_tower: bool = option(
         False,
         "Also train the encoder: with the projector in stage 1, fully beside the LoRA in stage 2 (the saved config "
         "records freeze_vision_tower=False). For an encoder that starts from random weights, as in `patentlmm demo`; "
         "the paper keeps PatentMME frozen.",
     )
-    mm_projector_lr: float | None = _option(None, "Stage 2: learning rate of the projector (None: --learning_rate).")
-    lora_init_adapter: str | None = _option(
+    mm_projector_lr: float | None = option(None, "Stage 2: learning rate of the projector (None: --learning_rate).")
+    lora_init_adapter: str | None = option(
         None,
         "Folder of a PEFT LoRA adapter on the LLaMA decoder (PatentLLaMA), as the original loads it in both stages. "
         "Stage 1: the decoder carries it, frozen, while the projector trains; the stage-1 folder keeps the base "
         "decoder, so give stage 2 the same adapter. Stage 2: it starts the LoRA (its rank must equal --lora_r).",
     )
-    merge_lora: bool = _option(
+    merge_lora: bool = option(
         True, "Stage 2: save LoRA merged into a full model (default) or, with false, the adapter only."
     )
-    max_train_samples: int | None = _option(None, "Keep the first N training rows.")
-    max_eval_samples: int | None = _option(None, "Keep the first N evaluation rows.")
-    bad_rows: str = _option(
+    max_train_samples: int | None = option(None, "Keep the first N training rows.")
+    max_eval_samples: int | None = option(None, "Keep the first N evaluation rows.")
+    bad_rows: str = option(
         "skip",
         "A dataset row that cannot train (its image does not decode, its description is empty or null, an OCR box "
         "is outside 0-1000): skip (default: each is reported with its id and reason, the run goes on, a summary at "

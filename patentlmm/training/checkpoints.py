@@ -14,7 +14,7 @@ from pathlib import Path
 from safetensors import safe_open
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from dataset_builder.files import TEMP_MARK
+from patentlmm_common.files import TEMP_MARK
 
 __all__ = [
     "CheckpointError",

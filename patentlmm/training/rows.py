@@ -12,7 +12,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from dataset_builder.files import atomic_write
+from patentlmm_common.files import atomic_write
 from processing.images import ImageTooLargeError, decode_image
 
 __all__ = [

@@ -23,7 +23,6 @@ from PIL import Image
 
 from dataset_builder.build import build_patentdesc_dataset
 from dataset_builder.export_llava import export_llava, llava_sample
-from dataset_builder.files import AlreadyRunningError
 from dataset_builder.hf_builder import PatentDesc355k
 from dataset_builder.ids import patent_id_of
 from dataset_builder.image_check import prepare_image
@@ -32,6 +31,7 @@ from dataset_builder.reports import read_report
 from helpers import FIGURES, REPO
 from helpers.damaged import damaged_images, encoded
 from helpers.processes import ProcessKiller, child_of, held_lock
+from patentlmm_common.files import AlreadyRunningError
 from processing.images import load_image
 from processing.ocr_tesseract import run_tesseract
 from processing.prompts import escape_description

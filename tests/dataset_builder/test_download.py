@@ -17,7 +17,6 @@ import pytest
 from PIL import Image
 
 from dataset_builder.download import download_images
-from dataset_builder.files import AlreadyRunningError
 from dataset_builder.options import DownloadOptions
 from dataset_builder.reports import read_report
 from dataset_builder.sharding import shard_of
@@ -25,6 +24,7 @@ from helpers import REPO
 from helpers.damaged import damaged_images, encoded
 from helpers.http_servers import FigureServer, Reply
 from patentlmm.cli.dataset import main
+from patentlmm_common.files import AlreadyRunningError
 
 FIGURES = sorted((REPO / "patentlmm" / "assets" / "figures").glob("*.png"))
 FAST = {"per_host_rate": 0, "timeout": 1.0, "backoff": 0.01, "retries": 3}  # retries without real waiting

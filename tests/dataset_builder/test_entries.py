@@ -14,17 +14,17 @@ from dataset_builder import jsonstream
 from dataset_builder.diskmap import DiskMap
 from dataset_builder.entries import (
     OCR_VOCAB_SIZE,
+    iter_entries,
     iter_ocr_cache,
     iter_official_ocr,
-    iter_records,
     iter_split_file,
 )
 from dataset_builder.ids import InvalidImageIdError, validate_image_id
-from dataset_builder.jsonl import JsonlAppender, complete_lines, iter_jsonl
 from dataset_builder.jsonstream import BrokenFileError, iter_object_entries
 from dataset_builder.reports import ReportWriter, read_report
 from dataset_builder.splits import SPLITS, SplitAssigner, parse_ratios, split_of_patent
 from helpers import REPO
+from patentlmm_common.jsonl import JsonlAppender, complete_lines, iter_jsonl
 
 
 def _entry(brief: str = "A brief.", detailed: str = "A detailed one.") -> dict:
@@ -58,7 +58,7 @@ def test_bad_entries_are_reported_and_the_rest_is_read(tmp_path):
     path = tmp_path / "PatentDesc-355k.json"
     path.write_bytes(data)
     with ReportWriter(tmp_path / "rejected.jsonl", "build") as report:
-        records = list(iter_records(path, report, DiskMap(tmp_path / "seen.sqlite")))
+        records = list(iter_entries(path, report, DiskMap(tmp_path / "seen.sqlite")))
     assert [r.image_id for r in records] == ["US1111111B2__1", "US1111111B2__6", "US1111111B2__8"]
     assert records[0].brief_description == "A brief." and records[0].patent_id == "US1111111B2"
     reasons = _reasons(tmp_path / "rejected.jsonl")
@@ -77,7 +77,7 @@ def test_a_truncated_file_raises_after_the_entries_before_the_damage(tmp_path):
     path.write_text('{"US1111111B2__1": ' + json.dumps(_entry()) + ', "US1111111B2__2": {"image_u')
     read = []
     with pytest.raises(ValueError, match="not valid JSON after 1 entries"):
-        for record in iter_records(path):
+        for record in iter_entries(path):
             read.append(record.image_id)
     assert read == ["US1111111B2__1"]
 
@@ -177,7 +177,7 @@ def test_ocr_cache_lines_are_validated_and_a_half_written_line_is_reported(tmp_p
 
 def _read(path: Path, tmp_path: Path) -> tuple[list[str], dict[str | None, list[str]]]:
     with ReportWriter(tmp_path / "rejected.jsonl", "build") as report:
-        ids = [record.image_id for record in iter_records(path, report)]
+        ids = [record.image_id for record in iter_entries(path, report)]
     return ids, _reasons(tmp_path / "rejected.jsonl")
 
 
@@ -204,9 +204,9 @@ def test_nan_infinity_and_huge_numbers_fail_their_entry_only(tmp_path):
 
 _DEEP_CHILD = """
 import resource, sys
-from dataset_builder.entries import iter_records
+from dataset_builder.entries import iter_entries
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-ids = [record.image_id for record in iter_records(sys.argv[1])]
+ids = [record.image_id for record in iter_entries(sys.argv[1])]
 print(ids, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
 """
 
@@ -237,7 +237,7 @@ def test_json_and_split_lists_with_a_bom_or_in_utf16_are_read_whole(tmp_path, en
     path.write_text(json.dumps(entries, ensure_ascii=False), encoding=encoding)
     ids, reasons = _read(path, tmp_path)
     assert ids == ["US1111111B2__1", "US1111111B2__2"] and not reasons
-    assert next(iter_records(path)).brief_description == "Première vue."
+    assert next(iter_entries(path)).brief_description == "Première vue."
     split = tmp_path / "train.txt"
     split.write_text("US1111111B2__1\nUS1111111B2__2\n", encoding=encoding)
     assert list(iter_split_file(split)) == ["US1111111B2__1", "US1111111B2__2"]  # the first id is not lost
@@ -247,7 +247,7 @@ def test_a_top_level_list_is_refused_with_one_clear_line(tmp_path):
     path = tmp_path / "PatentDesc-355k.json"
     path.write_text(json.dumps([{"image_id": "US1111111B2__1", **_entry()}]))
     with pytest.raises(BrokenFileError, match=r"PatentDesc-355k.json is a JSON array: it must be one JSON object"):
-        list(iter_records(path))
+        list(iter_entries(path))
 
 
 def test_ids_with_a_trailing_newline_are_rejected(tmp_path):
@@ -348,3 +348,15 @@ def test_jsonl_appends_after_cutting_a_torn_last_line_and_readers_skip_bad_lines
     assert path.read_text(encoding="utf-8") == '{"a": 1}\nnot json\n{"b": 2}\n{"c": 3}\n{"d": "é"}\n{"e": 5}\n'
     assert appender.count == 3 and list(complete_lines(path))[-1] == {"e": 5}
     assert list(iter_jsonl(tmp_path / "missing.jsonl")) == []
+
+
+def test_the_previous_names_still_work_with_a_warning():
+    import dataset_builder
+    from dataset_builder import entries
+
+    with pytest.warns(FutureWarning, match="iter_records is deprecated and will be removed; use iter_entries"):
+        assert dataset_builder.iter_records is entries.iter_entries
+    with pytest.warns(FutureWarning, match="use Entry"):
+        assert entries.Record is entries.Entry
+    with pytest.warns(FutureWarning, match="use InvalidEntryError"):
+        assert entries.InvalidRecordError is entries.InvalidEntryError

@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dataset_builder.files import AlreadyRunningError
-from dataset_builder.jsonl import complete_lines
 from dataset_builder.ocr import run_ocr
 from dataset_builder.ocr_folders import find_ocr_folder
 from dataset_builder.options import OcrOptions
@@ -21,6 +19,8 @@ from helpers import FIGURES
 from helpers.damaged import damaged_images
 from helpers.processes import ProcessKiller, held_lock, parent_of
 from patentlmm.cli.dataset import main
+from patentlmm_common.files import AlreadyRunningError
+from patentlmm_common.jsonl import complete_lines
 from processing.images import load_image
 from processing.ocr_engines import load_ocr_engine
 from processing.ocr_tesseract import TesseractEngine, run_tesseract

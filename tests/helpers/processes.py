@@ -102,7 +102,7 @@ def child_of(parent: int) -> Callable[[int, list[str]], bool]:
 
 _HOLDER = """
 import sys, time
-from dataset_builder.files import run_lock
+from patentlmm_common.files import run_lock
 with run_lock(sys.argv[1], "the test's holder"):
     print("locked", flush=True)
     time.sleep(120)

@@ -65,8 +65,6 @@ def test_config_defaults_are_patentmme_and_llama_7b():
     assert config.text_config.model_type == "llama" and config.text_config.hidden_size == 4096
     assert (config.projector_type, config.vision_feature_layer, config.max_ocr_tokens) == ("mlp2x_gelu", -1, 512)
     assert config.num_image_patches == 577
-    assert config.num_image_features(10) == 10 - 1 + 577
-    assert PatentLMMConfig(vision_feature_select_strategy="cls_patch").num_image_features(10) == 10 + 577
 
 
 def test_config_round_trips_through_json(tmp_path):

@@ -14,7 +14,7 @@ import sacrebleu
 from nltk.translate.meteor_score import meteor_score
 from rouge_score import rouge_scorer
 
-from patentlmm.paper import CITATION, TABLE2_METRICS, Table2Metric
+from patentlmm_common.paper import CITATION, TABLE2_METRICS, Table2Metric
 
 __all__ = ["LEXNAMES", "TABLE2_METRICS", "PatentLMMMetrics", "Table2Metric", "paper_metrics", "prepare_wordnet"]
 

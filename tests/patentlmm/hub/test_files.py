@@ -16,7 +16,8 @@ import yaml
 from helpers import REPO
 from helpers.hub_server import HubServer
 from patentlmm.hub import stage_model_folder
-from patentlmm.hub.files import check_weights, select_dataset_files
+from patentlmm.hub.files import select_dataset_files
+from patentlmm_common.weights import check_weights
 
 TOKEN = "hf_secret_token_outside_the_folder_0123456789"
 

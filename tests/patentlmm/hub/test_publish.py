@@ -21,7 +21,7 @@ from helpers.hub_server import HubServer
 from patentlmm.assembly.components import DEFAULT_MAX_NEW_TOKENS
 from patentlmm.cli import main as patentlmm
 from patentlmm.hub import PushOptions, build_model_card, push_model, select_model_files, stage_model_folder
-from patentlmm.paper import CITATION
+from patentlmm_common.paper import CITATION
 from processing import build_prompt
 
 ROUND_TRIP = SCRIPTS / "hub_round_trip.py"
@@ -213,7 +213,7 @@ def _size(path: Path) -> tuple[int, int]:
 
 
 def test_the_card_and_the_readme_cite_the_package_citation():
-    """`patentlmm.paper.CITATION` is the one BibTeX entry: the card prints it, the README's copy equals it."""
+    """`patentlmm_common.paper.CITATION` is the one BibTeX entry: the card prints it, the README's copy equals it."""
     card = build_model_card("me/x", widget_images=[])
     assert f"```bibtex\n{CITATION}\n```" in card.text
     assert f"max_new_tokens={DEFAULT_MAX_NEW_TOKENS}, do_sample=False" in card.text  # the saved default, not a copy

@@ -316,7 +316,7 @@ def test_describe_options_are_checked_in_python_too():
 
 def test_the_command_line_becomes_describe_options():
     from patentlmm.cli import build_parser
-    from patentlmm.cli.options import options_from_args
+    from patentlmm.cli.arguments import options_from_args
 
     argv = ["describe", "--model", "m", "a.png", "b.png", "--type", "detailed", "--cache", "dynamic", "--limit", "3",
             "--vllm-args", '{"max_model_len": 2048}', "--output", "out.jsonl"]  # fmt: skip

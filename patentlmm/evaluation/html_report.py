@@ -11,10 +11,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from dataset_builder.files import atomic_write
 from patentlmm.evaluation.numerals import References, extract_references, fidelity
 from patentlmm.evaluation.visualize import IN_FIGURE, highlight_numerals, ocr_overlay
-from patentlmm.paper import TABLE2_METRICS
+from patentlmm_common.files import atomic_write
+from patentlmm_common.paper import TABLE2_METRICS
 
 __all__ = ["loss_curve_svg", "render_report", "write_report"]
 

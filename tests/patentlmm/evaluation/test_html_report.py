@@ -1,4 +1,4 @@
-"""`patentlmm.evaluation.report`: the HTML report of described figures, on real figures and hand-written rows."""
+"""`patentlmm.evaluation.html_report`: the HTML report of described figures, on real figures and hand-written rows."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from patentlmm.evaluation.evaluate import evaluate_predictions
-from patentlmm.evaluation.report import THUMBNAIL_SIZE, loss_curve_svg, render_report
+from patentlmm.evaluation.html_report import THUMBNAIL_SIZE, loss_curve_svg, render_report
 
 FIG8, FIG12 = "US20250204297A1__8", "US20250204297A1__12"
 

@@ -1,4 +1,4 @@
-"""`patentlmm.cli.options`: typed options dataclasses become argparse arguments and come back as objects."""
+"""`patentlmm.cli.arguments`: typed options dataclasses become argparse arguments and come back as objects."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from patentlmm.cli.options import add_options, at_least, check_options, option, options_from_args
+from patentlmm.cli.arguments import add_options, options_from_args
+from patentlmm_common.fields import at_least, option
 
 
 @dataclass
@@ -50,26 +51,3 @@ def test_bad_values_are_refused_naming_the_option(argv, message, capsys):
         parse(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
-
-
-def test_check_options_refuses_in_python_what_the_command_line_refuses():
-    @dataclass
-    class Checked:
-        count: int = option(1, type=at_least(1))
-        rate: float = option(1.0, type=at_least(0, float, exclusive=True))
-        kind: str = option("brief", choices=("brief", "detailed"))
-        limit: int | None = option(None, type=at_least(1))
-
-        def __post_init__(self):
-            check_options(self)
-
-    assert Checked(count=3, rate=0.5, kind="detailed") == Checked(3, 0.5, "detailed", None)
-    for fields, message in (
-        ({"count": 0}, "count must be at least 1, got 0."),
-        ({"rate": 0.0}, "rate must be greater than 0, got 0.0."),
-        ({"kind": "long"}, "kind must be one of ('brief', 'detailed'), got 'long'."),
-        ({"limit": -1}, "limit must be at least 1, got -1."),
-    ):
-        with pytest.raises(ValueError) as error:
-            Checked(**fields)
-        assert str(error.value) == message

@@ -1,4 +1,4 @@
-"""`iter_examples`: the rows of every usable figure of a dataset root, each config and split, in JSON order."""
+"""`iter_rows`: the rows of every usable figure of a dataset root, each config and split, in JSON order."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .diskmap import DiskMap
-from .entries import Record, iter_ocr_cache, iter_official_ocr, iter_records
+from .entries import Entry, iter_entries, iter_ocr_cache, iter_official_ocr
 from .features import CONFIGS
 from .image_check import PreparedImage, prepare_image
 from .layout import DatasetLayout
@@ -22,10 +22,10 @@ from .pool import ResilientPool, WorkerDiedError
 from .reports import ReportWriter
 from .splits import SPLITS, SplitAssigner
 
-__all__ = ["iter_examples"]
+__all__ = ["iter_rows"]
 
 
-def iter_examples(
+def iter_rows(
     root: str | os.PathLike,
     configs: Sequence[str] = CONFIGS,
     splits: Sequence[str] = SPLITS,
@@ -45,21 +45,21 @@ def iter_examples(
         ocr_index, official = _index_ocr(layout, Path(tmp), report)
         assigner = SplitAssigner(layout.split_dir, tmp, options.ratios, options.seed, report)
         seen = DiskMap(Path(tmp) / "seen.sqlite")
-        records = tqdm(iter_records(layout.json_path, report, seen), desc="build", unit=" entries",
+        entries = tqdm(iter_entries(layout.json_path, report, seen), desc="build", unit=" entries",
                        disable=not progress or None)  # fmt: skip
         # A worker killed by a signal (the out-of-memory killer, say) fails only the figure it was checking.
         pool = ResilientPool(options.workers) if options.workers > 1 else None
         try:
-            for batch in _batched(_candidates(records, assigner, configs, splits, report), 32 * options.workers):
+            for batch in _batched(_candidates(entries, assigner, configs, splits, report), 32 * options.workers):
                 arguments = [(layout.images_dir / f"{r.image_id}.png", options.max_image_pixels) for r, _, _ in batch]
                 if pool is None:
                     prepared = (prepare_image(*args) for args in arguments)
                 else:  # rows go out while the workers check the rest of the batch
                     prepared = map(_prepared, pool.map_in_order(prepare_image, arguments))
-                for (record, split, kept), image in zip(batch, prepared):
-                    row = _row(record, image, ocr_index, official, options, report)
+                for (entry, split, kept), image in zip(batch, prepared):
+                    row = _row(entry, image, ocr_index, official, options, report)
                     for config in kept if row is not None else ():
-                        yield config, split, {**row, "description": record.description(config)}
+                        yield config, split, {**row, "description": entry.description(config)}
         finally:
             if pool is not None:
                 pool.close()
@@ -70,23 +70,23 @@ def iter_examples(
 
 
 def _candidates(
-    records: Iterable[Record],
+    entries: Iterable[Entry],
     assigner: SplitAssigner,
     configs: Sequence[str],
     splits: Sequence[str],
     report: ReportWriter | None,
-) -> Iterator[tuple[Record, str, list[str]]]:
-    """`(record, split, configs with a description)` of the records in `splits`; empty descriptions reported."""
-    for record in records:
-        split = assigner.split_of(record.image_id)
+) -> Iterator[tuple[Entry, str, list[str]]]:
+    """`(entry, split, configs with a description)` of the entries in `splits`; empty descriptions reported."""
+    for entry in entries:
+        split = assigner.split_of(entry.image_id)
         if split not in splits:
             continue
-        kept = [config for config in configs if record.description(config)]
+        kept = [config for config in configs if entry.description(config)]
         for config in configs:
             if config not in kept and report is not None:
-                report.add(record.image_id, f"empty {config} description", action=f"dropped from {config}")
+                report.add(entry.image_id, f"empty {config} description", action=f"dropped from {config}")
         if kept:
-            yield record, split, kept
+            yield entry, split, kept
 
 
 def _batched(items: Iterable, size: int) -> Iterator[list]:
@@ -113,7 +113,7 @@ def _prepared(outcome: PreparedImage | WorkerDiedError) -> PreparedImage:
 
 
 def _row(
-    record: Record,
+    entry: Entry,
     image: PreparedImage,
     ocr_index: DiskMap,
     official: DiskMap | None,
@@ -123,23 +123,23 @@ def _row(
     """The row of one figure without its description, or None (reported) when it cannot be used."""
     if image.error is not None:
         if report is not None:
-            report.add(record.image_id, image.error, action="rejected")
+            report.add(entry.image_id, image.error, action="rejected")
         return None
-    words_boxes = ocr_index.get(record.image_id)
-    ids_boxes = official.get(record.image_id) if official is not None else None
+    words_boxes = ocr_index.get(entry.image_id)
+    ids_boxes = official.get(entry.image_id) if official is not None else None
     if words_boxes is None and ids_boxes is None and not options.allow_missing_ocr:
         if report is not None:
             reason = "no OCR result (run `ocr` first, or build with --allow-missing-ocr)"
-            report.add(record.image_id, reason, action="rejected")
+            report.add(entry.image_id, reason, action="rejected")
         return None
     if image.note is not None and report is not None:
-        report.add(record.image_id, image.note, action="converted")
+        report.add(entry.image_id, image.note, action="converted")
     words, boxes = json.loads(words_boxes) if words_boxes is not None else (None, None)
     row = {
-        "image_id": record.image_id,
-        "patent_id": record.patent_id,
-        "figure": record.figure,
-        "image": {"bytes": image.png, "path": f"{record.image_id}.png"},
+        "image_id": entry.image_id,
+        "patent_id": entry.patent_id,
+        "figure": entry.figure,
+        "image": {"bytes": image.png, "path": f"{entry.image_id}.png"},
         "description": "",
         "ocr_words": words,
         "ocr_boxes": boxes,
