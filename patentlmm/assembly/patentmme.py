@@ -203,7 +203,8 @@ def convert_patentmme(
         report.append(f"Dropped {len(conversion.dropped)} tensors of dead heads (no loss reads them): "
                       f"{preview(conversion.dropped)}")  # fmt: skip
     rows = state[LIGHTNING_PREFIX + "pos_embed"].shape[1]
-    report.append(f"pos_embed: {rows} rows -> {model.layoutlmv3.pos_embed.shape[1]} (bicubic, once).")
+    target = model.layoutlmv3.pos_embed.shape[1]
+    report.append(f"pos_embed: {rows} rows" + (f" -> {target} (bicubic, once)." if rows != target else ", kept."))
     vqgan = None
     if conversion.vqgan:
         vqgan = PatentMMEVisualTokenizer.from_state_dict(conversion.vqgan, input_size, source=f"{checkpoint} vqgan.*")

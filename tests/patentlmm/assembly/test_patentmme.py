@@ -55,43 +55,49 @@ def _write(tmp_path, state, name="last.ckpt"):
     return path
 
 
-def hand_loaded_encoder(state: dict[str, torch.Tensor]) -> LayoutLMv3Model:
+def hand_loaded_encoder(state: dict[str, torch.Tensor], size: int = 64) -> LayoutLMv3Model:
     """The authors' encoder loaded by hand: `model.*` minus the heads, and pos_embed's 14 x 14 patch rows resized to
-    the 4 x 4 grid of 64-px figures as their forward does at each call (bicubic, CLS row as is)."""
-    encoder = LayoutLMv3Model(encoder_config(PatentMMEConfig(**TINY))).eval()
+    the grid of `size`-px figures as their forward does at each call (bicubic, CLS row as is)."""
+    encoder = LayoutLMv3Model(encoder_config(PatentMMEConfig(**{**TINY, "input_size": size}))).eval()
+    cells = size // 16
     wanted = set(encoder.state_dict())
     weights = {k[6:]: v for k, v in state.items() if k[6:] in wanted}
     pos = state["model.pos_embed"]
     side = int((pos.shape[1] - 1) ** 0.5)
     grid = pos[:, 1:].view(1, side, side, -1).permute(0, 3, 1, 2)
-    resized = F.interpolate(grid, size=(4, 4), mode="bicubic").permute(0, 2, 3, 1).reshape(1, 16, -1)
+    resized = F.interpolate(grid, size=(cells, cells), mode="bicubic").permute(0, 2, 3, 1).reshape(1, cells**2, -1)
     weights["pos_embed"] = torch.cat([pos[:, :1], resized], dim=1)
     encoder.load_state_dict(weights, strict=True)
     return encoder
 
 
-def _inputs():
+def _inputs(size: int = 64):
     generator = torch.Generator().manual_seed(1)
     ids = torch.randint(3, 120, (2, 6), generator=generator)
     corner = torch.randint(0, 900, (2, 6, 2), generator=generator)
-    pixel_values = torch.randn(2, 3, 64, 64, generator=generator)
+    pixel_values = torch.randn(2, 3, size, size, generator=generator)
     return {"input_ids": ids, "bbox": torch.cat([corner, corner + 40], -1), "pixel_values": pixel_values}
 
 
-@pytest.mark.parametrize("rows", [197, 17])
-def test_the_converted_encoder_equals_the_authors_loaded_by_hand(tmp_path, capsys, rows):
+@pytest.mark.parametrize(("rows", "size"), [(197, 64), (17, 64), (197, 384), (577, 384)])
+def test_the_converted_encoder_equals_the_authors_loaded_by_hand(tmp_path, capsys, rows, size):
+    """197 rows: the authors' 14 x 14 pos_embed; 17 and 577: one already on the figures' grid (64 and 384 px)."""
     state = authors_state(rows)
     cli(["convert-patentmme", "--checkpoint", str(_write(tmp_path, state)), "--output", str(tmp_path / "out"),
-         "--input-size", "64"])  # fmt: skip
+         "--input-size", str(size)])  # fmt: skip
     printed = capsys.readouterr().out
-    assert f"pos_embed: {rows} rows -> 17 (bicubic, once)." in printed
+    target = (size // 16) ** 2 + 1
+    assert (
+        f"pos_embed: {rows} rows -> {target} (bicubic, once)." if rows != target else f"{rows} rows, kept."
+    ) in printed
     model = PatentMMEForPreTraining.from_pretrained(tmp_path / "out").eval()
     encoder = LayoutLMv3Model.from_pretrained(tmp_path / "out" / "encoder").eval()
-    expected = hand_loaded_encoder(state)
+    expected = hand_loaded_encoder(state, size)
     with torch.no_grad():
-        reference = expected(**_inputs(), output_hidden_states=True).hidden_states
+        reference = expected(**_inputs(size), output_hidden_states=True).hidden_states
         for converted in (model.layoutlmv3, encoder):
-            for mine, theirs in zip(converted(**_inputs(), output_hidden_states=True).hidden_states, reference):
+            hidden = converted(**_inputs(size), output_hidden_states=True).hidden_states
+            for mine, theirs in zip(hidden, reference, strict=True):
                 torch.testing.assert_close(mine, theirs, atol=1e-6, rtol=1e-6)
     for head in HEADS:
         for index in (0, 2):
