@@ -88,6 +88,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--held-out", type=int, default=4, help="the demo's number of held-out figures")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--modes", nargs="+", choices=GROUNDINGS, default=list(GROUNDINGS), help="'off' always runs")
+    parser.add_argument("--held-out-only", action="store_true", help="describe the held-out figures only")
     return parser.parse_args()
 
 
@@ -159,11 +161,13 @@ def main() -> None:
     processor = PatentLMMProcessor.from_pretrained(folder)
     entries = json.loads((FIGURES / "descriptions.json").read_text(encoding="utf-8"))
     figures = sorted(entries)
+    held_out = set(held_out_ids(figures, args.held_out))
+    if args.held_out_only:
+        figures = [image_id for image_id in figures if image_id in held_out]
     prepared = processor.prepare([str(FIGURES / f"{image_id}.png") for image_id in figures])  # OCR, before timing
     references = [
         (entries[i]["brief_description"], extract_references(ocr_text(processor, p))) for i, p in zip(figures, prepared)
     ]
-    held_out = set(held_out_ids(figures, args.held_out))
     flags = cpu_flags()
     print(
         f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.processor() or 'cpu'}, "
@@ -178,9 +182,10 @@ def main() -> None:
         f"{'ROUGE-L':>7} {'METEOR':>6} {'tok/s':>6} {'ratio':>6} {'in proc':>7}  fired"
     )
     results = {}
-    for mode in GROUNDINGS:
+    sets = (("held-out", held_out),) if args.held_out_only else (("held-out", held_out), ("all 19", set(figures)))
+    for mode in [m for m in GROUNDINGS if m == "off" or m in args.modes]:
         predictions, seconds, inside, fired = describe_all(model, processor, prepared, prompt, mode, args)
-        for set_name, ids in (("held-out", held_out), ("all 19", set(figures))):
+        for set_name, ids in sets:
             row = score(ids, predictions, figures, references, processor.tokenizer, seconds, inside)
             results[(set_name, mode)] = row
             base = results[(set_name, "off")]["tokens_per_s"]
@@ -191,8 +196,8 @@ def main() -> None:
                 f"{row['bleu4']:>6.2f} {row['rougeL']:>7.2f} {row['meteor']:>6.2f} {row['tokens_per_s']:>6.1f} "
                 f"{row['tokens_per_s'] / base:>5.2f}x {100 * row['grounding_share']:>6.1f}%  {fired}"
             )
-        if mode == "all":
-            for image_id, prediction in list(zip(figures, predictions))[:3]:
+        if mode in ("off", "all"):
+            for image_id, prediction in list(zip(figures, predictions))[:4]:
                 print(f"  e.g. {image_id}: {prediction[:160]!r}")
 
 

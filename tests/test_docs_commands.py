@@ -212,7 +212,8 @@ def test_the_docs_show_the_commands_this_file_knows():
     known = {"patentlmm", "accelerate", "bash scripts/install.sh", "bash scripts/test.sh", "pip install",
              "pip uninstall", "python3 -m venv", "vllm", "curl", "python train_sft.py",
              "python benchmarks/bench_processor.py", "python benchmarks/bench_train.py",
-             "python benchmarks/bench_ocr_quality.py", "python benchmarks/bench_pretrain.py"}  # fmt: skip
+             "python benchmarks/bench_ocr_quality.py", "python benchmarks/bench_pretrain.py",
+             "python benchmarks/bench_grounding.py"}  # fmt: skip
     assert programs <= known, programs - known
     assert any(argv[:4] == ["accelerate", "launch", "--config_file", "recipes/accelerate/deepspeed_zero2.yaml"]
                and argv[4:6] == ["train_sft.py", "recipes/stage2_brief.yaml"] for _, argv in COMMANDS)  # fmt: skip
