@@ -134,6 +134,8 @@ class DescribeOptions:
         self.images = [Path(path) for path in self.images]
         self.output = Path(self.output) if self.output is not None else None
         check_options(self)
+        if self.backend == "vllm" and (self.grounding != "off" or self.grounding_bias):
+            raise ValueError(vllm_backend.GROUNDING_UNSUPPORTED)
 
 
 # ---------------------------------------------------------------------------------------------------- output

@@ -218,3 +218,22 @@ def test_tiny_model_cites_only_what_its_figure_shows(citing_model, figures, grou
     assert row["grounding"] == grounding
     fired = {"off": set(), "numerals": {"numerals"}, "labels": {"labels"}, "all": {"numerals", "labels"}}[grounding]
     assert set(row.get("grounding_fired", {})) == fired
+
+
+def test_a_figure_without_ocr_words_is_described_unconstrained(citing_model, figures):
+    model, processor = citing_model
+    image_id = "US20250204297A1__1"
+    figure = Figure(image_id, figures[image_id]["path"], ocr_words=[], ocr_boxes=[])
+    options = DescribeOptions(images=[figures[image_id]["path"]], max_new_tokens=12, grounding="all")
+    [[row]] = list(iter_descriptions(model, processor, [figure], options))
+    assert extract_references(row["prediction"]).labels == ("1",)  # as without grounding
+    assert (row["grounding"], row["grounding_note"]) == ("off", "no OCR words: unconstrained")
+
+
+def test_grounding_is_refused_with_the_vllm_backend(figures):
+    path = figures["US20250204297A1__1"]["path"]
+    with pytest.raises(ValueError, match="^--grounding and --grounding-bias are transformers-backend options"):
+        DescribeOptions(images=[path], backend="vllm", grounding="numerals")
+    with pytest.raises(ValueError, match="^--grounding and --grounding-bias are transformers-backend options"):
+        DescribeOptions(images=[path], backend="vllm", grounding_bias=1.0)
+    assert DescribeOptions(images=[path], backend="vllm").grounding == "off"
