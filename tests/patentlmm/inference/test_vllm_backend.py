@@ -7,6 +7,7 @@ with the prompt ids and greedy tokens of `generate`.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import platform
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from helpers import FIGURES, REPO, VLLM_ENV, python_from_env
+from helpers.citing import make_citing
 from patentlmm.cli import main
 from processing import build_messages, build_prompt
 
@@ -336,3 +338,34 @@ def test_openai_server_answers_a_chat_request_with_a_figure_as_generate_does(tin
         assert served["choices"][0]["token_ids"] == generated.tolist()
         assert served["choices"][0]["message"]["content"].strip()
     assert given_answer["prompt_token_ids"] != answer["prompt_token_ids"]  # the server used the OCR it was given
+
+
+@pytest.mark.slow
+def test_describe_vllm_grounds_each_request_as_the_transformers_backend(tiny, vllm_python, tmp_path):
+    """The citing tiny model ("FIG. 1 is 1 is ...") with --grounding all: vLLM's per-request adapter gives the
+    transformers backend's predictions, which cite only what each figure's OCR read."""
+    model, processor = tiny
+    folder = tmp_path / "citing"
+    make_citing(copy.deepcopy(model), processor).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    images = [str(_figure(image_id)) for image_id in [FIRST, *BATCH]]
+    common = ["describe", "--model", str(folder), "--max-new-tokens", "12", "--grounding", "all"]
+    reference, grounded = tmp_path / "transformers.jsonl", tmp_path / "vllm.jsonl"
+    assert main([*common, "--output", str(reference), *images]) == 0
+    command = [vllm_python, "-m", "patentlmm.cli", *common, "--backend", "vllm", "--vllm-args", json.dumps(VLLM_ARGS)]
+    log = tmp_path / "describe-vllm.log"
+    with log.open("w") as handle:
+        result = subprocess.run(
+            [*command, "--output", str(grounded), *images],
+            cwd=tmp_path,
+            env=_vllm_env(tmp_path),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            timeout=280,
+        )
+    assert result.returncode == 0, log.read_text()[-6000:]
+    expected = {row["image_id"]: row["prediction"] for row in _rows(reference)}
+    assert {row["image_id"]: row["prediction"] for row in _rows(grounded)} == expected
+    assert any(row.get("grounding_fired") for row in _rows(reference))  # the constraint changed something
+    free = "no OCR words: unconstrained"
+    assert all(row["grounding"] == "all" for row in _rows(grounded) if row.get("grounding_note") != free)
