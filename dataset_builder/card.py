@@ -9,6 +9,7 @@ from patentlmm_common.paper import ARXIV_URL, CITATION
 
 from .features import patentdesc_features
 from .layout import DATASET_NAME
+from .pretraining import PRETRAINING_CONFIG, pretraining_features
 from .splits import SPLITS
 
 __all__ = ["write_dataset_card"]
@@ -25,6 +26,9 @@ Built with `python -m dataset_builder build` of the PatentLMM Hugging Face port.
 - `brief` and `detailed`: one row per figure whose description of that type is not empty (as in the original).
 - Columns: `image_id` (`<publication>__<figure>`), `patent_id`, `figure`, `image` (PNG), `description`,
   `ocr_words` and `ocr_boxes` (OCR words and 0-1000 boxes){official}.
+- `pretraining` (when the root had a `layout/` cache; split `train` only): one row per figure with layout elements,
+  for PatentMME pretraining: `image_id`, `image`, `ocr_words`, `ocr_boxes`, `layout_boxes` (0-1000),
+  `layout_classes` (indices of node, node_label, figure_label, text, arrow), `visual_tokens` (null when not computed).
 - OCR: {ocr} (`processing.ocr_engines`; also in each Parquet file's schema metadata, key `patentlmm_ocr`).
 
 ```python
@@ -91,7 +95,8 @@ def write_dataset_card(
         split_dict = SplitDict(dataset_name=DATASET_NAME)
         for split, count in splits.items():
             split_dict.add(SplitInfo(name=split, num_bytes=num_bytes[config][split], num_examples=count))
-        infos[config] = DatasetInfo(features=patentdesc_features(official_ocr), splits=split_dict, config_name=config)
+        features = pretraining_features() if config == PRETRAINING_CONFIG else patentdesc_features(official_ocr)
+        infos[config] = DatasetInfo(features=features, splits=split_dict, config_name=config)
     DatasetInfosDict(infos).to_dataset_card_data(card_data)
     table = "\n".join(
         f"| {config} | " + " | ".join(f"{splits.get(split, 0):,}" for split in SPLITS) + " |"

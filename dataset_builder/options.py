@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from patentlmm_common.fields import at_least, check_options, option
 from processing.constants import DEFAULT_MAX_IMAGE_PIXELS
@@ -13,7 +14,17 @@ from processing.ocr_engines import DEFAULT_OCR_ENGINE, OCR_ENGINES
 from .sharding import check_shard
 from .splits import DEFAULT_RATIOS, parse_ratios
 
-__all__ = ["STEPS", "AllOptions", "BuildOptions", "DownloadOptions", "ExportOptions", "OcrOptions", "summary"]
+__all__ = [
+    "STEPS",
+    "AllOptions",
+    "BuildOptions",
+    "DownloadOptions",
+    "ExportOptions",
+    "LayoutOptions",
+    "OcrOptions",
+    "VisualTokenOptions",
+    "summary",
+]
 
 STEPS = ("download", "ocr", "build", "export-llava")  # the order of `all`
 MAX_BODY_BYTES = 64 << 20  # a patent sheet is ~50 KB-2 MB; a download over this is not a figure
@@ -105,6 +116,52 @@ class BuildOptions(ExportOptions):
     @property
     def max_shard_bytes(self) -> int:
         return self.max_shard_mb * 1024**2
+
+
+@dataclass(frozen=True)
+class LayoutOptions:
+    """layout: each figure's layout elements (PatentMME's labels) from its OCR and ink, or a detector's COCO JSON.
+
+    Without `coco` the elements come from the OCR cache (`ocr_engine`) and the figure's ink (docs/pretraining.md)."""
+
+    coco: Path | None = option(
+        None, metavar="FILE", help="import the elements from this COCO-style JSON (categories named as the classes)"
+    )
+    ocr_engine: str | None = option(None, help="the OCR cache to read when ocr/ holds several (name or key)")
+    min_node_side: int = option(
+        91, type=at_least(1), help="an ink component at least this long (pixels) on a side is a node"
+    )
+    join: int = option(3, type=at_least(0), help="ink strokes closer than twice this (pixels) are one component")
+    workers: int | None = option(None, type=at_least(1), help="processes (default: the usable cores)")
+    max_image_pixels: int | None = option(
+        DEFAULT_MAX_IMAGE_PIXELS, type=at_least(1), help="report images with more pixels (decompression-bomb guard)"
+    )
+    retry_failed: bool = option(False, help="also retry figures that failed permanently in an earlier run")
+
+    def __post_init__(self) -> None:
+        check_options(self)
+
+
+@dataclass(frozen=True)
+class VisualTokenOptions:
+    """visual-tokens: each figure's visual-token ids (PatentMME's MIM targets) from a VQGAN tokenizer (resumable).
+
+    One of `tokenizer` (a `PatentMMEVisualTokenizer` folder) and `random_tokenizer_seed` (the stand-in)."""
+
+    tokenizer: Path | None = option(None, metavar="DIR", help="a visual tokenizer folder (save_pretrained)")
+    random_tokenizer_seed: int | None = option(
+        None, metavar="N", help="a seeded random VQGAN of the OCR-VQGAN's shape instead (the offline stand-in)"
+    )
+    batch_size: int = option(8, type=at_least(1), help="figures per encode")
+    max_image_pixels: int | None = option(
+        DEFAULT_MAX_IMAGE_PIXELS, type=at_least(1), help="report images with more pixels (decompression-bomb guard)"
+    )
+    retry_failed: bool = option(False, help="also retry figures that failed permanently in an earlier run")
+
+    def __post_init__(self) -> None:
+        check_options(self)
+        if (self.tokenizer is None) == (self.random_tokenizer_seed is None):
+            raise ValueError("visual-tokens needs exactly one of --tokenizer DIR and --random-tokenizer-seed N")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ class ShardWriter:
     def add(self, row: dict[str, Any]) -> None:
         self._rows.append(row)
         self.num_examples += 1
-        size = len(row["image"]["bytes"]) + len(row["description"]) + 16 * len(row["ocr_words"] or ())
+        size = len(row["image"]["bytes"]) + len(row.get("description") or "") + 16 * len(row["ocr_words"] or ())
         self._group_bytes += size
         self._shard_bytes += size
         if self._group_bytes >= ROW_GROUP_BYTES or len(self._rows) >= ROW_GROUP_MAX_ROWS:

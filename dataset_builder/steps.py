@@ -15,14 +15,16 @@ __all__ = ["STEP_RUNNERS", "run_all", "run_step"]
 STEP_RUNNERS = {
     "download": ("download", "download_root"),
     "ocr": ("ocr", "ocr_root"),
+    "layout": ("layout_labels", "layout_root"),
+    "visual-tokens": ("visual_tokens", "visual_tokens_root"),
     "build": ("build", "build_root"),
     "export-llava": ("export_llava", "export_root"),
 }
 
 
 def run_step(step: str, root: str | os.PathLike, options: object, **keywords: object) -> int:
-    """Runs one step (`download`, `ocr`, `build`, `export-llava`) on `root` with its options object (and
-    `keywords`, e.g. `output=` of build and export-llava); returns its exit status."""
+    """Runs one step (`download`, `ocr`, `layout`, `visual-tokens`, `build`, `export-llava`) on `root` with its
+    options object (and `keywords`, e.g. `output=` of build and export-llava); returns its exit status."""
     module, function = STEP_RUNNERS[step]
     runner = getattr(importlib.import_module(f".{module}", __package__), function)
     return int(runner(Path(root), options, **keywords) or 0)

@@ -19,9 +19,23 @@ _WITH_OUTPUT = {"build": "ROOT/patentdesc-355k", "export-llava": "ROOT/llava_jso
 
 
 def _step_options() -> dict[str, type]:
-    from dataset_builder.options import BuildOptions, DownloadOptions, ExportOptions, OcrOptions
+    from dataset_builder.options import (
+        BuildOptions,
+        DownloadOptions,
+        ExportOptions,
+        LayoutOptions,
+        OcrOptions,
+        VisualTokenOptions,
+    )
 
-    return {"download": DownloadOptions, "ocr": OcrOptions, "build": BuildOptions, "export-llava": ExportOptions}
+    return {
+        "download": DownloadOptions,
+        "ocr": OcrOptions,
+        "layout": LayoutOptions,
+        "visual-tokens": VisualTokenOptions,
+        "build": BuildOptions,
+        "export-llava": ExportOptions,
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,10 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def all_options(args: argparse.Namespace) -> AllOptions:
     """The `AllOptions` of parsed `all` arguments: each `--STEP-args` string parsed by that step's own flags, so
     each step sees exactly its standalone defaults."""
-    from dataset_builder.options import AllOptions
+    from dataset_builder.options import STEPS, AllOptions
 
     parsed = {}
-    for step, cls in _step_options().items():
+    for step in STEPS:
+        cls = _step_options()[step]
         parser = argparse.ArgumentParser(prog=f"all --{step}-args")
         add_options(parser, cls)
         text = getattr(args, f"{step.replace('-', '_')}_args")
@@ -67,8 +82,8 @@ def all_options(args: argparse.Namespace) -> AllOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs the step; a file that is not one JSON object and a step already running on the same files end it with
-    one line naming the file and the problem (exit status 2), not a traceback."""
+    """Runs the step; options that do not go together, a file that is not one JSON object and a step already
+    running on the same files end it with one line naming the problem (exit status 2), not a traceback."""
     from dataset_builder.jsonstream import BrokenFileError
     from dataset_builder.steps import run_all, run_step
     from patentlmm_common.files import AlreadyRunningError
@@ -76,7 +91,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.step == "all":
             return run_all(args.root, all_options(args))
-        options = options_from_args(_step_options()[args.step], args)
+        try:
+            options = options_from_args(_step_options()[args.step], args)
+        except ValueError as error:  # options that do not go together, e.g. visual-tokens without a tokenizer
+            print(f"{args.step}: {error}", file=sys.stderr)
+            return 2
         keywords = {"output": args.output} if args.step in _WITH_OUTPUT else {}
         return run_step(args.step, args.root, options, **keywords)
     except (AlreadyRunningError, BrokenFileError) as error:
