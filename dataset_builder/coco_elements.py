@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from processing.ocr_engine import normalize_boxes
+from processing.ocr_base import normalize_boxes
 
 from .jsonstream import BrokenFileError
 from .layout_elements import PATCH_CLASSES

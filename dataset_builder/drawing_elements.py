@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from processing.ocr_engine import normalize_boxes
+from processing.ocr_base import normalize_boxes
 from processing.ocr_pp import import_cv2
 from processing.references import is_figure_label, is_numeral
 

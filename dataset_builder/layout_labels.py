@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from patentlmm_common.files import run_lock
+from patentlmm_common.jsonl import JsonlAppender
 from processing.images import load_image
 
 from .coco_elements import read_coco
 from .drawing_elements import drawing_elements
 from .entries import iter_ocr_cache
-from .files import run_lock
-from .jsonl import JsonlAppender
 from .layout import DatasetLayout
 from .options import LayoutOptions
 from .pool import ResilientPool, WorkerDiedError

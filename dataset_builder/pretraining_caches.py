@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_write
-from .jsonl import complete_lines
+from patentlmm_common.files import atomic_write
+from patentlmm_common.jsonl import complete_lines
 
 __all__ = [
     "LAYOUT_CACHE",

@@ -13,10 +13,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from patentlmm_common.files import run_lock
+from patentlmm_common.jsonl import JsonlAppender
 from processing.images import load_image
 
-from .files import run_lock
-from .jsonl import JsonlAppender
 from .layout import DatasetLayout
 from .options import VisualTokenOptions
 from .pretraining_caches import (

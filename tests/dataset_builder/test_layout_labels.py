@@ -11,7 +11,6 @@ from PIL import Image
 
 from dataset_builder.drawing_elements import drawing_elements
 from dataset_builder.entries import iter_ocr_cache
-from dataset_builder.jsonl import JsonlAppender
 from dataset_builder.layout import DatasetLayout
 from dataset_builder.layout_elements import PATCH_CLASSES, patch_labels, token_nodes
 from dataset_builder.layout_labels import run_layout
@@ -22,6 +21,7 @@ from dataset_builder.reports import read_report
 from helpers import FIGURES
 from helpers.damaged import damaged_images
 from patentlmm.cli.dataset import main
+from patentlmm_common.jsonl import JsonlAppender
 from processing.references import is_numeral
 
 IDS = ["US20250204297A1__1", "US20250204297A1__12"]  # 16 and 3 words of the drawing engine

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -100,7 +102,7 @@ def test_options_need_one_tokenizer(root, capsys):
 )
 def test_the_steps_import_torch_and_the_tokenizer_only_when_they_run(module):
     """No module-level import of torch or the model code: `visual-tokens` imports the tokenizer inside
-    `load_tokenizer`. (Importing the steps' options still imports torch today, through `patentlmm.cli`.)"""
+    `load_tokenizer`."""
     tree = ast.parse((REPO / "dataset_builder" / f"{module}.py").read_text())
     top_level = {
         name.split(".")[0]
@@ -114,6 +116,17 @@ def test_the_steps_import_torch_and_the_tokenizer_only_when_they_run(module):
     assert [node.module for node in lazy] == (
         ["modeling_patentlmm.visual_tokenizer_patentmme"] if module == "visual_tokens" else []
     )
+
+
+def test_importing_the_steps_imports_no_torch():
+    code = (
+        "import sys, dataset_builder.steps, dataset_builder.visual_tokens, dataset_builder.layout_labels, "
+        "dataset_builder.build, dataset_builder.pretraining; "
+        "print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert result.stdout.strip() == "[]", result.stderr[-2000:]
 
 
 def test_the_cache_lines_are_json_with_576_ids(root, tokenizer_dir):
