@@ -36,7 +36,8 @@ EXPECTED_PROMPTS = {
         "<image>\nUSER: Write a detailed description for this patent image.\nASSISTANT:"
     ),
 }
-TEMPLATE_OF_FORMAT = {"vicuna_v1": None, "plain": "plain", "original_inference": "original_inference"}
+# The `chat_template` argument each format is rendered with: none for the default (vicuna_v1), else its name.
+CHAT_TEMPLATE_ARGUMENT = {"vicuna_v1": None, "plain": "plain", "original_inference": "original_inference"}
 # The default (Vicuna v1) template starts with the decoder's `<s> `, for vLLM's chat (the processor adds no second).
 RENDERED_PREFIX = {"vicuna_v1": "<s> ", "plain": "", "original_inference": ""}
 CASES = sorted(EXPECTED_PROMPTS)
@@ -49,7 +50,7 @@ def processor(tiny):
 
 
 def _render(processor, messages, prompt_format, **kwargs) -> str:
-    name = TEMPLATE_OF_FORMAT[prompt_format]
+    name = CHAT_TEMPLATE_ARGUMENT[prompt_format]
     if name is not None:
         kwargs["chat_template"] = name
     return processor.apply_chat_template(messages, tokenize=False, **kwargs)
