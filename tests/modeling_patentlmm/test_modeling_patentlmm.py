@@ -263,7 +263,15 @@ def _expected_outputs(model, processor, figure):
 def test_saved_folder_has_remote_code_safetensors_and_full_auto_map(tiny_dir):
     files = {path.name for path in tiny_dir.iterdir()}
     assert {"model.safetensors", "config.json", "modeling_patentlmm.py", "configuration_patentlmm.py"} <= files
-    assert {"processing_patentlmm.py", "ocr.py", "prompts.py", "images.py", "constants.py"} <= files
+    assert {
+        "processing_patentlmm.py",
+        "ocr_engines.py",
+        "ocr_tokens.py",
+        "prepared_figures.py",
+        "prompts.py",
+        "images.py",
+        "constants.py",
+    } <= files
     assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl")) for name in files)
     auto_map = json.loads((tiny_dir / "config.json").read_text())["auto_map"]
     assert auto_map == {

@@ -70,7 +70,13 @@ def test_staged_folder_is_complete_and_card_metadata_parses(tiny_dir, tmp_path):
         (stripped / "ocr_tokenizer" / path.name).write_bytes(path.read_bytes())
 
     staged = stage_model_folder(stripped, tmp_path / "staged", widget)
-    for name in ("modeling_patentlmm.py", "configuration_patentlmm.py", "processing_patentlmm.py", "ocr.py"):
+    for name in (
+        "modeling_patentlmm.py",
+        "configuration_patentlmm.py",
+        "processing_patentlmm.py",
+        "ocr_engines.py",
+        "ocr_tokens.py",
+    ):
         assert (staged / name).is_file(), name
     assert json.loads((staged / "config.json").read_text())["auto_map"]["AutoModelForVision2Seq"].endswith(
         "PatentLMMForConditionalGeneration"
