@@ -58,7 +58,7 @@ class DemoOptions:
     num_held_out: int = option(4, type=at_least(1), help="default: %(default)s")
     base_llm: str | None = option(None, help="decoder folder or Hub id (default: SmolLM2-135M-Instruct)")
     pretrain_steps: int = option(
-        0, type=at_least(0), help="PatentMME pretraining steps of the random encoder, 0: none (default: %(default)s)"
+        30, type=at_least(0), help="PatentMME pretraining steps of the random encoder, 0: none (default: %(default)s)"
     )
     stage1_steps: int = option(8, type=at_least(1), help="default: %(default)s")
     stage2_steps: int = option(16, type=at_least(1), help="default: %(default)s")
