@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -15,7 +16,6 @@ from tqdm.auto import tqdm
 
 from patentlmm_common.files import run_lock
 from patentlmm_common.jsonl import JsonlAppender
-from processing.images import load_image
 
 from .coco_elements import read_coco
 from .drawing_elements import drawing_elements
@@ -27,25 +27,19 @@ from .pretraining_caches import (
     LAYOUT_CACHE,
     LAYOUT_DIR,
     LAYOUT_SOURCE_FILE,
-    CacheMismatchError,
     claim_cache,
     read_layout_cache,
 )
 from .reports import ReportWriter, permanent_failures
+from .steps import StepSummary, open_figure, step_root
 
 __all__ = ["LayoutSummary", "layout_root", "run_layout"]
 
 @dataclass
-class LayoutSummary:
-    """What one `run_layout` call did."""
+class LayoutSummary(StepSummary):
+    """What one `run_layout` call did (`total`: figures in images/; `processed`: elements found and cached)."""
 
-    total: int = 0  # figures in images/
-    processed: int = 0  # elements found and cached by this run
-    cached: int = 0  # already cached: skipped
-    failed: int = 0  # reported by this run
-    previously_failed: int = 0  # failed permanently before: skipped
     elements: int = 0  # elements found by this run
-    seconds: float = 0.0
 
     def __str__(self) -> str:
         return (
@@ -58,13 +52,9 @@ def _layout_figure(
     path: str, words: list[str], boxes: list[list[int]], min_node_side: int, join: int, max_pixels: int | None
 ) -> tuple[str, Any, bool]:
     """In a worker: `("ok", (boxes, classes), False)` or `("error", reason, permanent)` for one figure."""
-    name = f"{Path(path).parent.name}/{Path(path).name}"
-    if not os.path.isfile(path):
-        return "error", f"image file {name} is missing (run `download` first)", False
-    try:
-        image = load_image(path, max_pixels)
-    except Exception as error:  # noqa: BLE001 (a damaged file: whatever its decoder raises; the pixel cap)
-        return "error", f"unreadable image {name}: {type(error).__name__}: {error}", True
+    image, reason, permanent = open_figure(path, max_pixels)
+    if image is None:
+        return "error", reason, permanent
     ink = np.asarray(image.convert("L")) < 128  # (H, W), as the drawing engine's ink
     return "ok", drawing_elements(ink, words, boxes, min_node_side, join), False
 
@@ -93,15 +83,8 @@ def run_layout(root: str | os.PathLike, options: LayoutOptions = LayoutOptions()
         summary = LayoutSummary()
         cached = set(read_layout_cache(folder))
         failed_before = set() if options.retry_failed else permanent_failures(report_path)
-        todo = []
-        for image_id in sorted(path.stem for path in layout.images_dir.glob("*.png")):
-            summary.total += 1
-            if image_id in cached:
-                summary.cached += 1
-            elif image_id in failed_before:
-                summary.previously_failed += 1
-            else:
-                todo.append(image_id)
+        image_ids = sorted(path.stem for path in layout.images_dir.glob("*.png"))
+        todo = [image_id for image_id in image_ids if summary.admit(image_id, cached, failed_before)]
         with ReportWriter(report_path, "layout") as report, JsonlAppender(folder / LAYOUT_CACHE) as cache:
             found = _from_coco(todo, options) if options.coco is not None else _from_ocr(todo, layout, options)
             for image_id, (status, result, permanent) in found:
@@ -156,14 +139,5 @@ def _from_ocr(todo: list[str], layout: DatasetLayout, options: LayoutOptions):
 def layout_root(root: str | os.PathLike, options: LayoutOptions = LayoutOptions()) -> int:  # noqa: B008 (frozen)
     """`layout` on a dataset root; prints the summary and returns the exit status (2: no `images/`, no OCR, or a
     cache of another source)."""
-    layout = DatasetLayout(Path(root), options.ocr_engine)
-    if not layout.images_dir.is_dir():
-        print(f"layout: {layout.images_dir} not found (run `download` first)", file=sys.stderr)
-        return 2
-    try:
-        summary = run_layout(root, options)
-    except (CacheMismatchError, FileNotFoundError) as error:
-        print(f"layout: {error}", file=sys.stderr)
-        return 2
-    print(f"{summary} (failures: {layout.reports_dir / 'layout_failures.jsonl'})")
-    return 0
+    run = functools.partial(run_layout, root, options)
+    return step_root("layout", DatasetLayout(Path(root), options.ocr_engine), run, "layout_failures.jsonl")

@@ -30,26 +30,21 @@ from .options import OcrOptions
 from .pool import ResilientPool, WorkerDiedError
 from .reports import ReportWriter, permanent_failures
 from .sharding import shard_label, shard_of, sharded_name
+from .steps import StepSummary
 
 __all__ = ["OcrSummary", "ocr_root", "run_ocr"]
 
 
 @dataclass
-class OcrSummary:
-    """What one `run_ocr` call did, for the ids of its shard."""
+class OcrSummary(StepSummary):
+    """What one `run_ocr` call did, for the ids of its shard (`total`: its distinct ids; `processed`: OCRed and
+    appended to the cache; `previously_failed`: in the report of an earlier run)."""
 
-    total: int = 0  # distinct ids of this shard
-    processed: int = 0  # OCRed and appended to the cache by this run
-    cached: int = 0  # already in a cache file: skipped
-    failed: int = 0  # written to the report by this run
-    previously_failed: int = 0  # in the report of an earlier run: skipped
     words: int = 0  # words found by this run
-    seconds: float = 0.0
 
     def __str__(self) -> str:
-        rate = self.processed / self.seconds if self.seconds else 0.0
         return (
-            f"ocr: {self.total} ids: {self.processed} OCRed ({rate:.2f} images/s, {self.words} words), "
+            f"ocr: {self.total} ids: {self.processed} OCRed ({self.rate:.2f} images/s, {self.words} words), "
             f"{self.cached} already cached, {self.failed} failed, {self.previously_failed} skipped as failed before; "
             f"{self.seconds:.1f} s"
         )
@@ -172,12 +167,7 @@ def _work_list(
         if shard_of(str(image_id), options.num_shards) != options.shard_index or image_id in seen:
             continue
         seen.add(image_id)
-        summary.total += 1
-        if image_id in cached:
-            summary.cached += 1
-        elif image_id in failed_before:
-            summary.previously_failed += 1
-        else:
+        if summary.admit(image_id, cached, failed_before):
             try:
                 todo[validate_image_id(image_id)] = None
             except InvalidImageIdError as error:

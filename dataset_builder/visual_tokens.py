@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +15,6 @@ from tqdm.auto import tqdm
 
 from patentlmm_common.files import run_lock
 from patentlmm_common.jsonl import JsonlAppender
-from processing.images import load_image
 
 from .layout import DatasetLayout
 from .options import VisualTokenOptions
@@ -23,11 +22,11 @@ from .pretraining_caches import (
     TOKENIZER_FILE,
     VISUAL_TOKENS_CACHE,
     VISUAL_TOKENS_DIR,
-    CacheMismatchError,
     claim_cache,
     read_visual_tokens,
 )
 from .reports import ReportWriter, permanent_failures
+from .steps import StepSummary, open_figure, step_root
 
 __all__ = [
     "VisualTokenSummary",
@@ -38,21 +37,13 @@ __all__ = [
 ]
 
 @dataclass
-class VisualTokenSummary:
-    """What one `run_visual_tokens` call did."""
-
-    total: int = 0  # figures in images/
-    processed: int = 0  # encoded and cached by this run
-    cached: int = 0
-    failed: int = 0
-    previously_failed: int = 0
-    seconds: float = 0.0
+class VisualTokenSummary(StepSummary):
+    """What one `run_visual_tokens` call did (`total`: figures in images/; `processed`: encoded and cached)."""
 
     def __str__(self) -> str:
-        rate = self.processed / self.seconds if self.seconds else 0.0
         return (
-            f"visual-tokens: {self.total} figures: {self.processed} encoded ({rate:.2f} images/s), {self.cached} "
-            f"already cached, {self.failed} failed, {self.previously_failed} skipped as failed before; "
+            f"visual-tokens: {self.total} figures: {self.processed} encoded ({self.rate:.2f} images/s), "
+            f"{self.cached} already cached, {self.failed} failed, {self.previously_failed} skipped as failed before; "
             f"{self.seconds:.1f} s"
         )
 
@@ -77,17 +68,6 @@ def _batches(items: list[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
-def _open_figure(path: Path, max_pixels: int | None) -> tuple[Any, str | None, bool]:
-    """(RGB image, None, False) or (None, reason, permanent) for one figure file."""
-    name = f"{path.parent.name}/{path.name}"
-    if not path.is_file():
-        return None, f"image file {name} is missing (run `download` first)", False
-    try:
-        return load_image(path, max_pixels), None, False
-    except Exception as error:  # noqa: BLE001 (a damaged file: whatever its decoder raises; the pixel cap)
-        return None, f"unreadable image {name}: {type(error).__name__}: {error}", True
-
-
 def run_visual_tokens(
     root: str | os.PathLike,
     options: VisualTokenOptions,
@@ -106,15 +86,8 @@ def run_visual_tokens(
         summary = VisualTokenSummary()
         cached = set(read_visual_tokens(folder)[0])
         failed_before = set() if options.retry_failed else permanent_failures(report_path)
-        todo = []
-        for image_id in sorted(path.stem for path in layout.images_dir.glob("*.png")):
-            summary.total += 1
-            if image_id in cached:
-                summary.cached += 1
-            elif image_id in failed_before:
-                summary.previously_failed += 1
-            else:
-                todo.append(image_id)
+        image_ids = sorted(path.stem for path in layout.images_dir.glob("*.png"))
+        todo = [image_id for image_id in image_ids if summary.admit(image_id, cached, failed_before)]
         with (
             ReportWriter(report_path, "visual-tokens") as report,
             JsonlAppender(folder / VISUAL_TOKENS_CACHE) as cache,
@@ -140,7 +113,7 @@ def _encode_batch(
     `tokenizer.encode(tokenizer.preprocess(images))`."""
     images, ids = [], []
     for image_id in batch:
-        image, reason, permanent = _open_figure(images_dir / f"{image_id}.png", options.max_image_pixels)
+        image, reason, permanent = open_figure(images_dir / f"{image_id}.png", options.max_image_pixels)
         if image is None:
             report.add(image_id, reason, permanent=permanent)
             summary.failed += 1
@@ -163,14 +136,5 @@ def _encode_batch(
 def visual_tokens_root(root: str | os.PathLike, options: VisualTokenOptions) -> int:
     """`visual-tokens` on a dataset root; prints the summary and returns the exit status (2: no `images/`, or a
     cache of another tokenizer)."""
-    layout = DatasetLayout(Path(root))
-    if not layout.images_dir.is_dir():
-        print(f"visual-tokens: {layout.images_dir} not found (run `download` first)", file=sys.stderr)
-        return 2
-    try:
-        summary = run_visual_tokens(root, options)
-    except (CacheMismatchError, FileNotFoundError) as error:
-        print(f"visual-tokens: {error}", file=sys.stderr)
-        return 2
-    print(f"{summary} (failures: {layout.reports_dir / 'visual_token_failures.jsonl'})")
-    return 0
+    run = functools.partial(run_visual_tokens, root, options)
+    return step_root("visual-tokens", DatasetLayout(Path(root)), run, "visual_token_failures.jsonl")
