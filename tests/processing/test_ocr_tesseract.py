@@ -60,27 +60,6 @@ def test_a_tesseract_failure_names_the_settings_it_ran_with():
         load_ocr_engine("tesseract", lang="xx")(FIGURE_8_PNG)
 
 
-@pytest.fixture(scope="module")
-def processor(tiny):
-    return tiny[1]
-
-
-@pytest.fixture(scope="module")
-def figure8_rgb(figures):
-    return load_image(figures[FIGURE_8]["path"])
-
-
-@pytest.fixture(scope="module")
-def figure8_ocr(figure8_rgb):
-    """(words, boxes) of FIG. 8 from the real Tesseract, once."""
-    return run_tesseract(figure8_rgb)
-
-
-@pytest.fixture(scope="module")
-def blank_ocr(figures):
-    return run_tesseract(load_image(figures[BLANK]["path"]))
-
-
 @pytest.fixture
 def no_tesseract_on_path(tmp_path, monkeypatch):
     """A real absence: PATH is an empty folder, and pytesseract looks the binary up by name."""

@@ -8,38 +8,12 @@ import json
 import pytest
 
 from processing.constants import DEFAULT_MAX_OCR_TOKENS, OCR_PAD_BOX
-from processing.images import load_image
-from processing.ocr_tesseract import run_tesseract
 from processing.ocr_tokens import ocr_tokens_from_official, tokenize_ocr, truncate_ocr, validate_boxes
-
-FIGURE_8 = "US20250204297A1__8"  # reference numerals 16, 11 and the label "Figure 8"
-BLANK = "US20250204297A1__12"  # Tesseract finds no words
-
-
-@pytest.fixture(scope="module")
-def processor(tiny):
-    return tiny[1]
 
 
 @pytest.fixture(scope="module")
 def ocr_tokenizer(processor):
     return processor.ocr_tokenizer
-
-
-@pytest.fixture(scope="module")
-def figure8_rgb(figures):
-    return load_image(figures[FIGURE_8]["path"])
-
-
-@pytest.fixture(scope="module")
-def figure8_ocr(figure8_rgb):
-    """(words, boxes) of FIG. 8 from the real Tesseract, once."""
-    return run_tesseract(figure8_rgb)
-
-
-@pytest.fixture(scope="module")
-def blank_ocr(figures):
-    return run_tesseract(load_image(figures[BLANK]["path"]))
 
 
 def _official_entry(ocr_tokenizer, words, boxes, pad_to=None) -> dict:
