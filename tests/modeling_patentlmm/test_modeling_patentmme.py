@@ -13,23 +13,12 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForPreTraining, LayoutLMv3Model
 
 from helpers import REPO, SCRIPTS, run_outside_repo
+from helpers.patentmme import tiny_patentmme
 from modeling_patentlmm.configuration_patentmme import PATCH_CLASSES, PatentMMEConfig
 from modeling_patentlmm.modeling_patentmme import PatentMMEForPreTraining, encoder_config
 from modeling_patentlmm.visual_tokenizer_patentmme import TINY_VQGAN, PatentMMEVisualTokenizer
 
-TINY = {
-    "hidden_size": 48,
-    "coordinate_size": 8,
-    "shape_size": 8,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "intermediate_size": 96,
-    "input_size": 64,
-    "vocab_size": 120,
-    "max_position_embeddings": 34,
-    "mim_vocab_size": TINY_VQGAN["num_embeddings"] + 1,
-    "max_nodes": 4,
-}
+TINY = tiny_patentmme(input_size=64, vocab_size=120, max_position_embeddings=34, max_nodes=4)
 P = 16  # (64 / 16) ** 2 patches
 
 

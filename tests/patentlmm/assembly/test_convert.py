@@ -43,6 +43,7 @@ from transformers import (
     LlamaTokenizerFast,
 )
 
+from helpers.patentmme import TINY_LAYOUTLMV3
 from modeling_patentlmm import PatentLMMConfig
 from patentlmm.assembly.convert import convert_original
 from patentlmm.assembly.original import VISION_PREFIX, OriginalWeights, load_vision_config, use_patentmme_encoder
@@ -59,12 +60,7 @@ LORA_RANK = 4
 LORA_ALPHA = 256.0
 LORA_MODULES = [f"self_attn.{name}_proj" for name in "qkvo"] + [f"mlp.{name}_proj" for name in ("gate", "up", "down")]
 VISION = {
-    "hidden_size": 48,
-    "coordinate_size": 8,
-    "shape_size": 8,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "intermediate_size": 96,
+    **TINY_LAYOUTLMV3,
     "input_size": 384,
     "patch_size": 16,
     "max_position_embeddings": 514,

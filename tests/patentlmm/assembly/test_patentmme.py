@@ -10,24 +10,14 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoTokenizer, LayoutLMv3Model
 
+from helpers.patentmme import tiny_patentmme
 from modeling_patentlmm import PatentMMEConfig, PatentMMEForPreTraining, PatentMMEVisualTokenizer
 from modeling_patentlmm.modeling_patentmme import encoder_config
 from modeling_patentlmm.visual_tokenizer_patentmme import TINY_VQGAN
 from patentlmm.assembly.tiny import build_ocr_tokenizer
 from patentlmm.cli import main as cli
 
-TINY = {
-    "hidden_size": 48,
-    "coordinate_size": 8,
-    "shape_size": 8,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "intermediate_size": 96,
-    "input_size": 64,
-    "vocab_size": 120,
-    "max_position_embeddings": 34,
-    "mim_vocab_size": 65,
-}
+TINY = tiny_patentmme(input_size=64, vocab_size=120, max_position_embeddings=34)
 HEADS = ("mlm_head", "mim_head", "patch_cls_linear_head", "tna_ocr_head", "tna_vis_head")
 
 

@@ -8,22 +8,13 @@ import torch
 from PIL import Image
 
 from dataset_builder.layout_elements import patch_grid, patch_labels, token_nodes
+from helpers.patentmme import tiny_patentmme
 from modeling_patentlmm import PatentMMEConfig, PatentMMEForPreTraining
 from modeling_patentlmm.visual_tokenizer_patentmme import TINY_VQGAN, PatentMMEVisualTokenizer
 from patentlmm.assembly.tiny import build_ocr_tokenizer
 from patentlmm.pretraining import PatentMMECollator
 
-TINY = {
-    "hidden_size": 48,
-    "coordinate_size": 8,
-    "shape_size": 8,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "intermediate_size": 96,
-    "input_size": 128,
-    "mim_vocab_size": 65,
-    "max_nodes": 3,
-}
+TINY = tiny_patentmme(input_size=128, max_nodes=3)
 GRID = 8  # 128 / 16
 
 
