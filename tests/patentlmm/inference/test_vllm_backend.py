@@ -224,6 +224,24 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+def _describe_vllm(vllm_python: str, common: list[str], output: Path, images: list[str], tmp_path: Path) -> str:
+    """`patentlmm <common> --backend vllm --output <output> <images>` in the vLLM venv; asserts it exits 0 and
+    returns its log (stdout and stderr)."""
+    command = [vllm_python, "-m", "patentlmm.cli", *common, "--backend", "vllm", "--vllm-args", json.dumps(VLLM_ARGS)]
+    log = tmp_path / "describe-vllm.log"
+    with log.open("w") as handle:
+        result = subprocess.run(
+            [*command, "--output", str(output), *images],
+            cwd=tmp_path,
+            env=_vllm_env(tmp_path),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            timeout=280,
+        )
+    assert result.returncode == 0, log.read_text()[-6000:]
+    return log.read_text()
+
+
 @pytest.mark.slow
 def test_describe_engine_vllm_writes_the_rows_of_the_transformers_engine(tiny_dir, vllm_python, tmp_path):
     """Real bundled figures with 178, 17 and 2 OCR tokens in one vLLM batch, resuming a JSONL that the transformers
@@ -235,19 +253,8 @@ def test_describe_engine_vllm_writes_the_rows_of_the_transformers_engine(tiny_di
     assert main([*common, "--limit", "1", "--output", str(resumed), *images]) == 0
     assert [row["image_id"] for row in _rows(resumed)] == [FIRST]
 
-    command = [vllm_python, "-m", "patentlmm.cli", *common, "--backend", "vllm", "--vllm-args", json.dumps(VLLM_ARGS)]
-    log = tmp_path / "describe-vllm.log"
-    with log.open("w") as handle:
-        result = subprocess.run(
-            [*command, "--output", str(resumed), *images],
-            cwd=tmp_path,
-            env=_vllm_env(tmp_path),
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            timeout=280,
-        )
-    assert result.returncode == 0, log.read_text()[-6000:]
-    assert f"Wrote {len(BATCH)} descriptions" in log.read_text()
+    log = _describe_vllm(vllm_python, common, resumed, images, tmp_path)
+    assert f"Wrote {len(BATCH)} descriptions" in log
     expected = sorted(_rows(reference), key=lambda row: row["image_id"])
     assert sorted(_rows(resumed), key=lambda row: row["image_id"]) == expected
     assert all(row["prediction"] for row in expected)
@@ -352,18 +359,7 @@ def test_describe_vllm_grounds_each_request_as_the_transformers_backend(tiny, vl
     common = ["describe", "--model", str(folder), "--max-new-tokens", "12", "--grounding", "all"]
     reference, grounded = tmp_path / "transformers.jsonl", tmp_path / "vllm.jsonl"
     assert main([*common, "--output", str(reference), *images]) == 0
-    command = [vllm_python, "-m", "patentlmm.cli", *common, "--backend", "vllm", "--vllm-args", json.dumps(VLLM_ARGS)]
-    log = tmp_path / "describe-vllm.log"
-    with log.open("w") as handle:
-        result = subprocess.run(
-            [*command, "--output", str(grounded), *images],
-            cwd=tmp_path,
-            env=_vllm_env(tmp_path),
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            timeout=280,
-        )
-    assert result.returncode == 0, log.read_text()[-6000:]
+    _describe_vllm(vllm_python, common, grounded, images, tmp_path)
     expected = {row["image_id"]: row["prediction"] for row in _rows(reference)}
     assert {row["image_id"]: row["prediction"] for row in _rows(grounded)} == expected
     assert any(row.get("grounding_fired") for row in _rows(reference))  # the constraint changed something
