@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,12 +228,14 @@ def _only(batch: list, field: str) -> list:
     return batch[0]
 
 
-def _validate_ocr_line(entry: Any) -> tuple[str, list[str], list[list[int]]]:
+def _validate_ocr_line(
+    entry: Any, validate_id: Callable[[object], str] = validate_image_id
+) -> tuple[str, list[str], list[list[int]]]:
     from processing.ocr_tokens import validate_boxes
 
     if not isinstance(entry, dict) or not isinstance(entry.get("image_id"), str):
         raise ValueError("not an object with a string 'image_id'")
-    image_id = validate_image_id(entry["image_id"])
+    image_id = validate_id(entry["image_id"])
     words, boxes = entry.get("words"), entry.get("boxes")
     if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
         raise ValueError("'words' must be a list of strings")
@@ -248,10 +250,11 @@ def _validate_ocr_line(entry: Any) -> tuple[str, list[str], list[list[int]]]:
 
 
 def iter_ocr_cache(
-    paths: list[Path], report: ReportWriter | None = None
+    paths: list[Path], report: ReportWriter | None = None, validate_id: Callable[[object], str] = validate_image_id
 ) -> Iterator[tuple[str, list[str], list[list[int]]]]:
     """Streams OCR cache files (JSON Lines of the `ocr` step) as `(image_id, words, boxes)`; bad lines, such as
-    the half-written last line of a killed run, are reported with their file and line number."""
+    the half-written last line of a killed run, are reported with their file and line number. `validate_id`: the
+    root's id rule (`DatasetLayout.validate_id`; default PatentDesc ids alone)."""
     for path in paths:
         for number, entry in iter_jsonl(path, errors="patentdesc-mark-invalid"):
             try:
@@ -259,7 +262,7 @@ def iter_ocr_cache(
                     raise entry
                 if _has_invalid_utf8(entry):
                     raise ValueError("the line contains bytes that are not UTF-8")
-                yield _validate_ocr_line(entry)
+                yield _validate_ocr_line(entry, validate_id)
             except ValueError as error:  # json.JSONDecodeError and InvalidImageIdError are ValueErrors
                 image_id = entry.get("image_id") if isinstance(entry, dict) else None
                 reason = f"{path.name} line {number}: invalid OCR cache entry: {error}"

@@ -18,6 +18,7 @@ from .build import build_patentdesc_dataset
 from .features import CONFIGS, patentdesc_features
 from .layout import DATASET_NAME, DatasetLayout
 from .options import BuildOptions
+from .pretraining import PRETRAINING_CONFIG, pretraining_features
 from .splits import DEFAULT_RATIOS, SPLITS
 
 __all__ = ["PatentDesc355k", "PatentDesc355kConfig"]
@@ -27,7 +28,7 @@ _DESCRIPTION = "PatentDesc-355k: patent figures with brief and detailed descript
 
 @dataclass
 class PatentDesc355kConfig(datasets.BuilderConfig):
-    """`name` is the description type; `data_dir` the dataset root; the rest as `build`'s options."""
+    """`name` is the description type or `pretraining`; `data_dir` the dataset root; the rest as `build`'s options."""
 
     ratios: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATIOS))
     seed: int = 0
@@ -36,7 +37,8 @@ class PatentDesc355kConfig(datasets.BuilderConfig):
 
 
 class PatentDesc355k(datasets.ArrowBasedBuilder):
-    """PatentDesc-355k from a dataset root (`data_dir`), one config per description type.
+    """PatentDesc-355k from a dataset root (`data_dir`), one config per description type, and `pretraining` (the
+    figures with layout elements, train split alone; a root of drawings without the JSON has this config alone).
 
     `download_and_prepare` runs `build` (the one writer of the rows) into the builder's download folder, report
     included (`rejected.jsonl` there, not in the root), and loads its shards of this config:
@@ -47,19 +49,22 @@ class PatentDesc355k(datasets.ArrowBasedBuilder):
     """
 
     BUILDER_CONFIG_CLASS = PatentDesc355kConfig
-    BUILDER_CONFIGS = [PatentDesc355kConfig(name=config, description=f"{config} descriptions") for config in CONFIGS]
+    BUILDER_CONFIGS = [
+        *(PatentDesc355kConfig(name=config, description=f"{config} descriptions") for config in CONFIGS),
+        PatentDesc355kConfig(name=PRETRAINING_CONFIG, description="figures with layout elements, OCR, visual tokens"),
+    ]
     DEFAULT_CONFIG_NAME = CONFIGS[0]
 
     def _layout(self) -> DatasetLayout:
         if not self.config.data_dir:
-            raise ValueError("PatentDesc355k needs data_dir: the folder holding PatentDesc-355k.json.")
+            raise ValueError("PatentDesc355k needs data_dir: the folder holding PatentDesc-355k.json (or images/).")
         return DatasetLayout(Path(self.config.data_dir))
 
     def _info(self) -> datasets.DatasetInfo:
         official_ocr = self.config.data_dir is not None and self._layout().official_ocr_path.is_file()
-        return datasets.DatasetInfo(
-            description=_DESCRIPTION, features=patentdesc_features(official_ocr), homepage=ARXIV_URL, citation=CITATION
-        )
+        pretraining = self.config.name == PRETRAINING_CONFIG
+        features = pretraining_features() if pretraining else patentdesc_features(official_ocr)
+        return datasets.DatasetInfo(description=_DESCRIPTION, features=features, homepage=ARXIV_URL, citation=CITATION)
 
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         layout = self._layout()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .entries import find_split_dir
+from .ids import validate_drawing_id, validate_image_id
 from .ocr_folders import engine_of_folder, find_ocr_folder
 
 __all__ = ["DATASET_JSON", "DATASET_NAME", "DatasetLayout"]
@@ -24,6 +25,12 @@ class DatasetLayout:
     @property
     def json_path(self) -> Path:
         return self.root / DATASET_JSON
+
+    def validate_id(self, image_id: object) -> str:
+        """`image_id` if the root takes it, else `InvalidImageIdError`: a root with PatentDesc-355k.json takes its
+        `<publication>__<figure>` ids alone (`validate_image_id`), a folder of drawings any safe file stem
+        (`validate_drawing_id`)."""
+        return validate_image_id(image_id) if self.json_path.is_file() else validate_drawing_id(image_id)
 
     @property
     def split_dir(self) -> Path | None:

@@ -31,7 +31,7 @@ from .pretraining_caches import (
     read_layout_cache,
 )
 from .reports import ReportWriter, permanent_failures
-from .steps import StepSummary, open_figure, step_root
+from .steps import StepSummary, open_figure, step_root, work_list
 
 __all__ = ["LayoutSummary", "layout_root", "run_layout"]
 
@@ -83,9 +83,8 @@ def run_layout(root: str | os.PathLike, options: LayoutOptions = LayoutOptions()
         summary = LayoutSummary()
         cached = set(read_layout_cache(folder))
         failed_before = set() if options.retry_failed else permanent_failures(report_path)
-        image_ids = sorted(path.stem for path in layout.images_dir.glob("*.png"))
-        todo = [image_id for image_id in image_ids if summary.admit(image_id, cached, failed_before)]
         with ReportWriter(report_path, "layout") as report, JsonlAppender(folder / LAYOUT_CACHE) as cache:
+            todo = work_list(layout, summary, cached, failed_before, report)
             found = _from_coco(todo, options) if options.coco is not None else _from_ocr(todo, layout, options)
             for image_id, (status, result, permanent) in found:
                 if status == "ok":
@@ -116,7 +115,8 @@ def _from_coco(todo: list[str], options: LayoutOptions):
 
 def _from_ocr(todo: list[str], layout: DatasetLayout, options: LayoutOptions):
     """`(image_id, outcome)` of each figure from its OCR and ink, in a pool (a killed worker fails one figure)."""
-    ocr = {image_id: (words, boxes) for image_id, words, boxes in iter_ocr_cache(layout.ocr_cache_paths)}
+    lines = iter_ocr_cache(layout.ocr_cache_paths, validate_id=layout.validate_id)
+    ocr = {image_id: (words, boxes) for image_id, words, boxes in lines}
     ready = [image_id for image_id in todo if image_id in ocr]
     for image_id in todo:
         if image_id not in ocr:

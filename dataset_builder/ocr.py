@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,9 +126,11 @@ def run_ocr(
     cache_path: str | os.PathLike,
     report_path: str | os.PathLike,
     options: OcrOptions = OcrOptions(),  # noqa: B008 (frozen)
+    validate_id: Callable[[object], str] = validate_image_id,
 ) -> OcrSummary:
     """OCRs `images_dir/<image_id>.png` for the ids of shard `options.shard_index` with `options.engine` (a name,
-    `to_dict()` or an engine), appending to `cache_path`.
+    `to_dict()` or an engine), appending to `cache_path`; an id `validate_id` refuses is reported, not read
+    (`ocr_root` passes `DatasetLayout.validate_id`: drawing file stems too at a root without the JSON).
 
     Ids already in any cache file next to `cache_path`, or with a permanent failure in `report_path` (unless
     `options.retry_failed`), are skipped. The folder of `cache_path` belongs to one engine (its `ocr_engine.json`):
@@ -142,7 +144,7 @@ def run_ocr(
         _claim_folder(cache_path.parent, engine)
         summary = OcrSummary()
         with ReportWriter(report_path, "ocr") as report:
-            todo = _work_list(image_ids, cache_path, report_path, options, report, summary)
+            todo = _work_list(image_ids, cache_path, report_path, options, report, summary, validate_id)
             if todo:
                 engine_spec = json.dumps(engine.to_dict(), sort_keys=True)
                 _ocr_in_pool(todo, images_dir, cache_path, engine_spec, options, report, summary)
@@ -157,6 +159,7 @@ def _work_list(
     options: OcrOptions,
     report: ReportWriter,
     summary: OcrSummary,
+    validate_id: Callable[[object], str],
 ) -> list[str]:
     """This shard's ids that are neither cached nor failed before (unless `retry_failed`); bad ids are reported."""
     cached = {entry["image_id"] for entry in _cache_entries(cache_path.parent)}
@@ -169,7 +172,7 @@ def _work_list(
         seen.add(image_id)
         if summary.admit(image_id, cached, failed_before):
             try:
-                todo[validate_image_id(image_id)] = None
+                todo[validate_id(image_id)] = None
             except InvalidImageIdError as error:
                 report.add(str(image_id), str(error), permanent=True)
                 summary.failed += 1
@@ -238,6 +241,6 @@ def ocr_root(root: str | os.PathLike, options: OcrOptions = OcrOptions()) -> int
     shards, shard = options.num_shards, options.shard_index
     report_path = layout.reports_dir / sharded_name(f"ocr_failures-{engine.key}", shards, shard)
     cache_path = layout.ocr_dir / engine.key / sharded_name(CACHE_STEM, shards, shard)
-    summary = run_ocr(image_ids, layout.images_dir, cache_path, report_path, options)
+    summary = run_ocr(image_ids, layout.images_dir, cache_path, report_path, options, layout.validate_id)
     print(f"{summary} (engine {engine.key}; shard {shard} of {shards}; failures: {report_path})")
     return 0

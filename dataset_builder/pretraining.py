@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .diskmap import DiskMap
 from .entries import iter_ocr_cache
+from .ids import InvalidImageIdError
 from .image_check import prepare_image
 from .layout import DatasetLayout
 from .layout_elements import PATCH_CLASSES
@@ -85,7 +86,7 @@ def _index(layout: DatasetLayout, work: Path, report: ReportWriter | None) -> tu
     elements, ocr, tokens = (DiskMap(work / f"{name}.sqlite") for name in ("layout", "ocr", "tokens"))
     for image_id, boxes, classes in iter_layout_cache(layout.root / LAYOUT_DIR):
         elements[image_id] = json.dumps([boxes, classes])
-    for image_id, words, boxes in iter_ocr_cache(layout.ocr_cache_paths, report):
+    for image_id, words, boxes in iter_ocr_cache(layout.ocr_cache_paths, report, layout.validate_id):
         ocr[image_id] = json.dumps([words, boxes])
     for image_id, ids in iter_visual_tokens(layout.root / VISUAL_TOKENS_DIR):
         if isinstance(ids, list) and all(type(i) is int for i in ids):
@@ -123,6 +124,10 @@ def _row(
     layout: DatasetLayout, image_id: str, elements: DiskMap, ocr: DiskMap, tokens: DiskMap, options: BuildOptions
 ) -> dict[str, Any] | str:
     """One figure's row, or why it has none."""
+    try:
+        layout.validate_id(image_id)
+    except InvalidImageIdError as error:
+        return str(error)
     entry = elements.get(image_id)
     if entry is None:
         return "no layout elements (run `layout` first)"

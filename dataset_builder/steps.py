@@ -12,11 +12,12 @@ from typing import Any
 
 from processing.images import load_image
 
+from .ids import InvalidImageIdError
 from .layout import DatasetLayout
 from .options import STEPS, AllOptions
 from .pretraining_caches import CacheMismatchError
 
-__all__ = ["STEP_RUNNERS", "StepSummary", "open_figure", "run_all", "run_step", "step_root"]
+__all__ = ["STEP_RUNNERS", "StepSummary", "open_figure", "run_all", "run_step", "step_root", "work_list"]
 
 # step -> (module, function(root, options) -> exit status); a module is imported only when its step runs
 STEP_RUNNERS = {
@@ -55,6 +56,22 @@ class StepSummary:
         else:
             return True
         return False
+
+
+def work_list(
+    layout: DatasetLayout, summary: StepSummary, cached: Container[str], failed_before: Container[str], report: Any
+) -> list[str]:
+    """The ids of `layout.images_dir/*.png` (sorted) that this run should do (`StepSummary.admit`); a name the root
+    refuses (`DatasetLayout.validate_id`) is reported to `report` (a `ReportWriter`) as a permanent failure."""
+    todo = []
+    for image_id in sorted(path.stem for path in layout.images_dir.glob("*.png")):
+        if summary.admit(image_id, cached, failed_before):
+            try:
+                todo.append(layout.validate_id(image_id))
+            except InvalidImageIdError as error:
+                report.add(image_id, str(error), permanent=True)
+                summary.failed += 1
+    return todo
 
 
 def open_figure(path: str | os.PathLike, max_pixels: int | None) -> tuple[Any, str | None, bool]:

@@ -26,7 +26,7 @@ from .pretraining_caches import (
     read_visual_tokens,
 )
 from .reports import ReportWriter, permanent_failures
-from .steps import StepSummary, open_figure, step_root
+from .steps import StepSummary, open_figure, step_root, work_list
 
 __all__ = [
     "VisualTokenSummary",
@@ -86,16 +86,15 @@ def run_visual_tokens(
         summary = VisualTokenSummary()
         cached = set(read_visual_tokens(folder)[0])
         failed_before = set() if options.retry_failed else permanent_failures(report_path)
-        image_ids = sorted(path.stem for path in layout.images_dir.glob("*.png"))
-        todo = [image_id for image_id in image_ids if summary.admit(image_id, cached, failed_before)]
         with (
             ReportWriter(report_path, "visual-tokens") as report,
             JsonlAppender(folder / VISUAL_TOKENS_CACHE) as cache,
-            tqdm(total=len(todo), unit="img", desc="visual-tokens") as progress,
         ):
-            for batch in _batches(todo, options.batch_size):
-                _encode_batch(batch, layout.images_dir, tokenizer, options, cache, report, summary)
-                progress.update(len(batch))
+            todo = work_list(layout, summary, cached, failed_before, report)
+            with tqdm(total=len(todo), unit="img", desc="visual-tokens") as progress:
+                for batch in _batches(todo, options.batch_size):
+                    _encode_batch(batch, layout.images_dir, tokenizer, options, cache, report, summary)
+                    progress.update(len(batch))
     summary.seconds = time.monotonic() - started
     return summary
 
