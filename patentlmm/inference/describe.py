@@ -119,10 +119,11 @@ class DescribeOptions:
         help="OCR engine whose figure numerals/labels `patentlmm eval` scores against (default: %(default)s)",
     )
     no_repeat_ngram_size: int = option(0, help="forbid repeating token n-grams of this size (0: off)")
-    grounding: str = option(
-        DEFAULT_GROUNDING,
+    grounding: str | None = option(
+        None,
         choices=GROUNDINGS,
-        help="cite only the reference numerals / figure labels the figure's OCR read (default: %(default)s)",
+        help=f"cite only the reference numerals / figure labels the figure's OCR read (default: {DEFAULT_GROUNDING}; "
+        "off for original_inference, which reproduces the original's tokens)",
     )
     grounding_bias: float = option(0.0, help="logit bonus for numerals the OCR read but not yet cited (0: none)")
     engine: str | None = None  # deprecated (one release): `backend`'s old name
@@ -131,6 +132,8 @@ class DescribeOptions:
         if self.engine is not None:
             warnings.warn("DescribeOptions(engine=...) is deprecated: use backend=...", FutureWarning, stacklevel=3)
             self.backend, self.engine = self.engine, None
+        if self.grounding is None:
+            self.grounding = "off" if self.prompt_format == ORIGINAL_INFERENCE else DEFAULT_GROUNDING
         self.images = [Path(path) for path in self.images]
         self.output = Path(self.output) if self.output is not None else None
         check_options(self)

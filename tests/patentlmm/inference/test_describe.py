@@ -355,3 +355,12 @@ def test_dataset_rows_whose_image_does_not_decode_are_skipped_and_reported(tmp_p
     with caplog.at_level("WARNING", logger="patentlmm.inference.figures"):
         assert describe(model, options, processor=processor) == []
     assert sorted(r.args[0] for r in caplog.records if r.msg.startswith("Skipped")) == ["broken-chunk", "cut-qoi"]
+
+
+def test_grounding_defaults_to_all_but_off_for_original_inference():
+    """The measured default (docs/describe.md) grounds; the original's prompt format keeps its plain greedy decoding
+    (it reproduces the authors' tokens); an explicit choice wins in both."""
+    assert DescribeOptions().grounding == "all"
+    assert DescribeOptions(prompt_format="original_inference").grounding == "off"
+    assert DescribeOptions(prompt_format="original_inference", grounding="numerals").grounding == "numerals"
+    assert DescribeOptions(grounding="off").grounding == "off"
