@@ -247,7 +247,9 @@ def test_describe_engine_vllm_writes_the_rows_of_the_transformers_engine(tiny_di
     """Real bundled figures with 178, 17 and 2 OCR tokens in one vLLM batch, resuming a JSONL that the transformers
     engine started; the file then equals the transformers backend's own full run."""
     images = [str(_figure(image_id)) for image_id in [FIRST, *BATCH]]
-    common = ["describe", "--model", str(tiny_dir), "--max-new-tokens", "24", "--batch-size", "4"]
+    # ungrounded: only then are the rows equal field for field (vLLM's do not report which constraints fired; the
+    # grounded predictions are compared by test_describe_vllm_grounds_each_request_as_the_transformers_backend)
+    common = ["describe", "--model", str(tiny_dir), "--max-new-tokens", "24", "--batch-size", "4", "--grounding", "off"]
     reference, resumed = tmp_path / "transformers.jsonl", tmp_path / "resumed.jsonl"
     assert main([*common, "--output", str(reference), *images]) == 0
     assert main([*common, "--limit", "1", "--output", str(resumed), *images]) == 0
