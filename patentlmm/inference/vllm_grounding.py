@@ -25,7 +25,10 @@ class GroundingAdapter(AdapterLogitsProcessor):
     def __init__(self, vllm_config: Any, device: torch.device, is_pin_memory: bool):
         super().__init__(vllm_config, device, is_pin_memory)
         model_config = vllm_config.model_config
-        self.tokenizer = AutoTokenizer.from_pretrained(model_config.tokenizer)
+        # the served folder's own choice (`vllm serve --trust-remote-code`), never left to a prompt
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            model_config.tokenizer, trust_remote_code=bool(model_config.trust_remote_code)
+        )
         self.vocab_size = model_config.get_vocab_size()
         self.eos_token_id = getattr(model_config.hf_config, "eos_token_id", None)
 
